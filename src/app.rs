@@ -1,0 +1,166 @@
+//! Building and running the service: `App::build` binds (port 0 in tests) and wires
+//! the parts; `App::run` serves until the shutdown future resolves, then closes every
+//! socket with 1001 and flushes the store. `main` and the tests use the same path.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agenda::Agenda;
+use crate::auth::{Secrets, SecretsError, SecretsOrigin};
+use crate::clock::Clock;
+use crate::config::{Config, Loaded};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::sites::Roster;
+use crate::store::{Store, StoreError};
+
+/// Everything the handlers share; cloned as an `Arc`.
+pub struct Shared {
+    pub config: Config,
+    pub roster: Arc<Roster>,
+    pub agenda: Agenda,
+    pub secrets: Secrets,
+    pub hub: Hub,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the server begins to shut down; socket tasks watch it.
+    pub shutdown: CancellationToken,
+    /// Websocket tasks (detached from HTTP once upgraded), awaited at shutdown.
+    pub tasks: TaskTracker,
+}
+
+pub type AppState = Arc<Shared>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("cannot listen on {addr}: {source} (is another diemcau running? choose another --listen)")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// A bound, ready-to-run service.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    secrets_origin: SecretsOrigin,
+}
+
+impl App {
+    /// Opens the store and secrets in `data_dir`, restores history, binds `listen`.
+    pub async fn build(loaded: Loaded, data_dir: PathBuf, listen: &str, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        let Loaded { config, roster, agenda } = loaded;
+        let roster = Arc::new(roster);
+        let store = Store::open(&data_dir, clock.now_ms())?;
+        let (secrets, secrets_origin) = Secrets::load_or_create(&data_dir, &roster)?;
+        let history = store.load_history()?;
+        let metrics = Arc::new(Metrics::new(&roster));
+        let hub = Hub::new(
+            roster.clone(),
+            (&config.liveness).into(),
+            clock.clone(),
+            store.clone(),
+            metrics.clone(),
+            &history,
+        );
+        let listener = bind(listen).map_err(|source| StartError::Listen {
+            addr: listen.to_string(),
+            source,
+        })?;
+        let state = Arc::new(Shared {
+            config,
+            roster,
+            agenda,
+            secrets,
+            hub,
+            store,
+            metrics,
+            clock,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        Ok(App {
+            listener,
+            state,
+            secrets_origin,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn secrets_origin(&self) -> SecretsOrigin {
+        self.secrets_origin
+    }
+
+    /// Serves until `shutdown` resolves; then sockets close with 1001 (within 5 s)
+    /// and the store is flushed.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state;
+        let token = state.shutdown.clone();
+        let links = tokio::spawn(publish_links(state.clone()));
+        let listener = self.listener.tap_io(|tcp| {
+            // Probes are tiny: do not let Nagle hold them back.
+            let _ = tcp.set_nodelay(true);
+        });
+        let signal = {
+            let token = token.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown => token.cancel(),
+                    _ = token.cancelled() => {}
+                }
+            }
+        };
+        let served = axum::serve(listener, crate::http::router(state.clone()))
+            .with_graceful_shutdown(signal)
+            .await;
+        token.cancel();
+        links.abort();
+        state.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), state.tasks.wait()).await.is_err() {
+            tracing::warn!("some sockets did not close within 5 s");
+        }
+        if let Err(e) = state.store.flush().await {
+            tracing::error!(error = %e, "store flush at shutdown failed");
+        }
+        served
+    }
+}
+
+/// Listens with a deep backlog: thousands of sites reconnect at once after a restart.
+fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address like 127.0.0.1:8080"))?;
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// Every probe interval, the link figures of connected sites go to the live feed.
+async fn publish_links(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_millis(state.config.liveness.probe_interval_ms));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.hub.publish_links();
+    }
+}

@@ -1,0 +1,342 @@
+//! The bridge socket `/ws/bridge`: one task per connected site speaking protocol v1.
+//!
+//! The reader half runs the protocol (hello, probes, echoes, the site's deadline); a
+//! writer task drains a bounded queue, so nothing else ever waits on a slow site: a
+//! site whose queue is full is closed (4503).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::clock::EpochMs;
+use crate::hub::Outbound;
+use crate::metrics::SocketKind;
+use crate::protocol::{close, ClientMsg, ServerMsg};
+use crate::sites::{SiteId, SiteIdx};
+
+pub async fn upgrade(State(app): State<AppState>, caller: Option<Caller>, ws: WebSocketUpgrade) -> Response {
+    let limit = app.config.protocol.max_frame_bytes;
+    let tasks = app.tasks.clone();
+    // Small buffers: the default 128 KiB each would cost ~135 KB per site.
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .on_upgrade(move |socket| tasks.track_future(serve(app, socket, caller)))
+}
+
+/// Why the connection ended, and the close frame to send if any.
+struct Ending {
+    code: Option<u16>,
+    reason: String,
+}
+
+impl Ending {
+    fn close(code: u16, reason: impl Into<String>) -> Self {
+        Ending { code: Some(code), reason: reason.into() }
+    }
+
+    fn gone(reason: impl Into<String>) -> Self {
+        Ending { code: None, reason: reason.into() }
+    }
+}
+
+async fn serve(app: AppState, socket: WebSocket, caller: Option<Caller>) {
+    app.metrics.connection_opened(SocketKind::Bridge);
+    let (mut sink, mut stream) = socket.split();
+    let hello_timeout = Duration::from_millis(app.config.protocol.hello_timeout_ms);
+    match tokio::time::timeout(hello_timeout, read_hello(&app, &mut stream, caller)).await {
+        Err(_) => refuse(&mut sink, close::BAD_HELLO, "no_hello", "say hello within the hello timeout").await,
+        Ok(Err((code, error, message))) => refuse(&mut sink, code, error, &message).await,
+        Ok(Ok(hello)) => {
+            let span = tracing::info_span!("bridge", site = %hello.id);
+            run_session(&app, hello, sink, stream).instrument(span).await;
+        }
+    }
+    app.metrics.connection_closed(SocketKind::Bridge);
+}
+
+struct Hello {
+    id: SiteId,
+    idx: SiteIdx,
+    agent: crate::protocol::AgentKind,
+    version: String,
+}
+
+type Refusal = (u16, &'static str, String);
+
+async fn read_hello(app: &AppState, stream: &mut SplitStream<WebSocket>, caller: Option<Caller>) -> Result<Hello, Refusal> {
+    let text = loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(text))) => break text,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(_))) => {
+                return Err((close::BAD_HELLO, "bad_hello", "the first frame must be a JSON hello".into()))
+            }
+            Some(Err(e)) if is_too_large(&e) => {
+                return Err((close::TOO_LARGE, "too_large", "frame exceeds the size limit".into()))
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                return Err((close::BAD_HELLO, "bad_hello", "closed before hello".into()))
+            }
+        }
+    };
+    let (site, key, agent, version) = match ClientMsg::decode(&text) {
+        Ok(ClientMsg::Hello { site, key, agent, version }) => (site, key, agent, version),
+        Ok(_) => return Err((close::BAD_HELLO, "bad_hello", "the first frame must be hello".into())),
+        Err(e) => return Err((close::BAD_HELLO, "bad_hello", format!("bad hello: {}", e.message))),
+    };
+    let unknown = || (close::UNKNOWN_SITE, "unknown_site", format!("site `{}` is not in the roster", site.chars().take(16).collect::<String>()));
+    let id: SiteId = site.parse().map_err(|_| unknown())?;
+    let idx = app.roster.index_of(id).ok_or_else(unknown)?;
+    let authorised = match (&key, caller) {
+        (Some(key), _) => app.secrets.is_site_key(id, key),
+        // A page whose session already proved the site's key may leave the key out.
+        (None, Some(Caller::Site(own))) => own == id,
+        (None, _) => false,
+    };
+    if !authorised {
+        return Err((close::BAD_KEY, "bad_key", format!("this key does not belong to site {id}")));
+    }
+    Ok(Hello { id, idx, agent, version })
+}
+
+/// Says why in an error frame, then closes.
+async fn refuse(sink: &mut SplitSink<WebSocket, Message>, code: u16, error: &str, message: &str) {
+    tracing::debug!(code, error, "bridge connection refused");
+    let frame = ServerMsg::error(error, message).to_json();
+    let _ = sink.send(Message::Text(frame.into())).await;
+    let _ = sink.send(close_message(code, message)).await;
+}
+
+fn close_message(code: u16, reason: &str) -> Message {
+    // A close reason is limited to 123 bytes; cut on a character boundary.
+    let mut end = reason.len().min(120);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(&reason[..end]) }))
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(Error::Capacity(_)) = err.downcast_ref::<Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+async fn run_session(app: &AppState, hello: Hello, sink: SplitSink<WebSocket, Message>, mut stream: SplitStream<WebSocket>) {
+    let protocol = &app.config.protocol;
+    let liveness = &app.config.liveness;
+    let (out, pending) = mpsc::channel(protocol.send_queue_frames);
+    let (kick_tx, mut kick) = oneshot::channel();
+    let (close_tx, close_rx) = oneshot::channel();
+    let writer = tokio::spawn(write_frames(sink, pending, close_rx));
+
+    let (session, mut deadline) = app.hub.connect(hello.idx, hello.agent, &hello.version, out.clone(), kick_tx);
+    let site = app.roster.site(hello.idx);
+    tracing::info!(%session, agent = hello.agent.as_str(), "site connected");
+    let queue = Queue(&out);
+    let welcome = ServerMsg::welcome(site.id, &site.name, site.kind, session, app.clock.now_ms(), liveness.probe_interval_ms);
+
+    let mut probes = tokio::time::interval(Duration::from_millis(liveness.probe_interval_ms));
+    probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outstanding: VecDeque<(u64, EpochMs)> = VecDeque::new();
+    let mut next_seq = 0u64;
+    let mut flood = FloodGuard::new(protocol.max_frames_per_second);
+    let mut bad_frames = 0u32;
+    let echo_timeout = liveness.echo_timeout_ms as i64;
+
+    let ending = 'session: {
+        if queue.send(&welcome).is_err() {
+            break 'session Ending::close(close::NOT_READING, "send queue full");
+        }
+        loop {
+            let sleep = deadline.map(|at| {
+                let wait = (at - app.clock.now_ms()).max(0) as u64;
+                tokio::time::sleep(Duration::from_millis(wait))
+            });
+            tokio::select! {
+                biased;
+                _ = app.shutdown.cancelled() => break 'session Ending::close(close::GOING_AWAY, "server shutting down"),
+                code = &mut kick => {
+                    let code = code.unwrap_or(close::REPLACED);
+                    let reason = if code == close::REPLACED { "replaced by a newer connection" } else { "not reading: send queue full" };
+                    break 'session Ending::close(code, reason);
+                }
+                frame = stream.next() => {
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            deadline = app.hub.heard(hello.idx, session);
+                            continue;
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            if !flood.allow() { break 'session Ending::close(close::FLOODING, "too many frames per second"); }
+                            bad_frames += 1;
+                            if queue.send(&ServerMsg::error("binary_not_allowed", "binary frames are only accepted during a throughput test")).is_err() {
+                                break 'session Ending::close(close::NOT_READING, "send queue full");
+                            }
+                            if bad_frames > protocol.max_bad_frames { break 'session Ending::close(close::BAD_HELLO, "too many bad frames"); }
+                            continue;
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            let code = frame.map(|f| f.code).unwrap_or(1005);
+                            break 'session Ending::gone(format!("socket closed by the site ({code})"));
+                        }
+                        Some(Err(e)) if is_too_large(&e) => break 'session Ending::close(close::TOO_LARGE, "frame exceeds the size limit"),
+                        Some(Err(_)) | None => break 'session Ending::gone("connection lost"),
+                    };
+                    if !flood.allow() {
+                        break 'session Ending::close(close::FLOODING, "too many frames per second");
+                    }
+                    match ClientMsg::decode(&text) {
+                        Ok(ClientMsg::Echo { seq, client_recv_ms, client_send_ms, .. }) => {
+                            let now = app.clock.now_ms();
+                            match outstanding.iter().position(|(s, _)| *s == seq) {
+                                Some(pos) => {
+                                    let (_, sent) = outstanding.remove(pos).expect("position is valid");
+                                    let outcome = app.hub.echo(hello.idx, session, sent, client_recv_ms, client_send_ms, now, echo_timeout);
+                                    deadline = outcome.next_deadline;
+                                    if let Some(sync) = outcome.sync {
+                                        let msg = ServerMsg::Sync { offset_ms: sync.offset_ms, rtt_ms: sync.rtt_ms, uncertainty_ms: sync.uncertainty_ms };
+                                        if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, "send queue full"); }
+                                    }
+                                }
+                                // Late (already counted as stalled) or unknown: still a sign of life.
+                                None => deadline = app.hub.heard(hello.idx, session),
+                            }
+                        }
+                        Ok(ClientMsg::Heartbeat { .. }) => deadline = app.hub.heard(hello.idx, session),
+                        Ok(ClientMsg::Hello { .. }) => {
+                            bad_frames += 1;
+                            if queue.send(&ServerMsg::error("duplicate_hello", "hello was already accepted on this connection")).is_err() {
+                                break 'session Ending::close(close::NOT_READING, "send queue full");
+                            }
+                        }
+                        Err(e) => {
+                            bad_frames += 1;
+                            if queue.send(&ServerMsg::error(e.code, e.message)).is_err() {
+                                break 'session Ending::close(close::NOT_READING, "send queue full");
+                            }
+                        }
+                    }
+                    if bad_frames > protocol.max_bad_frames {
+                        break 'session Ending::close(close::BAD_HELLO, "too many bad frames");
+                    }
+                }
+                _ = probes.tick() => {
+                    let now = app.clock.now_ms();
+                    while outstanding.front().is_some_and(|(_, sent)| now - sent >= echo_timeout) {
+                        outstanding.pop_front();
+                        app.hub.probe_missed(hello.idx, session);
+                    }
+                    next_seq += 1;
+                    outstanding.push_back((next_seq, now));
+                    app.hub.probe_sent(hello.idx, session);
+                    if queue.send(&ServerMsg::Probe { seq: next_seq, server_ms: now }).is_err() {
+                        break 'session Ending::close(close::NOT_READING, "send queue full");
+                    }
+                }
+                _ = async { sleep.expect("guarded by the condition").await }, if sleep.is_some() => {
+                    let (offline, next) = app.hub.tick(hello.idx, session);
+                    deadline = next;
+                    if offline {
+                        break 'session Ending::close(close::SILENT, "silent too long: offline, reconnect");
+                    }
+                }
+            }
+        }
+    };
+
+    // Mark the site first: detection latency matters more than the close handshake.
+    app.hub.disconnected(hello.idx, session, &ending.reason);
+    tracing::info!(reason = %ending.reason, "site disconnected");
+    if let Some(code) = ending.code {
+        let _ = close_tx.send(close_message(code, &ending.reason));
+    }
+    drop(out);
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+        writer.abort(); // the peer does not read even its close frame
+    }
+}
+
+/// The site's send queue, as the reader uses it.
+struct Queue<'a>(&'a mpsc::Sender<Outbound>);
+
+impl Queue<'_> {
+    /// Queues a frame without waiting; an error means the site is not reading.
+    fn send(&self, msg: &ServerMsg) -> Result<(), ()> {
+        self.0.try_send(Outbound::Text(msg.to_json().into())).map_err(drop)
+    }
+}
+
+/// Drains the queue into the socket; a close frame from the reader goes first.
+async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Outbound>, mut close: oneshot::Receiver<Message>) {
+    loop {
+        tokio::select! {
+            biased;
+            frame = &mut close => {
+                if let Ok(frame) = frame {
+                    let _ = sink.send(frame).await;
+                }
+                break;
+            }
+            next = queue.recv() => match next {
+                Some(Outbound::Text(text)) => {
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    // The reader is done; it may still send a close frame.
+                    if let Ok(frame) = close.await {
+                        let _ = sink.send(frame).await;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Counts frames in one-second windows.
+struct FloodGuard {
+    limit: u32,
+    window_start: Instant,
+    count: u32,
+}
+
+impl FloodGuard {
+    fn new(limit: u32) -> Self {
+        Self { limit, window_start: Instant::now(), count: 0 }
+    }
+
+    /// Whether one more frame is within the limit.
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.limit
+    }
+}

@@ -1,0 +1,321 @@
+//! Configuration: `diemcau.toml` (embedded default or `--config`), plus the roster and
+//! agenda it points to. Loaded whole and checked before anything starts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::agenda::Agenda;
+use crate::sites::Roster;
+use crate::table::TableError;
+
+const DEFAULT_TOML: &str = include_str!("../config/diemcau.toml");
+const DEFAULT_SITES: &[u8] = include_bytes!("../config/sites.csv");
+const DEFAULT_AGENDA: &[u8] = include_bytes!("../config/agenda.csv");
+
+/// Everything in `diemcau.toml`. Missing keys keep their defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub sites: Option<PathBuf>,
+    pub agenda: Option<PathBuf>,
+    pub liveness: LivenessConfig,
+    pub protocol: ProtocolConfig,
+    pub timer: TimerConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LivenessConfig {
+    pub probe_interval_ms: u64,
+    pub degraded_after_ms: u64,
+    pub offline_after_ms: u64,
+    pub online_after_echoes: u32,
+    pub echo_timeout_ms: u64,
+    pub flapping_offline_count: u32,
+    pub flapping_window_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolConfig {
+    pub hello_timeout_ms: u64,
+    pub max_frame_bytes: usize,
+    pub send_queue_frames: usize,
+    pub max_frames_per_second: u32,
+    pub max_bad_frames: u32,
+}
+
+/// What the timer does when a slot reaches 0:00.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtZero {
+    /// Keep running into overtime, counting up.
+    Signal,
+    /// Stop the slot after the grace period.
+    AutoStop,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimerConfig {
+    pub slot_seconds: u32,
+    pub warning_seconds: u32,
+    pub danger_seconds: u32,
+    pub at_zero: AtZero,
+    pub auto_stop_grace_seconds: u32,
+    pub pause_on_site_loss: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub public: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: "data".into(),
+            sites: None,
+            agenda: None,
+            liveness: LivenessConfig::default(),
+            protocol: ProtocolConfig::default(),
+            timer: TimerConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval_ms: 2000,
+            degraded_after_ms: 6000,
+            offline_after_ms: 15000,
+            online_after_echoes: 3,
+            echo_timeout_ms: 2000,
+            flapping_offline_count: 3,
+            flapping_window_ms: 600_000,
+        }
+    }
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        Self {
+            hello_timeout_ms: 5000,
+            max_frame_bytes: 64 * 1024,
+            send_queue_frames: 64,
+            max_frames_per_second: 50,
+            max_bad_frames: 10,
+        }
+    }
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self {
+            slot_seconds: 420,
+            warning_seconds: 60,
+            danger_seconds: 30,
+            at_zero: AtZero::Signal,
+            auto_stop_grace_seconds: 30,
+            pause_on_site_loss: true,
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { public: true }
+    }
+}
+
+/// A configuration that could not be used, with what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Toml { path: String, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+/// Configuration with its roster and agenda, all checked.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub roster: Roster,
+    pub agenda: Agenda,
+}
+
+/// Where each part comes from; `None` means the embedded default.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub config: Option<PathBuf>,
+    pub sites: Option<PathBuf>,
+    pub agenda: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Loads config, roster and agenda. Paths inside a config file are relative to it.
+    pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+        let (config, base, label) = match &sources.config {
+            None => (parse_toml(DEFAULT_TOML, "embedded diemcau.toml")?, None, "embedded diemcau.toml".to_string()),
+            Some(path) => {
+                let text = read_text(path)?;
+                let label = path.display().to_string();
+                let mut config = parse_toml(&text, &label)?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                config.data_dir = base.join(&config.data_dir);
+                (config, Some(base), label)
+            }
+        };
+        config.validate(&label)?;
+        let in_config = |p: &Option<PathBuf>| -> Option<PathBuf> {
+            p.as_ref().map(|p| base.as_ref().map_or(p.clone(), |b| b.join(p)))
+        };
+        let sites_path = sources.sites.clone().or_else(|| in_config(&config.sites));
+        let agenda_path = sources.agenda.clone().or_else(|| in_config(&config.agenda));
+
+        let roster = match &sites_path {
+            None => Roster::parse("config/sites.csv (embedded)", DEFAULT_SITES)?,
+            Some(path) => Roster::parse(&path.display().to_string(), &read_bytes(path)?)?,
+        };
+        let slot = config.timer.slot_seconds;
+        let agenda = match &agenda_path {
+            None if sites_path.is_some() => Agenda::default(),
+            None => Agenda::parse("config/agenda.csv (embedded)", DEFAULT_AGENDA, &roster, slot)?,
+            Some(path) => Agenda::parse(&path.display().to_string(), &read_bytes(path)?, &roster, slot)?,
+        };
+        Ok(Loaded {
+            config,
+            roster,
+            agenda,
+        })
+    }
+}
+
+impl Config {
+    /// Rejects values that would make the service misbehave rather than fail.
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.to_string(),
+            message: message.to_string(),
+        };
+        let l = &self.liveness;
+        if l.probe_interval_ms == 0 || l.echo_timeout_ms == 0 {
+            return Err(invalid("liveness.probe_interval_ms and echo_timeout_ms must be above 0"));
+        }
+        if l.degraded_after_ms == 0 || l.degraded_after_ms >= l.offline_after_ms {
+            return Err(invalid("liveness.degraded_after_ms must be above 0 and below offline_after_ms"));
+        }
+        if l.online_after_echoes == 0 || l.flapping_offline_count == 0 {
+            return Err(invalid("liveness.online_after_echoes and flapping_offline_count must be at least 1"));
+        }
+        let p = &self.protocol;
+        if p.max_frame_bytes < 1024 || p.send_queue_frames == 0 || p.max_frames_per_second == 0 {
+            return Err(invalid(
+                "protocol.max_frame_bytes must be at least 1024, send_queue_frames and max_frames_per_second above 0",
+            ));
+        }
+        let t = &self.timer;
+        if t.slot_seconds == 0 || t.danger_seconds > t.warning_seconds {
+            return Err(invalid("timer.slot_seconds must be above 0 and danger_seconds ≤ warning_seconds"));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(&format!("listen `{}` is not an address like 127.0.0.1:8080", self.listen)));
+        }
+        Ok(())
+    }
+}
+
+fn parse_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Toml {
+        path: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = read_bytes(path)?;
+    String::from_utf8(bytes).map_err(|_| ConfigError::Toml {
+        path: path.display().to_string(),
+        message: "not valid UTF-8".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_load_the_92_sites_and_26_slots() {
+        let loaded = Loaded::load(&Sources::default()).unwrap();
+        assert_eq!(loaded.roster.len(), 92);
+        assert_eq!(loaded.agenda.len(), 26);
+        assert_eq!(loaded.config.listen, "127.0.0.1:8080");
+        assert_eq!(loaded.config.liveness.degraded_after_ms, 6000);
+        assert_eq!(loaded.config.liveness.offline_after_ms, 15000);
+    }
+
+    #[test]
+    fn config_file_paths_are_relative_to_the_file_and_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.csv"), "code,name,kind,former_district\n00001,A,xa,D\n").unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "sites = \"s.csv\"\n[liveness]\ndegraded_after_ms = 100\noffline_after_ms = 200\n",
+        )
+        .unwrap();
+        let loaded = Loaded::load(&Sources {
+            config: Some(dir.path().join("c.toml")),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(loaded.roster.len(), 1);
+        assert!(loaded.agenda.is_empty());
+        assert_eq!(loaded.config.data_dir, dir.path().join("data"));
+
+        std::fs::write(dir.path().join("bad.toml"), "[liveness]\ndegraded_after = 1\n").unwrap();
+        let err = Loaded::load(&Sources {
+            config: Some(dir.path().join("bad.toml")),
+            ..Sources::default()
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("unknown field `degraded_after`"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_thresholds_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[liveness]\ndegraded_after_ms = 20000\n").unwrap();
+        let err = Loaded::load(&Sources {
+            config: Some(path),
+            ..Sources::default()
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("below offline_after_ms"), "{err}");
+    }
+}

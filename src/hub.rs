@@ -1,0 +1,487 @@
+//! The live state of all sites, shared by every socket task and the HTTP handlers.
+//!
+//! Each method takes the lock once, calls the pure core (liveness, link, clocksync),
+//! and does the non-blocking side effects the result asks for (store queue, metrics
+//! atomics, live-feed broadcast) before letting go, so the live feed's sequence
+//! numbers follow the order in which things happened.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::ws::Utf8Bytes;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::clock::{Clock, EpochMs};
+use crate::clocksync::{OffsetEstimator, OffsetSample, SyncEstimate};
+use crate::link::{LinkStats, LinkSummary};
+use crate::liveness::{Liveness, SiteState, Thresholds, Transition, Uptime};
+use crate::metrics::Metrics;
+use crate::protocol::AgentKind;
+use crate::sites::{Roster, SiteIdx};
+use crate::store::{History, Store};
+
+/// What a socket task is asked to send.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(Utf8Bytes),
+}
+
+/// One frame of the live feed, encoded once for every subscriber.
+#[derive(Clone, Debug)]
+pub struct LiveFrame {
+    pub seq: u64,
+    pub topic: Topic,
+    pub json: Utf8Bytes,
+}
+
+/// What a live frame is about, so a display key sees only the timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    Sites,
+    Timer,
+}
+
+/// The open connection of a site.
+struct Connection {
+    session: Uuid,
+    agent: AgentKind,
+    out: mpsc::Sender<Outbound>,
+    /// Tells the socket task to close with this code (4409 when replaced).
+    kick: Option<oneshot::Sender<u16>>,
+}
+
+struct SiteRuntime {
+    liveness: Liveness,
+    link: LinkStats,
+    uptime: Uptime,
+    offset: OffsetEstimator,
+    conn: Option<Connection>,
+    /// Whether the site was ever connected (this run or before): later hellos are reconnects.
+    seen_before: bool,
+}
+
+struct Inner {
+    sites: Vec<SiteRuntime>,
+    seq: u64,
+}
+
+/// Everything a page or API client sees about one site.
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteView {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub former_district: String,
+    pub state: SiteState,
+    pub since_ms: Option<EpochMs>,
+    pub last_seen_ms: Option<EpochMs>,
+    pub connected: bool,
+    pub agent: Option<AgentKind>,
+    #[serde(flatten)]
+    pub link: LinkSummary,
+    /// Fraction of the time since tracking began that the site was up (0–1).
+    pub uptime: Option<f64>,
+    pub flapping: bool,
+    pub clock_offset_ms: Option<f64>,
+    pub clock_uncertainty_ms: Option<f64>,
+}
+
+/// Sites by state.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StateCounts {
+    pub total: usize,
+    pub online: usize,
+    pub degraded: usize,
+    pub offline: usize,
+    pub never_seen: usize,
+}
+
+/// What an echo produced.
+pub struct EchoOutcome {
+    pub sync: Option<SyncEstimate>,
+    pub next_deadline: Option<EpochMs>,
+}
+
+pub struct Hub {
+    roster: Arc<Roster>,
+    limits: Thresholds,
+    clock: Arc<dyn Clock>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    inner: Mutex<Inner>,
+    live: broadcast::Sender<LiveFrame>,
+}
+
+/// Live frames a slow page may fall behind by before it is sent a fresh snapshot.
+const LIVE_BUFFER: usize = 1024;
+
+impl Hub {
+    /// Builds the hub from the roster and what history says. Sites start `never_seen`;
+    /// a site history shows up when the server stopped gets a restart transition, so
+    /// uptime does not count the time the server was down.
+    pub fn new(
+        roster: Arc<Roster>,
+        limits: Thresholds,
+        clock: Arc<dyn Clock>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        history: &History,
+    ) -> Hub {
+        let now = clock.now_ms();
+        let tracking_since = if history.tracking_since_ms > 0 { history.tracking_since_ms } else { now };
+        let mut sites: Vec<SiteRuntime> = roster
+            .sites()
+            .iter()
+            .map(|site| {
+                let sessions = history.sessions_per_site.get(site.id.as_str()).copied().unwrap_or(0);
+                let mut link = LinkStats::default();
+                link.set_reconnects(sessions.saturating_sub(1));
+                SiteRuntime {
+                    liveness: Liveness::default(),
+                    link,
+                    uptime: Uptime::new(tracking_since),
+                    offset: OffsetEstimator::default(),
+                    conn: None,
+                    seen_before: sessions > 0,
+                }
+            })
+            .collect();
+        let mut last_state = vec![SiteState::NeverSeen; sites.len()];
+        for stored in &history.transitions {
+            let Some(idx) = stored.site.parse().ok().and_then(|id| roster.index_of(id)) else {
+                continue; // a site no longer in the roster
+            };
+            let t = &stored.transition;
+            sites[idx].uptime.apply(t.to, t.at_ms);
+            if t.to == SiteState::Offline {
+                sites[idx].liveness.remember_offline(t.at_ms);
+            }
+            last_state[idx] = t.to;
+        }
+        for (idx, state) in last_state.into_iter().enumerate() {
+            if state.is_up() {
+                let t = Transition {
+                    from: state,
+                    to: SiteState::NeverSeen,
+                    at_ms: now,
+                    detected_at_ms: now,
+                    reason: "server restarted; waiting for the site to reconnect".into(),
+                };
+                sites[idx].uptime.apply(t.to, t.at_ms);
+                store.record_transition(roster.site(idx).id, &t);
+            }
+        }
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let hub = Hub {
+            roster,
+            limits,
+            clock,
+            store,
+            metrics,
+            inner: Mutex::new(Inner { sites, seq: 0 }),
+            live,
+        };
+        hub.metrics.set_state_counts(&hub.lock().state_counts_array());
+        hub
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    pub fn now_ms(&self) -> EpochMs {
+        self.clock.now_ms()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the wall down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A site said a valid hello: it becomes the site's connection (replacing any
+    /// older one, which is told to close with 4409) and goes online.
+    pub fn connect(
+        &self,
+        site: SiteIdx,
+        agent: AgentKind,
+        version: &str,
+        out: mpsc::Sender<Outbound>,
+        kick: oneshot::Sender<u16>,
+    ) -> (Uuid, Option<EpochMs>) {
+        let now = self.clock.now_ms();
+        let session = Uuid::new_v4();
+        let mut inner = self.lock();
+        let rt = &mut inner.sites[site];
+        if let Some(old) = rt.conn.take() {
+            if let Some(kick) = old.kick {
+                let _ = kick.send(crate::protocol::close::REPLACED);
+            }
+            self.store.record_session_closed(old.session, now, "replaced by a newer connection");
+        }
+        if rt.seen_before {
+            rt.link.reconnected();
+        }
+        rt.seen_before = true;
+        rt.offset.clear();
+        rt.conn = Some(Connection {
+            session,
+            agent,
+            out,
+            kick: Some(kick),
+        });
+        let transition = rt.liveness.connected(now);
+        self.metrics.site_seen(site, now);
+        let deadline = rt.liveness.next_deadline(&self.limits);
+        self.store
+            .record_session_opened(session, self.roster.site(site).id, agent.as_str(), version, now);
+        self.after_change(&mut inner, site, transition.into_iter().collect(), now);
+        (session, deadline)
+    }
+
+    /// Any valid frame from the site; returns the new deadline.
+    pub fn heard(&self, site: SiteIdx, session: Uuid) -> Option<EpochMs> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let rt = inner.current(site, session)?;
+        rt.liveness.heard(now);
+        self.metrics.site_seen(site, now);
+        rt.liveness.next_deadline(&self.limits)
+    }
+
+    pub fn probe_sent(&self, site: SiteIdx, session: Uuid) {
+        if let Some(rt) = self.lock().current(site, session) {
+            rt.link.probe_sent();
+        }
+    }
+
+    /// A probe got no echo within the echo timeout.
+    pub fn probe_missed(&self, site: SiteIdx, session: Uuid) {
+        if let Some(rt) = self.lock().current(site, session) {
+            rt.link.probe_missed();
+            rt.liveness.probe_missed();
+        }
+    }
+
+    /// An echo of probe sent at `t1` (server), received by the client at `t2`, answered
+    /// at `t3` (client clock), back at the server at `t4`.
+    pub fn echo(&self, site: SiteIdx, session: Uuid, t1: EpochMs, t2: EpochMs, t3: EpochMs, t4: EpochMs, echo_timeout_ms: i64) -> EchoOutcome {
+        let mut inner = self.lock();
+        let Some(rt) = inner.current(site, session) else {
+            return EchoOutcome { sync: None, next_deadline: None };
+        };
+        let sample = OffsetSample::from_exchange(t1, t2, t3, t4);
+        // A client that reports impossible times still gave us the round trip.
+        let rtt_ms = sample.map_or((t4 - t1) as f64, |s| s.rtt_ms);
+        if let Some(sample) = sample {
+            rt.offset.add(sample);
+        }
+        let stalled = rtt_ms > echo_timeout_ms as f64 || rt.link.record_rtt(rtt_ms);
+        let transition = rt.liveness.echo(t4, !stalled, &self.limits);
+        let (median, jitter) = (rt.link.median_ms(), rt.link.jitter_ms());
+        let sync = rt.offset.best();
+        let next_deadline = rt.liveness.next_deadline(&self.limits);
+        self.metrics.site_seen(site, t4);
+        self.metrics.probe_rtt(rtt_ms);
+        self.metrics.site_link(site, median, jitter);
+        self.after_change(&mut inner, site, transition.into_iter().collect(), t4);
+        EchoOutcome { sync, next_deadline }
+    }
+
+    /// The site's deadline passed: applies silence. Returns whether it is now offline
+    /// (the socket should close) and the next deadline.
+    pub fn tick(&self, site: SiteIdx, session: Uuid) -> (bool, Option<EpochMs>) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let Some(rt) = inner.current(site, session) else {
+            return (true, None);
+        };
+        let transitions = rt.liveness.tick(now, &self.limits);
+        let offline = rt.liveness.state() == SiteState::Offline;
+        let deadline = rt.liveness.next_deadline(&self.limits);
+        self.after_change(&mut inner, site, transitions, now);
+        (offline, deadline)
+    }
+
+    /// The site's socket closed or failed; ignored for a connection already replaced.
+    pub fn disconnected(&self, site: SiteIdx, session: Uuid, reason: &str) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        if inner.current(site, session).is_none() {
+            return;
+        }
+        let rt = &mut inner.sites[site];
+        rt.conn = None;
+        let transition = rt.liveness.disconnected(now, reason);
+        self.store.record_session_closed(session, now, reason);
+        self.after_change(&mut inner, site, transition.into_iter().collect(), now);
+    }
+
+    /// Sends a frame to every connected site without waiting for any of them. A site
+    /// whose queue is full is told to close (it is not reading). Returns how many got it.
+    pub fn send_to_all_sites(&self, frame: &Utf8Bytes) -> usize {
+        let mut inner = self.lock();
+        let mut sent = 0;
+        for rt in inner.sites.iter_mut() {
+            let Some(conn) = rt.conn.as_mut() else { continue };
+            match conn.out.try_send(Outbound::Text(frame.clone())) {
+                Ok(()) => sent += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if let Some(kick) = conn.kick.take() {
+                        let _ = kick.send(crate::protocol::close::NOT_READING);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        sent
+    }
+
+    /// Publishes a frame on the live feed under the next sequence number.
+    pub fn publish(&self, topic: Topic, build: impl FnOnce(u64) -> String) {
+        let mut inner = self.lock();
+        self.publish_locked(&mut inner, topic, build);
+    }
+
+    fn publish_locked(&self, inner: &mut Inner, topic: Topic, build: impl FnOnce(u64) -> String) {
+        inner.seq += 1;
+        let seq = inner.seq;
+        // No subscriber is fine: nobody is watching.
+        let _ = self.live.send(LiveFrame {
+            seq,
+            topic,
+            json: Utf8Bytes::from(build(seq)),
+        });
+    }
+
+    /// A receiver of live frames and a snapshot consistent with it: every frame after
+    /// the snapshot's `seq` arrives on the receiver.
+    pub fn subscribe(&self, extra: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> (broadcast::Receiver<LiveFrame>, u64, serde_json::Value) {
+        let now = self.clock.now_ms();
+        let inner = self.lock();
+        let receiver = self.live.subscribe();
+        let sites: Vec<SiteView> = (0..inner.sites.len()).map(|i| self.view(&inner, i, now)).collect();
+        let mut snapshot = serde_json::Map::new();
+        snapshot.insert("type".into(), json!("snapshot"));
+        snapshot.insert("seq".into(), json!(inner.seq));
+        snapshot.insert("server_ms".into(), json!(now));
+        snapshot.insert("status".into(), json!(inner.state_counts()));
+        snapshot.insert("sites".into(), json!(sites));
+        extra(&mut snapshot);
+        (receiver, inner.seq, serde_json::Value::Object(snapshot))
+    }
+
+    /// Link figures of connected sites, as one live frame (sent every probe interval).
+    pub fn publish_links(&self) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let links: Vec<_> = inner
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(_, rt)| rt.conn.is_some())
+            .map(|(i, rt)| {
+                let mut entry = json!(rt.link.summary());
+                entry["id"] = json!(self.roster.site(i).id);
+                entry["last_seen_ms"] = json!(rt.liveness.last_seen_ms());
+                entry
+            })
+            .collect();
+        if links.is_empty() {
+            return;
+        }
+        self.publish_locked(&mut inner, Topic::Sites, |seq| {
+            json!({"type": "links", "seq": seq, "server_ms": now, "links": links}).to_string()
+        });
+    }
+
+    pub fn site_view(&self, site: SiteIdx) -> SiteView {
+        let now = self.clock.now_ms();
+        self.view(&self.lock(), site, now)
+    }
+
+    pub fn site_views(&self) -> Vec<SiteView> {
+        let now = self.clock.now_ms();
+        let inner = self.lock();
+        (0..inner.sites.len()).map(|i| self.view(&inner, i, now)).collect()
+    }
+
+    pub fn state_counts(&self) -> StateCounts {
+        self.lock().state_counts()
+    }
+
+    pub fn state_of(&self, site: SiteIdx) -> SiteState {
+        self.lock().sites[site].liveness.state()
+    }
+
+    fn view(&self, inner: &Inner, idx: SiteIdx, now: EpochMs) -> SiteView {
+        let site = self.roster.site(idx);
+        let rt = &inner.sites[idx];
+        let sync = rt.offset.best();
+        SiteView {
+            id: site.id.to_string(),
+            name: site.name.clone(),
+            kind: site.kind.as_str(),
+            former_district: site.former_district.clone(),
+            state: rt.liveness.state(),
+            since_ms: rt.liveness.since_ms(),
+            last_seen_ms: rt.liveness.last_seen_ms(),
+            connected: rt.conn.is_some(),
+            agent: rt.conn.as_ref().map(|c| c.agent),
+            link: rt.link.summary(),
+            uptime: rt.uptime.ratio(now),
+            flapping: rt.liveness.is_flapping(now, &self.limits),
+            clock_offset_ms: sync.map(|s| s.offset_ms),
+            clock_uncertainty_ms: sync.map(|s| s.uncertainty_ms),
+        }
+    }
+
+    /// Records transitions (store, metrics, uptime) and tells the live feed.
+    fn after_change(&self, inner: &mut Inner, site: SiteIdx, transitions: Vec<Transition>, now: EpochMs) {
+        if transitions.is_empty() {
+            return;
+        }
+        let id = self.roster.site(site).id;
+        for t in &transitions {
+            inner.sites[site].uptime.apply(t.to, t.at_ms);
+            self.store.record_transition(id, t);
+            self.metrics.site_transition(site, t.to);
+            tracing::info!(site = %id, from = %t.from, to = %t.to, reason = %t.reason, "site state changed");
+        }
+        self.metrics.set_state_counts(&inner.state_counts_array());
+        let view = self.view(inner, site, now);
+        let last = transitions.last().cloned();
+        self.publish_locked(inner, Topic::Sites, |seq| {
+            json!({"type": "site", "seq": seq, "site": view, "transition": last}).to_string()
+        });
+    }
+}
+
+impl Inner {
+    /// The site's runtime if `session` is still its connection.
+    fn current(&mut self, site: SiteIdx, session: Uuid) -> Option<&mut SiteRuntime> {
+        let rt = &mut self.sites[site];
+        (rt.conn.as_ref()?.session == session).then_some(rt)
+    }
+
+    fn state_counts_array(&self) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for rt in &self.sites {
+            let i = SiteState::ALL.iter().position(|s| *s == rt.liveness.state()).expect("listed");
+            counts[i] += 1;
+        }
+        counts
+    }
+
+    fn state_counts(&self) -> StateCounts {
+        let [never_seen, online, degraded, offline] = self.state_counts_array();
+        StateCounts {
+            total: self.sites.len(),
+            online,
+            degraded,
+            offline,
+            never_seen,
+        }
+    }
+}

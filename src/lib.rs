@@ -1,0 +1,39 @@
+//! diemcau ("điểm cầu", bridge point): the technical side of a hybrid provincial
+//! conference — which of the commune bridge sites are connected and how well.
+//!
+//! Crate map. The core is plain Rust: no I/O, no clock reads (`now` is an argument).
+//! - [`sites`], [`agenda`], [`table`], [`config`] — roster, agenda and configuration files
+//! - [`liveness`] — per-site state machine: never_seen → online ⇄ degraded → offline
+//! - [`link`] — RTT median, jitter, stalled probes
+//! - [`clocksync`] — clients' clock offset (NTP four-timestamp)
+//! - [`protocol`] — wire protocol v1 of the bridge socket
+//!
+//! The shell reads the clock, calls the core under a short lock, then does the I/O:
+//! - [`clock`] — the only clock reader (injectable)
+//! - [`auth`], [`access`] — keys, roles, who is calling
+//! - [`store`] — SQLite history
+//! - [`metrics`] — Prometheus registry
+//! - [`hub`] — shared live state of all sites and the live feed
+//! - [`bridge`], [`live`] — the two websocket endpoints
+//! - [`http`], [`error`] — routes and the HTTP error type
+//! - [`app`] — build, run, shut down
+
+pub mod access;
+pub mod agenda;
+pub mod app;
+pub mod auth;
+pub mod bridge;
+pub mod clock;
+pub mod clocksync;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod link;
+pub mod live;
+pub mod liveness;
+pub mod metrics;
+pub mod protocol;
+pub mod sites;
+pub mod store;
+pub mod table;

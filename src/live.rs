@@ -1,0 +1,90 @@
+//! The pages' live feed `/ws/live`: a full snapshot, then sequenced changes.
+//!
+//! Frames come from one broadcast channel, encoded once. A page that falls behind
+//! (or sees a gap and sends `{"type":"resync"}`) gets a fresh snapshot; it never
+//! slows anyone else.
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::app::AppState;
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::hub::Topic;
+use crate::metrics::SocketKind;
+use crate::protocol::close;
+
+/// A page that cannot take a frame for this long is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn upgrade(State(app): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin, Role::Operator, Role::Secretary, Role::Display])?;
+    let timer_only = caller == Caller::Role(Role::Display);
+    let tasks = app.tasks.clone();
+    Ok(ws
+        .max_message_size(4096)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .on_upgrade(move |socket| tasks.track_future(serve(app, socket, timer_only))))
+}
+
+async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
+    app.metrics.connection_opened(SocketKind::Live);
+    let (mut sink, mut stream) = socket.split();
+    let snapshot = |app: &AppState| {
+        let (receiver, seq, mut snapshot) = app.hub.subscribe(|_| {});
+        if timer_only {
+            snapshot.as_object_mut().expect("object").retain(|k, _| matches!(k.as_str(), "type" | "seq" | "server_ms" | "timer"));
+        }
+        (receiver, seq, Message::Text(snapshot.to_string().into()))
+    };
+    let (mut receiver, mut after, first) = snapshot(&app);
+    let mut pending = Some(first);
+    let close_code = loop {
+        if let Some(frame) = pending.take() {
+            match tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await {
+                Ok(Ok(())) => {}
+                _ => break None,
+            }
+        }
+        tokio::select! {
+            _ = app.shutdown.cancelled() => break Some(close::GOING_AWAY),
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["type"] == "resync") {
+                        (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
+                    } else {
+                        pending = Some(Message::Text(json!({"type": "error", "code": "unknown_type", "message": "the live feed accepts only {\"type\":\"resync\"}"}).to_string().into()));
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Ok(_)) => {}
+            },
+            frame = receiver.recv() => match frame {
+                Ok(frame) if frame.seq <= after => {}
+                Ok(frame) => {
+                    if timer_only && frame.topic != Topic::Timer {
+                        continue;
+                    }
+                    pending = Some(Message::Text(frame.json));
+                }
+                // Fell behind: start again from a fresh snapshot rather than skip silently.
+                Err(RecvError::Lagged(_)) => {
+                    (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
+                }
+                Err(RecvError::Closed) => break Some(close::GOING_AWAY),
+            },
+        }
+    };
+    if let Some(code) = close_code {
+        let frame = axum::extract::ws::CloseFrame { code, reason: "server shutting down".into() };
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+    }
+    app.metrics.connection_closed(SocketKind::Live);
+}

@@ -1,0 +1,186 @@
+//! The `diemcau` command line: `serve`, `links`, `check`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use diemcau::app::App;
+use diemcau::auth::{Role, Secrets, SecretsOrigin, SECRETS_FILE};
+use diemcau::clock::SystemClock;
+use diemcau::config::{Loaded, Sources};
+
+/// diemcau ("điểm cầu"): bridge sites, liveness and live status for a hybrid conference.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the configuration comes from (shared by the subcommands).
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// Configuration file (TOML). Without it, the embedded defaults are used.
+    #[arg(long, env = "DIEMCAU_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Roster of bridge sites (CSV: code,name,kind,former_district[,contact_name,contact_phone,probe]).
+    /// Overrides the config's `sites`; default: the 92 shipped Thái Nguyên sites.
+    #[arg(long, env = "DIEMCAU_SITES", value_name = "CSV")]
+    sites: Option<PathBuf>,
+    /// Agenda (CSV: order,unit,unit_kind,topic[,venue,slot_seconds]). Overrides the config's `agenda`.
+    #[arg(long, env = "DIEMCAU_AGENDA", value_name = "CSV")]
+    agenda: Option<PathBuf>,
+    /// Directory for the SQLite store and secrets.toml (default: the config's data_dir, `./data`).
+    #[arg(long, env = "DIEMCAU_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (HTTP API, websockets, metrics).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Address to listen on, e.g. 0.0.0.0:8080 for the whole LAN (default: the config's, 127.0.0.1:8080).
+        #[arg(long, env = "DIEMCAU_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+        /// Log format on standard error.
+        #[arg(long, env = "DIEMCAU_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Print every role URL and each site's join URL, to send to the organisers and communes.
+    Links {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Address the communes reach the service at, e.g. http://10.0.0.5:8080.
+        #[arg(long, env = "DIEMCAU_BASE_URL", value_name = "URL")]
+        base_url: String,
+    },
+    /// Check the configuration, roster and agenda without starting anything.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, log_format } => serve(config, listen, log_format),
+        Command::Links { config, base_url } => links(config, &base_url),
+        Command::Check { config } => check(config),
+    }
+}
+
+fn load(args: &ConfigArgs) -> anyhow::Result<(Loaded, PathBuf)> {
+    let loaded = Loaded::load(&Sources {
+        config: args.config.clone(),
+        sites: args.sites.clone(),
+        agenda: args.agenda.clone(),
+    })?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| loaded.config.data_dir.clone());
+    Ok((loaded, data_dir))
+}
+
+fn serve(args: ConfigArgs, listen: Option<String>, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logs(log_format);
+    let (loaded, data_dir) = load(&args)?;
+    let listen = listen.unwrap_or_else(|| loaded.config.listen.clone());
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (sites, slots) = (loaded.roster.len(), loaded.agenda.len());
+        let app = App::build(loaded, data_dir.clone(), &listen, Arc::new(SystemClock::new())).await?;
+        let addr = app.local_addr();
+        tracing::info!(%addr, sites, slots, data_dir = %data_dir.display(), "diemcau is serving");
+        if app.secrets_origin() == SecretsOrigin::Created {
+            let base = format!("http://{addr}");
+            println!("Created {} with new keys (keep it private).", data_dir.join(SECRETS_FILE).display());
+            println!("Operator (bridge wall): {base}/wall?key={}", app.state().secrets.role_key(Role::Operator).expose());
+            println!("Admin:                  {base}/?key={}", app.state().secrets.role_key(Role::Admin).expose());
+            println!("All links (roles and the {sites} sites): diemcau links --base-url {base} --data-dir {}", data_dir.display());
+        }
+        app.run(shutdown_signal()).await.context("server failed")?;
+        tracing::info!("stopped cleanly");
+        anyhow::Ok(())
+    })
+}
+
+fn links(args: ConfigArgs, base_url: &str) -> anyhow::Result<()> {
+    let (loaded, data_dir) = load(&args)?;
+    let base = base_url.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        bail!("--base-url must start with http:// or https:// (e.g. http://10.0.0.5:8080)");
+    }
+    if !data_dir.join(SECRETS_FILE).exists() {
+        bail!(
+            "no keys yet in {}: start `diemcau serve --data-dir {}` once to create them",
+            data_dir.join(SECRETS_FILE).display(),
+            data_dir.display()
+        );
+    }
+    let (secrets, _) = Secrets::load_or_create(&data_dir, &loaded.roster)?;
+    print!("{}", links_text(&secrets, &loaded, base));
+    Ok(())
+}
+
+/// One line per role, then one per site: tab-separated, ready for a spreadsheet.
+fn links_text(secrets: &Secrets, loaded: &Loaded, base: &str) -> String {
+    let mut out = String::from("# role\tpage\tURL\n");
+    for (role, page, label) in [
+        (Role::Admin, "/", "quản trị"),
+        (Role::Operator, "/wall", "tường điểm cầu"),
+        (Role::Secretary, "/console", "thư ký điều hành"),
+        (Role::Display, "/display", "màn hình hội trường"),
+    ] {
+        let key = secrets.role_key(role).expose();
+        out.push_str(&format!("{}\t{label}\t{base}{page}?key={key}\n", role.as_str()));
+    }
+    out.push_str("# site\tname\tjoin URL\n");
+    for site in loaded.roster.sites() {
+        if let Some(key) = secrets.site_key(site.id) {
+            out.push_str(&format!("{}\t{}\t{base}/bridge?key={}\n", site.id, site.name, key.expose()));
+        }
+    }
+    out
+}
+
+fn check(args: ConfigArgs) -> anyhow::Result<()> {
+    let (loaded, data_dir) = load(&args)?;
+    println!(
+        "OK: {} sites, {} presentations, listen {}, data in {}",
+        loaded.roster.len(),
+        loaded.agenda.len(),
+        loaded.config.listen,
+        data_dir.display()
+    );
+    Ok(())
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries the links printed for people.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: closing sockets and flushing the store");
+}

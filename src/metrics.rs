@@ -1,0 +1,240 @@
+//! Prometheus metrics, in the app's own registry (parallel test servers never mix).
+//!
+//! Per-site series are created at start for every roster site, and their handles are
+//! kept by site index so the hot path updates an atomic, not a labelled lookup.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::liveness::SiteState;
+use crate::sites::{Roster, SiteIdx};
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabels {
+    site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteInfoLabels {
+    site: String,
+    name: String,
+    kind: &'static str,
+    district: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    site: String,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// The series of one site.
+struct SiteSeries {
+    up: Gauge,
+    last_seen: FloatGauge,
+    rtt: FloatGauge,
+    jitter: FloatGauge,
+    /// Indexed like `TRANSITION_TARGETS`.
+    transitions: [Counter; 3],
+}
+
+const TRANSITION_TARGETS: [SiteState; 3] = [SiteState::Online, SiteState::Degraded, SiteState::Offline];
+
+/// Which websocket endpoint a connection is on.
+#[derive(Clone, Copy, Debug)]
+pub enum SocketKind {
+    Bridge,
+    Live,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    sites_by_state: Family<StateLabels, Gauge>,
+    per_site: Vec<SiteSeries>,
+    probe_rtt: Histogram,
+    ws_connections: Family<KindLabels, Gauge>,
+    store_errors: Counter,
+}
+
+impl Metrics {
+    pub fn new(roster: &Roster) -> Metrics {
+        let mut registry = Registry::with_prefix("diemcau");
+        let sites_by_state = Family::<StateLabels, Gauge>::default();
+        registry.register("sites", "Bridge sites by liveness state", sites_by_state.clone());
+        for state in SiteState::ALL {
+            drop(sites_by_state.get_or_create(&StateLabels { state: state.as_str() }));
+        }
+        let up = Family::<SiteLabels, Gauge>::default();
+        registry.register("site_up", "1 when the site is online or degraded", up.clone());
+        let info = Family::<SiteInfoLabels, Gauge>::default();
+        registry.register("site_info", "Site names and kinds, value 1 (join on `site`)", info.clone());
+        let last_seen = Family::<SiteLabels, FloatGauge>::default();
+        registry.register(
+            "site_last_seen_timestamp_seconds",
+            "When the site last sent a valid frame (Unix time)",
+            last_seen.clone(),
+        );
+        let rtt = Family::<SiteLabels, FloatGauge>::default();
+        registry.register("site_rtt_seconds", "Median probe round trip of the site", rtt.clone());
+        let jitter = Family::<SiteLabels, FloatGauge>::default();
+        registry.register("site_jitter_seconds", "Smoothed RTT jitter of the site (RFC 3550 style)", jitter.clone());
+        let transitions = Family::<TransitionLabels, Counter>::default();
+        registry.register("site_transitions", "Liveness transitions of the site, by new state", transitions.clone());
+
+        let per_site = roster
+            .sites()
+            .iter()
+            .map(|site| {
+                let label = SiteLabels { site: site.id.to_string() };
+                info.get_or_create(&SiteInfoLabels {
+                    site: site.id.to_string(),
+                    name: site.name.clone(),
+                    kind: site.kind.as_str(),
+                    district: site.former_district.clone(),
+                })
+                .set(1);
+                SiteSeries {
+                    up: up.get_or_create_owned(&label),
+                    last_seen: last_seen.get_or_create_owned(&label),
+                    rtt: rtt.get_or_create_owned(&label),
+                    jitter: jitter.get_or_create_owned(&label),
+                    transitions: TRANSITION_TARGETS.map(|to| {
+                        transitions.get_or_create_owned(&TransitionLabels {
+                            site: site.id.to_string(),
+                            to: to.as_str(),
+                        })
+                    }),
+                }
+            })
+            .collect();
+
+        let probe_rtt = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+        registry.register("probe_rtt_seconds", "Round trip of every answered probe", probe_rtt.clone());
+        let ws_connections = Family::<KindLabels, Gauge>::default();
+        registry.register("ws_connections", "Open websocket connections by endpoint", ws_connections.clone());
+        for kind in ["bridge", "live"] {
+            drop(ws_connections.get_or_create(&KindLabels { kind }));
+        }
+        let store_errors = Counter::default();
+        registry.register("store_write_errors", "Store transactions that failed", store_errors.clone());
+
+        Metrics {
+            registry,
+            sites_by_state,
+            per_site,
+            probe_rtt,
+            ws_connections,
+            store_errors,
+        }
+    }
+
+    /// Registers more metrics (timer, checks) in the same registry.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Prometheus text format 0.0.4.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn set_state_counts(&self, counts: &[usize; 4]) {
+        for (state, count) in SiteState::ALL.iter().zip(counts) {
+            self.sites_by_state
+                .get_or_create(&StateLabels { state: state.as_str() })
+                .set(*count as i64);
+        }
+    }
+
+    pub fn site_transition(&self, site: SiteIdx, to: SiteState) {
+        let series = &self.per_site[site];
+        series.up.set(to.is_up() as i64);
+        if let Some(i) = TRANSITION_TARGETS.iter().position(|s| *s == to) {
+            series.transitions[i].inc();
+        }
+    }
+
+    pub fn site_seen(&self, site: SiteIdx, at_ms: i64) {
+        self.per_site[site].last_seen.set(at_ms as f64 / 1000.0);
+    }
+
+    pub fn site_link(&self, site: SiteIdx, rtt_ms: Option<f64>, jitter_ms: Option<f64>) {
+        let series = &self.per_site[site];
+        series.rtt.set(rtt_ms.unwrap_or(f64::NAN) / 1000.0);
+        series.jitter.set(jitter_ms.unwrap_or(f64::NAN) / 1000.0);
+    }
+
+    pub fn probe_rtt(&self, rtt_ms: f64) {
+        self.probe_rtt.observe(rtt_ms / 1000.0);
+    }
+
+    pub fn connection_opened(&self, kind: SocketKind) {
+        self.ws_gauge(kind).inc();
+    }
+
+    pub fn connection_closed(&self, kind: SocketKind) {
+        self.ws_gauge(kind).dec();
+    }
+
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    fn ws_gauge(&self, kind: SocketKind) -> Gauge {
+        let kind = match kind {
+            SocketKind::Bridge => "bridge",
+            SocketKind::Live => "live",
+        };
+        self.ws_connections.get_or_create_owned(&KindLabels { kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_site_has_its_series_before_anything_happens() {
+        let roster = Roster::parse("s.csv", include_bytes!("../config/sites.csv")).unwrap();
+        let metrics = Metrics::new(&roster);
+        let text = metrics.encode();
+        assert_eq!(text.matches("\ndiemcau_site_up{").count(), 92);
+        assert_eq!(text.matches("\ndiemcau_site_transitions_total{").count(), 92 * 3);
+        assert!(text.contains("diemcau_site_info{site=\"05443\",name=\"Phường Phan Đình Phùng\",kind=\"phuong\""));
+        assert!(text.contains("diemcau_sites{state=\"never_seen\"} 0"));
+    }
+
+    #[test]
+    fn transitions_move_up_and_the_counters() {
+        let roster = Roster::synthetic(2);
+        let metrics = Metrics::new(&roster);
+        metrics.site_transition(1, SiteState::Online);
+        metrics.site_transition(1, SiteState::Offline);
+        metrics.site_transition(1, SiteState::Online);
+        let text = metrics.encode();
+        assert!(text.contains("diemcau_site_up{site=\"00002\"} 1"), "{text}");
+        assert!(text.contains("diemcau_site_transitions_total{site=\"00002\",to=\"online\"} 2"));
+        assert!(text.contains("diemcau_site_transitions_total{site=\"00002\",to=\"offline\"} 1"));
+    }
+}

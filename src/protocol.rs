@@ -1,0 +1,208 @@
+//! Wire protocol v1 of the bridge socket (`/ws/bridge`): JSON text frames tagged by `type`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::clock::EpochMs;
+use crate::sites::{SiteId, SiteKind};
+
+/// Close codes the server uses on `/ws/bridge` and `/ws/live`.
+pub mod close {
+    /// The first frame was not a valid `hello` (or came too late), or a client kept
+    /// sending bad frames.
+    pub const BAD_HELLO: u16 = 4400;
+    /// The key does not belong to the site (or to a role allowed here).
+    pub const BAD_KEY: u16 = 4401;
+    /// The site is silent beyond `offline_after_ms`: it is offline, reconnect.
+    pub const SILENT: u16 = 4408;
+    /// The site id is not in the roster.
+    pub const UNKNOWN_SITE: u16 = 4404;
+    /// A newer connection of the same site replaced this one.
+    pub const REPLACED: u16 = 4409;
+    /// A frame was larger than the limit.
+    pub const TOO_LARGE: u16 = 4413;
+    /// Too many frames per second.
+    pub const FLOODING: u16 = 4429;
+    /// The client does not read what it is sent: its queue is full.
+    pub const NOT_READING: u16 = 4503;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+/// What kind of program is at the other end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentKind {
+    Browser,
+    Agent,
+    Sim,
+}
+
+impl AgentKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentKind::Browser => "browser",
+            AgentKind::Agent => "agent",
+            AgentKind::Sim => "sim",
+        }
+    }
+}
+
+/// Client → server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Must be first, within the hello timeout. `key` may be left out by a page whose
+    /// session cookie already authenticated the upgrade.
+    Hello {
+        site: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        agent: AgentKind,
+        version: String,
+    },
+    /// Answer to a `probe`, sent at once.
+    Echo {
+        seq: u64,
+        server_ms: EpochMs,
+        client_recv_ms: EpochMs,
+        client_send_ms: EpochMs,
+    },
+    /// Optional keep-alive, may carry media/device stats.
+    Heartbeat {
+        seq: u64,
+        client_ms: EpochMs,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media: Option<serde_json::Value>,
+    },
+}
+
+/// The site as `welcome` describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WelcomeSite {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+}
+
+/// Server → client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The hello was accepted.
+    Welcome {
+        site: WelcomeSite,
+        session: Uuid,
+        server_ms: EpochMs,
+        probe_interval_ms: u64,
+    },
+    /// Answer with an `echo` at once.
+    Probe { seq: u64, server_ms: EpochMs },
+    /// The client's clock offset as the server measured it.
+    Sync {
+        offset_ms: f64,
+        rtt_ms: f64,
+        uncertainty_ms: f64,
+    },
+    /// The frame was refused; the connection stays unless a close follows.
+    Error { code: String, message: String },
+}
+
+/// Why an inbound text frame could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ClientMsg {
+    /// Decodes a text frame, telling apart non-JSON, an unknown `type` and bad fields.
+    pub fn decode(text: &str) -> Result<ClientMsg, FrameError> {
+        serde_json::from_str(text).map_err(|err| {
+            #[derive(Deserialize)]
+            struct Tagged {
+                #[serde(rename = "type")]
+                kind: String,
+            }
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Err(_) => FrameError {
+                    code: "bad_json",
+                    message: "frame is not JSON".into(),
+                },
+                Ok(value) => match serde_json::from_value::<Tagged>(value) {
+                    Ok(tagged) if !KNOWN_TYPES.contains(&tagged.kind.as_str()) => FrameError {
+                        code: "unknown_type",
+                        message: format!("unknown frame type `{}`", truncate(&tagged.kind, 40)),
+                    },
+                    _ => FrameError {
+                        code: "bad_frame",
+                        message: format!("frame does not match protocol v1: {}", truncate(&err.to_string(), 200)),
+                    },
+                },
+            }
+        })
+    }
+}
+
+const KNOWN_TYPES: &[&str] = &["hello", "echo", "heartbeat"];
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+impl ServerMsg {
+    pub fn welcome(id: SiteId, name: &str, kind: SiteKind, session: Uuid, server_ms: EpochMs, probe_interval_ms: u64) -> Self {
+        ServerMsg::Welcome {
+            site: WelcomeSite {
+                id: id.to_string(),
+                name: name.to_string(),
+                kind: kind.as_str().to_string(),
+            },
+            session,
+            server_ms,
+            probe_interval_ms,
+        }
+    }
+
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerMsg::Error {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_and_echo_decode_from_the_documented_shape() {
+        let hello = ClientMsg::decode(r#"{"type":"hello","site":"05443","key":"k","agent":"agent","version":"1.0"}"#).unwrap();
+        assert!(matches!(hello, ClientMsg::Hello { ref site, key: Some(_), agent: AgentKind::Agent, .. } if site == "05443"));
+        let cookie_hello = ClientMsg::decode(r#"{"type":"hello","site":"05443","agent":"browser","version":"1"}"#).unwrap();
+        assert!(matches!(cookie_hello, ClientMsg::Hello { key: None, .. }));
+        let echo = ClientMsg::decode(r#"{"type":"echo","seq":3,"server_ms":1,"client_recv_ms":2,"client_send_ms":3}"#).unwrap();
+        assert_eq!(echo, ClientMsg::Echo { seq: 3, server_ms: 1, client_recv_ms: 2, client_send_ms: 3 });
+    }
+
+    #[test]
+    fn bad_frames_are_classified() {
+        assert_eq!(ClientMsg::decode("not json").unwrap_err().code, "bad_json");
+        assert_eq!(ClientMsg::decode(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_type");
+        assert_eq!(ClientMsg::decode(r#"{"type":"echo","seq":"x"}"#).unwrap_err().code, "bad_frame");
+        assert_eq!(ClientMsg::decode(r#"[1,2]"#).unwrap_err().code, "bad_frame");
+    }
+
+    #[test]
+    fn server_messages_carry_their_type_tag() {
+        let json = ServerMsg::Probe { seq: 1, server_ms: 2 }.to_json();
+        assert_eq!(json, r#"{"type":"probe","seq":1,"server_ms":2}"#);
+        let json = ServerMsg::error("bad_json", "x").to_json();
+        assert_eq!(json, r#"{"type":"error","code":"bad_json","message":"x"}"#);
+    }
+}
