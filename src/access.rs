@@ -53,21 +53,26 @@ fn percent_decode(text: &str) -> Option<String> {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let key = presented_key(parts).ok_or_else(|| {
             ApiError::Unauthorized("a key is required: send `Authorization: Bearer <key>`".into())
         })?;
-        state
-            .secrets
-            .identify(&key)
-            .ok_or_else(|| ApiError::Unauthorized("this key is not valid (ask the operator for a new link)".into()))
+        state.secrets.identify(&key).ok_or_else(|| {
+            ApiError::Unauthorized("this key is not valid (ask the operator for a new link)".into())
+        })
     }
 }
 
 impl OptionalFromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
         match presented_key(parts) {
             None => Ok(None),
             Some(key) => Ok(state.secrets.identify(&key)),

@@ -61,17 +61,18 @@ impl Agenda {
         for row in table.rows() {
             let line = row.line;
             let order_text = row.get("order").unwrap_or("");
-            let order: u32 = order_text
-                .parse()
-                .ok()
-                .filter(|o| *o > 0)
-                .ok_or_else(|| table.error(line, format!("order `{order_text}` is not a whole number ≥ 1")))?;
+            let order: u32 = order_text.parse().ok().filter(|o| *o > 0).ok_or_else(|| {
+                table.error(
+                    line,
+                    format!("order `{order_text}` is not a whole number ≥ 1"),
+                )
+            })?;
             if presentations.iter().any(|p| p.order == order) {
                 return Err(table.error(line, format!("duplicate order {order}")));
             }
-            let unit = row
-                .get("unit")
-                .ok_or_else(|| table.error(line, format!("presentation {order} has an empty unit")))?;
+            let unit = row.get("unit").ok_or_else(|| {
+                table.error(line, format!("presentation {order} has an empty unit"))
+            })?;
             let unit_kind = row.get("unit_kind").unwrap_or("").to_string();
             let topic = row.get("topic").unwrap_or("").to_string();
             let venue = match row.get("venue") {
@@ -82,9 +83,9 @@ impl Agenda {
                     _ => Venue::Hall,
                 },
                 Some(code) => {
-                    let id: SiteId = code.parse().map_err(|e: String| {
-                        table.error(line, format!("venue: {e}, or `hall`"))
-                    })?;
+                    let id: SiteId = code
+                        .parse()
+                        .map_err(|e: String| table.error(line, format!("venue: {e}, or `hall`")))?;
                     if roster.index_of(id).is_none() {
                         return Err(table.error(line, format!("venue {id} is not in the roster")));
                     }
@@ -139,8 +140,13 @@ mod tests {
 
     #[test]
     fn shipped_agenda_has_26_slots_of_7_minutes_and_communes_present_from_home() {
-        let agenda =
-            Agenda::parse("agenda.csv", include_bytes!("../config/agenda.csv"), &roster(), 420).unwrap();
+        let agenda = Agenda::parse(
+            "agenda.csv",
+            include_bytes!("../config/agenda.csv"),
+            &roster(),
+            420,
+        )
+        .unwrap();
         assert_eq!(agenda.len(), 26);
         assert!(agenda.presentations.iter().all(|p| p.slot_seconds == 420));
         let from_sites = agenda
@@ -149,7 +155,10 @@ mod tests {
             .filter(|p| matches!(p.venue, Venue::Site(_)))
             .count();
         assert_eq!(from_sites, 10);
-        assert_eq!(agenda.presentations[16].venue, Venue::Site("05443".parse().unwrap()));
+        assert_eq!(
+            agenda.presentations[16].venue,
+            Venue::Site("05443".parse().unwrap())
+        );
         assert_eq!(agenda.presentations[0].venue, Venue::Hall);
     }
 
@@ -173,12 +182,16 @@ mod tests {
         ];
         for (row, expected) in cases {
             let text = format!("order,unit,unit_kind,topic,venue,slot_seconds\n{row}\n");
-            let err = Agenda::parse("a.csv", text.as_bytes(), &roster(), 420).err().unwrap();
+            let err = Agenda::parse("a.csv", text.as_bytes(), &roster(), 420)
+                .err()
+                .unwrap();
             assert_eq!(err.line, 2, "{row}");
             assert!(err.reason.contains(expected), "{row}: {err}");
         }
         let text = "order,unit,unit_kind,topic\n1,A,k,T\n1,B,k,T\n";
-        let err = Agenda::parse("a.csv", text.as_bytes(), &roster(), 420).err().unwrap();
+        let err = Agenda::parse("a.csv", text.as_bytes(), &roster(), 420)
+            .err()
+            .unwrap();
         assert_eq!(err.to_string(), "a.csv:3: duplicate order 1");
     }
 }

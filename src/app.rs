@@ -46,8 +46,13 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
-    #[error("cannot listen on {addr}: {source} (is another diemcau running? choose another --listen)")]
-    Listen { addr: String, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr}: {source} (is another diemcau running? choose another --listen)"
+    )]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// A bound, ready-to-run service.
@@ -59,8 +64,17 @@ pub struct App {
 
 impl App {
     /// Opens the store and secrets in `data_dir`, restores history, binds `listen`.
-    pub async fn build(loaded: Loaded, data_dir: PathBuf, listen: &str, clock: Arc<dyn Clock>) -> Result<App, StartError> {
-        let Loaded { config, roster, agenda } = loaded;
+    pub async fn build(
+        loaded: Loaded,
+        data_dir: PathBuf,
+        listen: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<App, StartError> {
+        let Loaded {
+            config,
+            roster,
+            agenda,
+        } = loaded;
         let roster = Arc::new(roster);
         let store = Store::open(&data_dir, clock.now_ms())?;
         let (secrets, secrets_origin) = Secrets::load_or_create(&data_dir, &roster)?;
@@ -68,7 +82,7 @@ impl App {
         let metrics = Arc::new(Metrics::new(&roster));
         let hub = Hub::new(
             roster.clone(),
-            (&config.liveness).into(),
+            &config.liveness,
             clock.clone(),
             store.clone(),
             metrics.clone(),
@@ -98,7 +112,9 @@ impl App {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -111,7 +127,10 @@ impl App {
 
     /// Serves until `shutdown` resolves; then sockets close with 1001 (within 5 s)
     /// and the store is flushed.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let state = self.state;
         let token = state.shutdown.clone();
         let links = tokio::spawn(publish_links(state.clone()));
@@ -134,7 +153,10 @@ impl App {
         token.cancel();
         links.abort();
         state.tasks.close();
-        if tokio::time::timeout(Duration::from_secs(5), state.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), state.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some sockets did not close within 5 s");
         }
         if let Err(e) = state.store.flush().await {
@@ -146,10 +168,17 @@ impl App {
 
 /// Listens with a deep backlog: thousands of sites reconnect at once after a restart.
 fn bind(listen: &str) -> std::io::Result<TcpListener> {
-    let addr: SocketAddr = listen
-        .parse()
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address like 127.0.0.1:8080"))?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not an address like 127.0.0.1:8080",
+        )
+    })?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
@@ -157,7 +186,9 @@ fn bind(listen: &str) -> std::io::Result<TcpListener> {
 
 /// Every probe interval, the link figures of connected sites go to the live feed.
 async fn publish_links(state: AppState) {
-    let mut every = tokio::time::interval(Duration::from_millis(state.config.liveness.probe_interval_ms));
+    let mut every = tokio::time::interval(Duration::from_millis(
+        state.config.liveness.probe_interval_ms,
+    ));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;

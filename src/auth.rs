@@ -119,8 +119,13 @@ pub struct Secrets {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("cannot use {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path} is damaged: {message} (restore it from a backup, or move it away to create new keys)")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is damaged: {message} (restore it from a backup, or move it away to create new keys)"
+    )]
     Parse { path: PathBuf, message: String },
 }
 
@@ -136,14 +141,24 @@ pub enum SecretsOrigin {
 impl Secrets {
     /// Reads `<data_dir>/secrets.toml`, creating it on first start. Existing keys are
     /// never changed; sites new to the roster get keys.
-    pub fn load_or_create(data_dir: &Path, roster: &Roster) -> Result<(Secrets, SecretsOrigin), SecretsError> {
+    pub fn load_or_create(
+        data_dir: &Path,
+        roster: &Roster,
+    ) -> Result<(Secrets, SecretsOrigin), SecretsError> {
         let path = data_dir.join(SECRETS_FILE);
-        let io = |source| SecretsError::Io { path: path.clone(), source };
+        let io = |source| SecretsError::Io {
+            path: path.clone(),
+            source,
+        };
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => Some(toml::from_str::<SecretsFile>(&text).map_err(|e| SecretsError::Parse {
-                path: path.clone(),
-                message: e.to_string(),
-            })?),
+            Ok(text) => {
+                Some(
+                    toml::from_str::<SecretsFile>(&text).map_err(|e| SecretsError::Parse {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?,
+                )
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(e)),
         };
@@ -166,7 +181,8 @@ impl Secrets {
         }
         if !existed || added > 0 {
             std::fs::create_dir_all(data_dir).map_err(io)?;
-            write_private(&path, &toml::to_string(&file).expect("secrets serialize")).map_err(io)?;
+            write_private(&path, &toml::to_string(&file).expect("secrets serialize"))
+                .map_err(io)?;
         }
         let sites = file
             .sites
@@ -178,7 +194,13 @@ impl Secrets {
             (true, 0) => SecretsOrigin::Loaded,
             (true, n) => SecretsOrigin::Extended(n),
         };
-        Ok((Secrets { roles: file.roles, sites }, origin))
+        Ok((
+            Secrets {
+                roles: file.roles,
+                sites,
+            },
+            origin,
+        ))
     }
 
     pub fn role_key(&self, role: Role) -> &Key {
@@ -213,7 +235,9 @@ impl Secrets {
 
     /// Whether `presented` is the key of site `id`.
     pub fn is_site_key(&self, id: SiteId, presented: &str) -> bool {
-        self.sites.get(&id).is_some_and(|key| key.matches(presented))
+        self.sites
+            .get(&id)
+            .is_some_and(|key| key.matches(presented))
     }
 }
 
@@ -226,7 +250,9 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    file.write_all(b"# diemcau keys: keep this file private (mode 0600). One key per role and per site.\n")?;
+    file.write_all(
+        b"# diemcau keys: keep this file private (mode 0600). One key per role and per site.\n",
+    )?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
@@ -238,7 +264,11 @@ mod tests {
     use super::*;
 
     fn roster() -> Roster {
-        Roster::parse("s.csv", b"code,name,kind,former_district\n05443,A,phuong,D\n05710,B,phuong,D\n").unwrap()
+        Roster::parse(
+            "s.csv",
+            b"code,name,kind,former_district\n05443,A,phuong,D\n05710,B,phuong,D\n",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -260,7 +290,11 @@ mod tests {
     #[test]
     fn new_sites_get_keys_and_old_keys_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let small = Roster::parse("s.csv", b"code,name,kind,former_district\n05443,A,phuong,D\n").unwrap();
+        let small = Roster::parse(
+            "s.csv",
+            b"code,name,kind,former_district\n05443,A,phuong,D\n",
+        )
+        .unwrap();
         let (first, _) = Secrets::load_or_create(dir.path(), &small).unwrap();
         let (second, origin) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
         assert_eq!(origin, SecretsOrigin::Extended(1));
@@ -277,7 +311,10 @@ mod tests {
         let site_key = secrets.site_key(id).unwrap().expose().to_string();
         assert_eq!(secrets.identify(&site_key), Some(Caller::Site(id)));
         let display = secrets.role_key(Role::Display).expose().to_string();
-        assert_eq!(secrets.identify(&display), Some(Caller::Role(Role::Display)));
+        assert_eq!(
+            secrets.identify(&display),
+            Some(Caller::Role(Role::Display))
+        );
         assert_eq!(secrets.identify("wrong"), None);
         assert_eq!(secrets.identify(""), None);
         assert!(secrets.is_site_key(id, &site_key));
@@ -291,6 +328,9 @@ mod tests {
         std::fs::write(dir.path().join(SECRETS_FILE), "roles = 3").unwrap();
         let err = Secrets::load_or_create(dir.path(), &roster()).unwrap_err();
         assert!(err.to_string().contains("damaged"), "{err}");
-        assert_eq!(std::fs::read_to_string(dir.path().join(SECRETS_FILE)).unwrap(), "roles = 3");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(SECRETS_FILE)).unwrap(),
+            "roles = 3"
+        );
     }
 }

@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -19,12 +19,17 @@ use tracing::Instrument;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::EpochMs;
+use crate::clocksync::Exchange;
 use crate::hub::Outbound;
 use crate::metrics::SocketKind;
-use crate::protocol::{close, ClientMsg, ServerMsg};
+use crate::protocol::{ClientMsg, ServerMsg, close};
 use crate::sites::{SiteId, SiteIdx};
 
-pub async fn upgrade(State(app): State<AppState>, caller: Option<Caller>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(app): State<AppState>,
+    caller: Option<Caller>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let limit = app.config.protocol.max_frame_bytes;
     let tasks = app.tasks.clone();
     // Small buffers: the default 128 KiB each would cost ~135 KB per site.
@@ -43,11 +48,17 @@ struct Ending {
 
 impl Ending {
     fn close(code: u16, reason: impl Into<String>) -> Self {
-        Ending { code: Some(code), reason: reason.into() }
+        Ending {
+            code: Some(code),
+            reason: reason.into(),
+        }
     }
 
     fn gone(reason: impl Into<String>) -> Self {
-        Ending { code: None, reason: reason.into() }
+        Ending {
+            code: None,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -56,11 +67,21 @@ async fn serve(app: AppState, socket: WebSocket, caller: Option<Caller>) {
     let (mut sink, mut stream) = socket.split();
     let hello_timeout = Duration::from_millis(app.config.protocol.hello_timeout_ms);
     match tokio::time::timeout(hello_timeout, read_hello(&app, &mut stream, caller)).await {
-        Err(_) => refuse(&mut sink, close::BAD_HELLO, "no_hello", "say hello within the hello timeout").await,
+        Err(_) => {
+            refuse(
+                &mut sink,
+                close::BAD_HELLO,
+                "no_hello",
+                "say hello within the hello timeout",
+            )
+            .await
+        }
         Ok(Err((code, error, message))) => refuse(&mut sink, code, error, &message).await,
         Ok(Ok(hello)) => {
             let span = tracing::info_span!("bridge", site = %hello.id);
-            run_session(&app, hello, sink, stream).instrument(span).await;
+            run_session(&app, hello, sink, stream)
+                .instrument(span)
+                .await;
         }
     }
     app.metrics.connection_closed(SocketKind::Bridge);
@@ -75,28 +96,66 @@ struct Hello {
 
 type Refusal = (u16, &'static str, String);
 
-async fn read_hello(app: &AppState, stream: &mut SplitStream<WebSocket>, caller: Option<Caller>) -> Result<Hello, Refusal> {
+async fn read_hello(
+    app: &AppState,
+    stream: &mut SplitStream<WebSocket>,
+    caller: Option<Caller>,
+) -> Result<Hello, Refusal> {
     let text = loop {
         match stream.next().await {
             Some(Ok(Message::Text(text))) => break text,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                return Err((close::BAD_HELLO, "bad_hello", "the first frame must be a JSON hello".into()))
+                return Err((
+                    close::BAD_HELLO,
+                    "bad_hello",
+                    "the first frame must be a JSON hello".into(),
+                ));
             }
             Some(Err(e)) if is_too_large(&e) => {
-                return Err((close::TOO_LARGE, "too_large", "frame exceeds the size limit".into()))
+                return Err((
+                    close::TOO_LARGE,
+                    "too_large",
+                    "frame exceeds the size limit".into(),
+                ));
             }
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                return Err((close::BAD_HELLO, "bad_hello", "closed before hello".into()))
+                return Err((close::BAD_HELLO, "bad_hello", "closed before hello".into()));
             }
         }
     };
     let (site, key, agent, version) = match ClientMsg::decode(&text) {
-        Ok(ClientMsg::Hello { site, key, agent, version }) => (site, key, agent, version),
-        Ok(_) => return Err((close::BAD_HELLO, "bad_hello", "the first frame must be hello".into())),
-        Err(e) => return Err((close::BAD_HELLO, "bad_hello", format!("bad hello: {}", e.message))),
+        Ok(ClientMsg::Hello {
+            site,
+            key,
+            agent,
+            version,
+        }) => (site, key, agent, version),
+        Ok(_) => {
+            return Err((
+                close::BAD_HELLO,
+                "bad_hello",
+                "the first frame must be hello".into(),
+            ));
+        }
+        Err(e) => {
+            return Err((
+                close::BAD_HELLO,
+                "bad_hello",
+                format!("bad hello: {}", e.message),
+            ));
+        }
     };
-    let unknown = || (close::UNKNOWN_SITE, "unknown_site", format!("site `{}` is not in the roster", site.chars().take(16).collect::<String>()));
+    let unknown = || {
+        (
+            close::UNKNOWN_SITE,
+            "unknown_site",
+            format!(
+                "site `{}` is not in the roster",
+                site.chars().take(16).collect::<String>()
+            ),
+        )
+    };
     let id: SiteId = site.parse().map_err(|_| unknown())?;
     let idx = app.roster.index_of(id).ok_or_else(unknown)?;
     let authorised = match (&key, caller) {
@@ -106,9 +165,18 @@ async fn read_hello(app: &AppState, stream: &mut SplitStream<WebSocket>, caller:
         (None, _) => false,
     };
     if !authorised {
-        return Err((close::BAD_KEY, "bad_key", format!("this key does not belong to site {id}")));
+        return Err((
+            close::BAD_KEY,
+            "bad_key",
+            format!("this key does not belong to site {id}"),
+        ));
     }
-    Ok(Hello { id, idx, agent, version })
+    Ok(Hello {
+        id,
+        idx,
+        agent,
+        version,
+    })
 }
 
 /// Says why in an error frame, then closes.
@@ -125,7 +193,10 @@ fn close_message(code: u16, reason: &str) -> Message {
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(&reason[..end]) }))
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(&reason[..end]),
+    }))
 }
 
 fn is_too_large(e: &axum::Error) -> bool {
@@ -140,7 +211,12 @@ fn is_too_large(e: &axum::Error) -> bool {
     false
 }
 
-async fn run_session(app: &AppState, hello: Hello, sink: SplitSink<WebSocket, Message>, mut stream: SplitStream<WebSocket>) {
+async fn run_session(
+    app: &AppState,
+    hello: Hello,
+    sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+) {
     let protocol = &app.config.protocol;
     let liveness = &app.config.liveness;
     let (out, pending) = mpsc::channel(protocol.send_queue_frames);
@@ -148,11 +224,20 @@ async fn run_session(app: &AppState, hello: Hello, sink: SplitSink<WebSocket, Me
     let (close_tx, close_rx) = oneshot::channel();
     let writer = tokio::spawn(write_frames(sink, pending, close_rx));
 
-    let (session, mut deadline) = app.hub.connect(hello.idx, hello.agent, &hello.version, out.clone(), kick_tx);
+    let (session, mut deadline) =
+        app.hub
+            .connect(hello.idx, hello.agent, &hello.version, out.clone(), kick_tx);
     let site = app.roster.site(hello.idx);
     tracing::info!(%session, agent = hello.agent.as_str(), "site connected");
     let queue = Queue(&out);
-    let welcome = ServerMsg::welcome(site.id, &site.name, site.kind, session, app.clock.now_ms(), liveness.probe_interval_ms);
+    let welcome = ServerMsg::welcome(
+        site.id,
+        &site.name,
+        site.kind,
+        session,
+        app.clock.now_ms(),
+        liveness.probe_interval_ms,
+    );
 
     let mut probes = tokio::time::interval(Duration::from_millis(liveness.probe_interval_ms));
     probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,7 +296,8 @@ async fn run_session(app: &AppState, hello: Hello, sink: SplitSink<WebSocket, Me
                             match outstanding.iter().position(|(s, _)| *s == seq) {
                                 Some(pos) => {
                                     let (_, sent) = outstanding.remove(pos).expect("position is valid");
-                                    let outcome = app.hub.echo(hello.idx, session, sent, client_recv_ms, client_send_ms, now, echo_timeout);
+                                    let exchange = Exchange { server_sent_ms: sent, client_received_ms: client_recv_ms, client_sent_ms: client_send_ms, server_received_ms: now };
+                                    let outcome = app.hub.echo(hello.idx, session, exchange);
                                     deadline = outcome.next_deadline;
                                     if let Some(sync) = outcome.sync {
                                         let msg = ServerMsg::Sync { offset_ms: sync.offset_ms, rtt_ms: sync.rtt_ms, uncertainty_ms: sync.uncertainty_ms };
@@ -267,12 +353,16 @@ async fn run_session(app: &AppState, hello: Hello, sink: SplitSink<WebSocket, Me
     // Mark the site first: detection latency matters more than the close handshake.
     app.hub.disconnected(hello.idx, session, &ending.reason);
     tracing::info!(reason = %ending.reason, "site disconnected");
-    if let Some(code) = ending.code {
-        let _ = close_tx.send(close_message(code, &ending.reason));
+    match ending.code {
+        Some(code) => drop(close_tx.send(close_message(code, &ending.reason))),
+        None => drop(close_tx),
     }
     drop(out);
     let mut writer = writer;
-    if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort(); // the peer does not read even its close frame
     }
 }
@@ -283,12 +373,18 @@ struct Queue<'a>(&'a mpsc::Sender<Outbound>);
 impl Queue<'_> {
     /// Queues a frame without waiting; an error means the site is not reading.
     fn send(&self, msg: &ServerMsg) -> Result<(), ()> {
-        self.0.try_send(Outbound::Text(msg.to_json().into())).map_err(drop)
+        self.0
+            .try_send(Outbound::Text(msg.to_json().into()))
+            .map_err(drop)
     }
 }
 
 /// Drains the queue into the socket; a close frame from the reader goes first.
-async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Outbound>, mut close: oneshot::Receiver<Message>) {
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outbound>,
+    mut close: oneshot::Receiver<Message>,
+) {
     loop {
         tokio::select! {
             biased;
@@ -326,7 +422,11 @@ struct FloodGuard {
 
 impl FloodGuard {
     fn new(limit: u32) -> Self {
-        Self { limit, window_start: Instant::now(), count: 0 }
+        Self {
+            limit,
+            window_start: Instant::now(),
+            count: 0,
+        }
     }
 
     /// Whether one more frame is within the limit.

@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn system_clock_is_near_wall_clock_and_monotonic() {
         let clock = SystemClock::new();
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         let a = clock.now_ms();
         let b = clock.now_ms();
         assert!((a - wall).abs() < 1000);

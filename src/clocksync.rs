@@ -17,17 +17,35 @@ pub struct OffsetSample {
     pub rtt_ms: f64,
 }
 
+/// The four timestamps of one probe/echo exchange (server clock: 1 and 4; client: 2 and 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    pub server_sent_ms: EpochMs,
+    pub client_received_ms: EpochMs,
+    pub client_sent_ms: EpochMs,
+    pub server_received_ms: EpochMs,
+}
+
+impl Exchange {
+    /// Round trip as the server saw it, including the client's hold time.
+    pub fn raw_round_trip_ms(&self) -> f64 {
+        (self.server_received_ms - self.server_sent_ms) as f64
+    }
+}
+
 impl OffsetSample {
-    /// `t1` server sent the probe, `t2` client received it, `t3` client sent the echo,
-    /// `t4` server received it. `None` when the client's times cannot be right.
-    pub fn from_exchange(t1: EpochMs, t2: EpochMs, t3: EpochMs, t4: EpochMs) -> Option<Self> {
-        let held = t3 - t2;
-        let round_trip = t4 - t1;
+    /// `None` when the client's times cannot be right (it held the probe for a
+    /// negative time, or longer than the whole round trip).
+    pub fn from_exchange(e: &Exchange) -> Option<Self> {
+        let held = e.client_sent_ms - e.client_received_ms;
+        let round_trip = e.server_received_ms - e.server_sent_ms;
         if held < 0 || round_trip < 0 || held > round_trip {
             return None;
         }
         Some(Self {
-            offset_ms: ((t2 - t1) + (t3 - t4)) as f64 / 2.0,
+            offset_ms: ((e.client_received_ms - e.server_sent_ms)
+                + (e.client_sent_ms - e.server_received_ms)) as f64
+                / 2.0,
             rtt_ms: (round_trip - held) as f64,
         })
     }
@@ -76,29 +94,57 @@ impl OffsetEstimator {
 mod tests {
     use super::*;
 
+    fn exchange(t1: EpochMs, t2: EpochMs, t3: EpochMs, t4: EpochMs) -> Exchange {
+        Exchange {
+            server_sent_ms: t1,
+            client_received_ms: t2,
+            client_sent_ms: t3,
+            server_received_ms: t4,
+        }
+    }
+
     #[test]
     fn symmetric_exchange_gives_the_true_offset() {
         // Client is 500 ms ahead; 10 ms each way; client holds the probe 2 ms.
-        let s = OffsetSample::from_exchange(1000, 1510, 1512, 1022).unwrap();
-        assert_eq!(s, OffsetSample { offset_ms: 500.0, rtt_ms: 20.0 });
+        let s = OffsetSample::from_exchange(&exchange(1000, 1510, 1512, 1022)).unwrap();
+        assert_eq!(
+            s,
+            OffsetSample {
+                offset_ms: 500.0,
+                rtt_ms: 20.0
+            }
+        );
     }
 
     #[test]
     fn impossible_client_times_are_rejected() {
-        assert!(OffsetSample::from_exchange(1000, 1510, 1505, 1022).is_none());
-        assert!(OffsetSample::from_exchange(1000, 0, 50_000, 1022).is_none());
+        assert!(OffsetSample::from_exchange(&exchange(1000, 1510, 1505, 1022)).is_none());
+        assert!(OffsetSample::from_exchange(&exchange(1000, 0, 50_000, 1022)).is_none());
     }
 
     #[test]
     fn best_of_the_last_eight_is_the_shortest_round_trip() {
         let mut est = OffsetEstimator::default();
-        est.add(OffsetSample { offset_ms: 7.0, rtt_ms: 4.0 });
+        est.add(OffsetSample {
+            offset_ms: 7.0,
+            rtt_ms: 4.0,
+        });
         for i in 0..7 {
-            est.add(OffsetSample { offset_ms: 100.0 + i as f64, rtt_ms: 50.0 });
+            est.add(OffsetSample {
+                offset_ms: 100.0 + i as f64,
+                rtt_ms: 50.0,
+            });
         }
         assert_eq!(est.best().unwrap().offset_ms, 7.0);
         assert_eq!(est.best().unwrap().uncertainty_ms, 2.0);
-        est.add(OffsetSample { offset_ms: 200.0, rtt_ms: 40.0 });
-        assert_eq!(est.best().unwrap().offset_ms, 200.0, "the 4 ms sample aged out");
+        est.add(OffsetSample {
+            offset_ms: 200.0,
+            rtt_ms: 40.0,
+        });
+        assert_eq!(
+            est.best().unwrap().offset_ms,
+            200.0,
+            "the 4 ms sample aged out"
+        );
     }
 }

@@ -172,7 +172,11 @@ impl Loaded {
     /// Loads config, roster and agenda. Paths inside a config file are relative to it.
     pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         let (config, base, label) = match &sources.config {
-            None => (parse_toml(DEFAULT_TOML, "embedded diemcau.toml")?, None, "embedded diemcau.toml".to_string()),
+            None => (
+                parse_toml(DEFAULT_TOML, "embedded diemcau.toml")?,
+                None,
+                "embedded diemcau.toml".to_string(),
+            ),
             Some(path) => {
                 let text = read_text(path)?;
                 let label = path.display().to_string();
@@ -184,7 +188,8 @@ impl Loaded {
         };
         config.validate(&label)?;
         let in_config = |p: &Option<PathBuf>| -> Option<PathBuf> {
-            p.as_ref().map(|p| base.as_ref().map_or(p.clone(), |b| b.join(p)))
+            p.as_ref()
+                .map(|p| base.as_ref().map_or(p.clone(), |b| b.join(p)))
         };
         let sites_path = sources.sites.clone().or_else(|| in_config(&config.sites));
         let agenda_path = sources.agenda.clone().or_else(|| in_config(&config.agenda));
@@ -196,8 +201,18 @@ impl Loaded {
         let slot = config.timer.slot_seconds;
         let agenda = match &agenda_path {
             None if sites_path.is_some() => Agenda::default(),
-            None => Agenda::parse("config/agenda.csv (embedded)", DEFAULT_AGENDA, &roster, slot)?,
-            Some(path) => Agenda::parse(&path.display().to_string(), &read_bytes(path)?, &roster, slot)?,
+            None => Agenda::parse(
+                "config/agenda.csv (embedded)",
+                DEFAULT_AGENDA,
+                &roster,
+                slot,
+            )?,
+            Some(path) => Agenda::parse(
+                &path.display().to_string(),
+                &read_bytes(path)?,
+                &roster,
+                slot,
+            )?,
         };
         Ok(Loaded {
             config,
@@ -216,13 +231,19 @@ impl Config {
         };
         let l = &self.liveness;
         if l.probe_interval_ms == 0 || l.echo_timeout_ms == 0 {
-            return Err(invalid("liveness.probe_interval_ms and echo_timeout_ms must be above 0"));
+            return Err(invalid(
+                "liveness.probe_interval_ms and echo_timeout_ms must be above 0",
+            ));
         }
         if l.degraded_after_ms == 0 || l.degraded_after_ms >= l.offline_after_ms {
-            return Err(invalid("liveness.degraded_after_ms must be above 0 and below offline_after_ms"));
+            return Err(invalid(
+                "liveness.degraded_after_ms must be above 0 and below offline_after_ms",
+            ));
         }
         if l.online_after_echoes == 0 || l.flapping_offline_count == 0 {
-            return Err(invalid("liveness.online_after_echoes and flapping_offline_count must be at least 1"));
+            return Err(invalid(
+                "liveness.online_after_echoes and flapping_offline_count must be at least 1",
+            ));
         }
         let p = &self.protocol;
         if p.max_frame_bytes < 1024 || p.send_queue_frames == 0 || p.max_frames_per_second == 0 {
@@ -232,10 +253,15 @@ impl Config {
         }
         let t = &self.timer;
         if t.slot_seconds == 0 || t.danger_seconds > t.warning_seconds {
-            return Err(invalid("timer.slot_seconds must be above 0 and danger_seconds ≤ warning_seconds"));
+            return Err(invalid(
+                "timer.slot_seconds must be above 0 and danger_seconds ≤ warning_seconds",
+            ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(&format!("listen `{}` is not an address like 127.0.0.1:8080", self.listen)));
+            return Err(invalid(&format!(
+                "listen `{}` is not an address like 127.0.0.1:8080",
+                self.listen
+            )));
         }
         Ok(())
     }
@@ -280,7 +306,11 @@ mod tests {
     #[test]
     fn config_file_paths_are_relative_to_the_file_and_keys_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("s.csv"), "code,name,kind,former_district\n00001,A,xa,D\n").unwrap();
+        std::fs::write(
+            dir.path().join("s.csv"),
+            "code,name,kind,former_district\n00001,A,xa,D\n",
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("c.toml"),
             "sites = \"s.csv\"\n[liveness]\ndegraded_after_ms = 100\noffline_after_ms = 200\n",
@@ -295,14 +325,21 @@ mod tests {
         assert!(loaded.agenda.is_empty());
         assert_eq!(loaded.config.data_dir, dir.path().join("data"));
 
-        std::fs::write(dir.path().join("bad.toml"), "[liveness]\ndegraded_after = 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            "[liveness]\ndegraded_after = 1\n",
+        )
+        .unwrap();
         let err = Loaded::load(&Sources {
             config: Some(dir.path().join("bad.toml")),
             ..Sources::default()
         })
         .err()
         .unwrap();
-        assert!(err.to_string().contains("unknown field `degraded_after`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `degraded_after`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! `{"error": code, "message": text}` with the right status. Internals are logged,
 //! never shown.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "request failed");
         }
-        (status, Json(json!({"error": code, "message": self.to_string()}))).into_response()
+        (
+            status,
+            Json(json!({"error": code, "message": self.to_string()})),
+        )
+            .into_response()
     }
 }
 

@@ -5,7 +5,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
@@ -42,13 +42,20 @@ async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"status": "ready", "sites": app.roster.len()})))
 }
 
-async fn metrics(State(app): State<AppState>, caller: Option<Caller>) -> Result<impl IntoResponse, ApiError> {
+async fn metrics(
+    State(app): State<AppState>,
+    caller: Option<Caller>,
+) -> Result<impl IntoResponse, ApiError> {
     if !app.config.metrics.public {
-        let caller = caller.ok_or_else(|| ApiError::Unauthorized("a key is required for /metrics".into()))?;
+        let caller = caller
+            .ok_or_else(|| ApiError::Unauthorized("a key is required for /metrics".into()))?;
         caller.require(&[Role::Admin, Role::Operator])?;
     }
     Ok((
-        [(header::CONTENT_TYPE, prometheus_client::encoding::prometheus_text::CONTENT_TYPE)],
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
         app.metrics.encode(),
     ))
 }
@@ -63,11 +70,22 @@ async fn status(State(app): State<AppState>, caller: Caller) -> Result<Json<Valu
 
 async fn sites(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(STAFF)?;
-    Ok(Json(json!({"server_ms": app.clock.now_ms(), "sites": app.hub.site_views()})))
+    Ok(Json(
+        json!({"server_ms": app.clock.now_ms(), "sites": app.hub.site_views()}),
+    ))
 }
 
-async fn site(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let unknown = || ApiError::NotFound(format!("no site `{}` in the roster", id.chars().take(16).collect::<String>()));
+async fn site(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let unknown = || {
+        ApiError::NotFound(format!(
+            "no site `{}` in the roster",
+            id.chars().take(16).collect::<String>()
+        ))
+    };
     let site_id: SiteId = id.parse().map_err(|_| unknown())?;
     caller.require_or_site(STAFF, site_id)?;
     let idx = app.roster.index_of(site_id).ok_or_else(unknown)?;
@@ -75,6 +93,9 @@ async fn site(State(app): State<AppState>, caller: Caller, Path(id): Path<String
     let mut view = json!(app.hub.site_view(idx));
     view["contact_name"] = json!(site.contact_name);
     view["contact_phone"] = json!(site.contact_phone);
+    // Transitions are written behind the state change; wait for them so the
+    // history never lags the state shown beside it.
+    app.store.flush().await?;
     view["transitions"] = json!(app.store.recent_transitions(site_id, SITE_HISTORY).await?);
     Ok(Json(view))
 }

@@ -14,7 +14,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::clock::{Clock, EpochMs};
-use crate::clocksync::{OffsetEstimator, OffsetSample, SyncEstimate};
+use crate::clocksync::{Exchange, OffsetEstimator, OffsetSample, SyncEstimate};
+use crate::config::LivenessConfig;
 use crate::link::{LinkStats, LinkSummary};
 use crate::liveness::{Liveness, SiteState, Thresholds, Transition, Uptime};
 use crate::metrics::Metrics;
@@ -107,6 +108,8 @@ pub struct EchoOutcome {
 pub struct Hub {
     roster: Arc<Roster>,
     limits: Thresholds,
+    /// An echo later than this is a stalled probe.
+    echo_timeout_ms: i64,
     clock: Arc<dyn Clock>,
     store: Store,
     metrics: Arc<Metrics>,
@@ -123,19 +126,27 @@ impl Hub {
     /// uptime does not count the time the server was down.
     pub fn new(
         roster: Arc<Roster>,
-        limits: Thresholds,
+        liveness: &LivenessConfig,
         clock: Arc<dyn Clock>,
         store: Store,
         metrics: Arc<Metrics>,
         history: &History,
     ) -> Hub {
         let now = clock.now_ms();
-        let tracking_since = if history.tracking_since_ms > 0 { history.tracking_since_ms } else { now };
+        let tracking_since = if history.tracking_since_ms > 0 {
+            history.tracking_since_ms
+        } else {
+            now
+        };
         let mut sites: Vec<SiteRuntime> = roster
             .sites()
             .iter()
             .map(|site| {
-                let sessions = history.sessions_per_site.get(site.id.as_str()).copied().unwrap_or(0);
+                let sessions = history
+                    .sessions_per_site
+                    .get(site.id.as_str())
+                    .copied()
+                    .unwrap_or(0);
                 let mut link = LinkStats::default();
                 link.set_reconnects(sessions.saturating_sub(1));
                 SiteRuntime {
@@ -176,14 +187,16 @@ impl Hub {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let hub = Hub {
             roster,
-            limits,
+            limits: liveness.into(),
+            echo_timeout_ms: liveness.echo_timeout_ms as i64,
             clock,
             store,
             metrics,
             inner: Mutex::new(Inner { sites, seq: 0 }),
             live,
         };
-        hub.metrics.set_state_counts(&hub.lock().state_counts_array());
+        hub.metrics
+            .set_state_counts(&hub.lock().state_counts_array());
         hub
     }
 
@@ -218,7 +231,8 @@ impl Hub {
             if let Some(kick) = old.kick {
                 let _ = kick.send(crate::protocol::close::REPLACED);
             }
-            self.store.record_session_closed(old.session, now, "replaced by a newer connection");
+            self.store
+                .record_session_closed(old.session, now, "replaced by a newer connection");
         }
         if rt.seen_before {
             rt.link.reconnected();
@@ -234,8 +248,13 @@ impl Hub {
         let transition = rt.liveness.connected(now);
         self.metrics.site_seen(site, now);
         let deadline = rt.liveness.next_deadline(&self.limits);
-        self.store
-            .record_session_opened(session, self.roster.site(site).id, agent.as_str(), version, now);
+        self.store.record_session_opened(
+            session,
+            self.roster.site(site).id,
+            agent.as_str(),
+            version,
+            now,
+        );
         self.after_change(&mut inner, site, transition.into_iter().collect(), now);
         (session, deadline)
     }
@@ -264,29 +283,35 @@ impl Hub {
         }
     }
 
-    /// An echo of probe sent at `t1` (server), received by the client at `t2`, answered
-    /// at `t3` (client clock), back at the server at `t4`.
-    pub fn echo(&self, site: SiteIdx, session: Uuid, t1: EpochMs, t2: EpochMs, t3: EpochMs, t4: EpochMs, echo_timeout_ms: i64) -> EchoOutcome {
+    /// An echo came back for a probe this connection sent.
+    pub fn echo(&self, site: SiteIdx, session: Uuid, exchange: Exchange) -> EchoOutcome {
+        let now = exchange.server_received_ms;
         let mut inner = self.lock();
         let Some(rt) = inner.current(site, session) else {
-            return EchoOutcome { sync: None, next_deadline: None };
+            return EchoOutcome {
+                sync: None,
+                next_deadline: None,
+            };
         };
-        let sample = OffsetSample::from_exchange(t1, t2, t3, t4);
+        let sample = OffsetSample::from_exchange(&exchange);
         // A client that reports impossible times still gave us the round trip.
-        let rtt_ms = sample.map_or((t4 - t1) as f64, |s| s.rtt_ms);
+        let rtt_ms = sample.map_or(exchange.raw_round_trip_ms(), |s| s.rtt_ms);
         if let Some(sample) = sample {
             rt.offset.add(sample);
         }
-        let stalled = rtt_ms > echo_timeout_ms as f64 || rt.link.record_rtt(rtt_ms);
-        let transition = rt.liveness.echo(t4, !stalled, &self.limits);
+        let stalled = rtt_ms > self.echo_timeout_ms as f64 || rt.link.record_rtt(rtt_ms);
+        let transition = rt.liveness.echo(now, !stalled, &self.limits);
         let (median, jitter) = (rt.link.median_ms(), rt.link.jitter_ms());
         let sync = rt.offset.best();
         let next_deadline = rt.liveness.next_deadline(&self.limits);
-        self.metrics.site_seen(site, t4);
+        self.metrics.site_seen(site, now);
         self.metrics.probe_rtt(rtt_ms);
         self.metrics.site_link(site, median, jitter);
-        self.after_change(&mut inner, site, transition.into_iter().collect(), t4);
-        EchoOutcome { sync, next_deadline }
+        self.after_change(&mut inner, site, transition.into_iter().collect(), now);
+        EchoOutcome {
+            sync,
+            next_deadline,
+        }
     }
 
     /// The site's deadline passed: applies silence. Returns whether it is now offline
@@ -324,7 +349,9 @@ impl Hub {
         let mut inner = self.lock();
         let mut sent = 0;
         for rt in inner.sites.iter_mut() {
-            let Some(conn) = rt.conn.as_mut() else { continue };
+            let Some(conn) = rt.conn.as_mut() else {
+                continue;
+            };
             match conn.out.try_send(Outbound::Text(frame.clone())) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -357,11 +384,16 @@ impl Hub {
 
     /// A receiver of live frames and a snapshot consistent with it: every frame after
     /// the snapshot's `seq` arrives on the receiver.
-    pub fn subscribe(&self, extra: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> (broadcast::Receiver<LiveFrame>, u64, serde_json::Value) {
+    pub fn subscribe(
+        &self,
+        extra: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) -> (broadcast::Receiver<LiveFrame>, u64, serde_json::Value) {
         let now = self.clock.now_ms();
         let inner = self.lock();
         let receiver = self.live.subscribe();
-        let sites: Vec<SiteView> = (0..inner.sites.len()).map(|i| self.view(&inner, i, now)).collect();
+        let sites: Vec<SiteView> = (0..inner.sites.len())
+            .map(|i| self.view(&inner, i, now))
+            .collect();
         let mut snapshot = serde_json::Map::new();
         snapshot.insert("type".into(), json!("snapshot"));
         snapshot.insert("seq".into(), json!(inner.seq));
@@ -404,7 +436,9 @@ impl Hub {
     pub fn site_views(&self) -> Vec<SiteView> {
         let now = self.clock.now_ms();
         let inner = self.lock();
-        (0..inner.sites.len()).map(|i| self.view(&inner, i, now)).collect()
+        (0..inner.sites.len())
+            .map(|i| self.view(&inner, i, now))
+            .collect()
     }
 
     pub fn state_counts(&self) -> StateCounts {
@@ -438,7 +472,13 @@ impl Hub {
     }
 
     /// Records transitions (store, metrics, uptime) and tells the live feed.
-    fn after_change(&self, inner: &mut Inner, site: SiteIdx, transitions: Vec<Transition>, now: EpochMs) {
+    fn after_change(
+        &self,
+        inner: &mut Inner,
+        site: SiteIdx,
+        transitions: Vec<Transition>,
+        now: EpochMs,
+    ) {
         if transitions.is_empty() {
             return;
         }
@@ -468,7 +508,10 @@ impl Inner {
     fn state_counts_array(&self) -> [usize; 4] {
         let mut counts = [0; 4];
         for rt in &self.sites {
-            let i = SiteState::ALL.iter().position(|s| *s == rt.liveness.state()).expect("listed");
+            let i = SiteState::ALL
+                .iter()
+                .position(|s| *s == rt.liveness.state())
+                .expect("listed");
             counts[i] += 1;
         }
         counts

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -23,7 +23,11 @@ use crate::protocol::close;
 /// A page that cannot take a frame for this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn upgrade(State(app): State<AppState>, caller: Caller, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+pub async fn upgrade(
+    State(app): State<AppState>,
+    caller: Caller,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin, Role::Operator, Role::Secretary, Role::Display])?;
     let timer_only = caller == Caller::Role(Role::Display);
     let tasks = app.tasks.clone();
@@ -40,7 +44,10 @@ async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
     let snapshot = |app: &AppState| {
         let (receiver, seq, mut snapshot) = app.hub.subscribe(|_| {});
         if timer_only {
-            snapshot.as_object_mut().expect("object").retain(|k, _| matches!(k.as_str(), "type" | "seq" | "server_ms" | "timer"));
+            snapshot
+                .as_object_mut()
+                .expect("object")
+                .retain(|k, _| matches!(k.as_str(), "type" | "seq" | "server_ms" | "timer"));
         }
         (receiver, seq, Message::Text(snapshot.to_string().into()))
     };
@@ -83,8 +90,15 @@ async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
         }
     };
     if let Some(code) = close_code {
-        let frame = axum::extract::ws::CloseFrame { code, reason: "server shutting down".into() };
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+        let frame = axum::extract::ws::CloseFrame {
+            code,
+            reason: "server shutting down".into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
     }
     app.metrics.connection_closed(SocketKind::Live);
 }

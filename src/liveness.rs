@@ -172,7 +172,9 @@ impl Liveness {
             return None;
         }
         self.timely_echoes += 1;
-        if self.connected && self.state == SiteState::Degraded && self.timely_echoes >= limits.online_after_echoes
+        if self.connected
+            && self.state == SiteState::Degraded
+            && self.timely_echoes >= limits.online_after_echoes
         {
             let reason = format!("{} timely echoes", self.timely_echoes);
             return self.change(SiteState::Online, now, now, reason);
@@ -204,12 +206,22 @@ impl Liveness {
         let silence = now - last;
         if self.state == SiteState::Online && silence >= limits.degraded_after_ms {
             let reason = format!("no frame for {} ms", limits.degraded_after_ms);
-            changes.extend(self.change(SiteState::Degraded, last + limits.degraded_after_ms, now, reason));
+            changes.extend(self.change(
+                SiteState::Degraded,
+                last + limits.degraded_after_ms,
+                now,
+                reason,
+            ));
             self.timely_echoes = 0;
         }
         if self.state == SiteState::Degraded && silence >= limits.offline_after_ms {
             let reason = format!("no frame for {} ms", limits.offline_after_ms);
-            changes.extend(self.change(SiteState::Offline, last + limits.offline_after_ms, now, reason));
+            changes.extend(self.change(
+                SiteState::Offline,
+                last + limits.offline_after_ms,
+                now,
+                reason,
+            ));
         }
         changes
     }
@@ -233,7 +245,13 @@ impl Liveness {
         recent >= limits.flapping_offline_count as usize
     }
 
-    fn change(&mut self, to: SiteState, at_ms: EpochMs, detected_at_ms: EpochMs, reason: String) -> Option<Transition> {
+    fn change(
+        &mut self,
+        to: SiteState,
+        at_ms: EpochMs,
+        detected_at_ms: EpochMs,
+        reason: String,
+    ) -> Option<Transition> {
         if self.state == to {
             return None;
         }
@@ -319,7 +337,10 @@ mod tests {
     fn hello_makes_a_never_seen_site_online() {
         let mut site = Liveness::default();
         let t = site.connected(1000).unwrap();
-        assert_eq!((t.from, t.to, t.at_ms), (SiteState::NeverSeen, SiteState::Online, 1000));
+        assert_eq!(
+            (t.from, t.to, t.at_ms),
+            (SiteState::NeverSeen, SiteState::Online, 1000)
+        );
         assert_eq!(site.since_ms(), Some(1000));
     }
 
@@ -342,10 +363,16 @@ mod tests {
     fn a_late_tick_records_both_transitions_at_the_times_they_became_true() {
         let mut site = online_at(0);
         let t = site.tick(20_000, &LIMITS);
-        let seen: Vec<_> = t.iter().map(|t| (t.to, t.at_ms, t.detected_at_ms)).collect();
+        let seen: Vec<_> = t
+            .iter()
+            .map(|t| (t.to, t.at_ms, t.detected_at_ms))
+            .collect();
         assert_eq!(
             seen,
-            vec![(SiteState::Degraded, 6000, 20_000), (SiteState::Offline, 15_000, 20_000)]
+            vec![
+                (SiteState::Degraded, 6000, 20_000),
+                (SiteState::Offline, 15_000, 20_000)
+            ]
         );
     }
 
@@ -369,7 +396,10 @@ mod tests {
         assert!(site.echo(15_000, true, &LIMITS).is_none());
         assert!(site.echo(17_000, true, &LIMITS).is_none());
         let t = site.echo(19_000, true, &LIMITS).unwrap();
-        assert_eq!((t.from, t.to, t.reason.as_str()), (SiteState::Degraded, SiteState::Online, "3 timely echoes"));
+        assert_eq!(
+            (t.from, t.to, t.reason.as_str()),
+            (SiteState::Degraded, SiteState::Online, "3 timely echoes")
+        );
     }
 
     #[test]
@@ -377,7 +407,10 @@ mod tests {
         let mut site = online_at(0);
         let t = site.disconnected(500, "socket closed").unwrap();
         assert_eq!((t.to, t.at_ms), (SiteState::Offline, 500));
-        assert!(site.tick(100_000, &LIMITS).is_empty(), "no deadline while disconnected");
+        assert!(
+            site.tick(100_000, &LIMITS).is_empty(),
+            "no deadline while disconnected"
+        );
         assert!(site.disconnected(600, "again").is_none());
         assert_eq!(site.connected(700).unwrap().to, SiteState::Online);
     }

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use diemcau::app::App;
-use diemcau::auth::{Role, Secrets, SecretsOrigin, SECRETS_FILE};
+use diemcau::auth::{Role, SECRETS_FILE, Secrets, SecretsOrigin};
 use diemcau::clock::SystemClock;
 use diemcau::config::{Loaded, Sources};
 
@@ -74,7 +74,11 @@ enum LogFormat {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, log_format } => serve(config, listen, log_format),
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => serve(config, listen, log_format),
         Command::Links { config, base_url } => links(config, &base_url),
         Command::Check { config } => check(config),
     }
@@ -86,7 +90,10 @@ fn load(args: &ConfigArgs) -> anyhow::Result<(Loaded, PathBuf)> {
         sites: args.sites.clone(),
         agenda: args.agenda.clone(),
     })?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| loaded.config.data_dir.clone());
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| loaded.config.data_dir.clone());
     Ok((loaded, data_dir))
 }
 
@@ -141,12 +148,20 @@ fn links_text(secrets: &Secrets, loaded: &Loaded, base: &str) -> String {
         (Role::Display, "/display", "màn hình hội trường"),
     ] {
         let key = secrets.role_key(role).expose();
-        out.push_str(&format!("{}\t{label}\t{base}{page}?key={key}\n", role.as_str()));
+        out.push_str(&format!(
+            "{}\t{label}\t{base}{page}?key={key}\n",
+            role.as_str()
+        ));
     }
     out.push_str("# site\tname\tjoin URL\n");
     for site in loaded.roster.sites() {
         if let Some(key) = secrets.site_key(site.id) {
-            out.push_str(&format!("{}\t{}\t{base}/bridge?key={}\n", site.id, site.name, key.expose()));
+            out.push_str(&format!(
+                "{}\t{}\t{base}/bridge?key={}\n",
+                site.id,
+                site.name,
+                key.expose()
+            ));
         }
     }
     out
@@ -168,7 +183,12 @@ fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Logs go to stderr: stdout carries the links printed for people.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // A closed log pipe must not take the service down (the default panics).
+        .log_internal_errors(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -176,7 +196,7 @@ fn init_logs(format: LogFormat) {
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

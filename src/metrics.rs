@@ -56,7 +56,8 @@ struct SiteSeries {
     transitions: [Counter; 3],
 }
 
-const TRANSITION_TARGETS: [SiteState; 3] = [SiteState::Online, SiteState::Degraded, SiteState::Offline];
+const TRANSITION_TARGETS: [SiteState; 3] =
+    [SiteState::Online, SiteState::Degraded, SiteState::Offline];
 
 /// Which websocket endpoint a connection is on.
 #[derive(Clone, Copy, Debug)]
@@ -78,14 +79,28 @@ impl Metrics {
     pub fn new(roster: &Roster) -> Metrics {
         let mut registry = Registry::with_prefix("diemcau");
         let sites_by_state = Family::<StateLabels, Gauge>::default();
-        registry.register("sites", "Bridge sites by liveness state", sites_by_state.clone());
+        registry.register(
+            "sites",
+            "Bridge sites by liveness state",
+            sites_by_state.clone(),
+        );
         for state in SiteState::ALL {
-            drop(sites_by_state.get_or_create(&StateLabels { state: state.as_str() }));
+            drop(sites_by_state.get_or_create(&StateLabels {
+                state: state.as_str(),
+            }));
         }
         let up = Family::<SiteLabels, Gauge>::default();
-        registry.register("site_up", "1 when the site is online or degraded", up.clone());
+        registry.register(
+            "site_up",
+            "1 when the site is online or degraded",
+            up.clone(),
+        );
         let info = Family::<SiteInfoLabels, Gauge>::default();
-        registry.register("site_info", "Site names and kinds, value 1 (join on `site`)", info.clone());
+        registry.register(
+            "site_info",
+            "Site names and kinds, value 1 (join on `site`)",
+            info.clone(),
+        );
         let last_seen = Family::<SiteLabels, FloatGauge>::default();
         registry.register(
             "site_last_seen_timestamp_seconds",
@@ -93,17 +108,31 @@ impl Metrics {
             last_seen.clone(),
         );
         let rtt = Family::<SiteLabels, FloatGauge>::default();
-        registry.register("site_rtt_seconds", "Median probe round trip of the site", rtt.clone());
+        registry.register(
+            "site_rtt_seconds",
+            "Median probe round trip of the site",
+            rtt.clone(),
+        );
         let jitter = Family::<SiteLabels, FloatGauge>::default();
-        registry.register("site_jitter_seconds", "Smoothed RTT jitter of the site (RFC 3550 style)", jitter.clone());
+        registry.register(
+            "site_jitter_seconds",
+            "Smoothed RTT jitter of the site (RFC 3550 style)",
+            jitter.clone(),
+        );
         let transitions = Family::<TransitionLabels, Counter>::default();
-        registry.register("site_transitions", "Liveness transitions of the site, by new state", transitions.clone());
+        registry.register(
+            "site_transitions",
+            "Liveness transitions of the site, by new state",
+            transitions.clone(),
+        );
 
         let per_site = roster
             .sites()
             .iter()
             .map(|site| {
-                let label = SiteLabels { site: site.id.to_string() };
+                let label = SiteLabels {
+                    site: site.id.to_string(),
+                };
                 info.get_or_create(&SiteInfoLabels {
                     site: site.id.to_string(),
                     name: site.name.clone(),
@@ -126,15 +155,29 @@ impl Metrics {
             })
             .collect();
 
-        let probe_rtt = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
-        registry.register("probe_rtt_seconds", "Round trip of every answered probe", probe_rtt.clone());
+        let probe_rtt = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]);
+        registry.register(
+            "probe_rtt_seconds",
+            "Round trip of every answered probe",
+            probe_rtt.clone(),
+        );
         let ws_connections = Family::<KindLabels, Gauge>::default();
-        registry.register("ws_connections", "Open websocket connections by endpoint", ws_connections.clone());
+        registry.register(
+            "ws_connections",
+            "Open websocket connections by endpoint",
+            ws_connections.clone(),
+        );
         for kind in ["bridge", "live"] {
             drop(ws_connections.get_or_create(&KindLabels { kind }));
         }
         let store_errors = Counter::default();
-        registry.register("store_write_errors", "Store transactions that failed", store_errors.clone());
+        registry.register(
+            "store_write_errors",
+            "Store transactions that failed",
+            store_errors.clone(),
+        );
 
         Metrics {
             registry,
@@ -162,7 +205,9 @@ impl Metrics {
     pub fn set_state_counts(&self, counts: &[usize; 4]) {
         for (state, count) in SiteState::ALL.iter().zip(counts) {
             self.sites_by_state
-                .get_or_create(&StateLabels { state: state.as_str() })
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
                 .set(*count as i64);
         }
     }
@@ -206,7 +251,8 @@ impl Metrics {
             SocketKind::Bridge => "bridge",
             SocketKind::Live => "live",
         };
-        self.ws_connections.get_or_create_owned(&KindLabels { kind })
+        self.ws_connections
+            .get_or_create_owned(&KindLabels { kind })
     }
 }
 
@@ -220,8 +266,13 @@ mod tests {
         let metrics = Metrics::new(&roster);
         let text = metrics.encode();
         assert_eq!(text.matches("\ndiemcau_site_up{").count(), 92);
-        assert_eq!(text.matches("\ndiemcau_site_transitions_total{").count(), 92 * 3);
-        assert!(text.contains("diemcau_site_info{site=\"05443\",name=\"Phường Phan Đình Phùng\",kind=\"phuong\""));
+        assert_eq!(
+            text.matches("\ndiemcau_site_transitions_total{").count(),
+            92 * 3
+        );
+        assert!(text.contains(
+            "diemcau_site_info{site=\"05443\",name=\"Phường Phan Đình Phùng\",kind=\"phuong\""
+        ));
         assert!(text.contains("diemcau_sites{state=\"never_seen\"} 0"));
     }
 

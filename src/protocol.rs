@@ -136,7 +136,10 @@ impl ClientMsg {
                     },
                     _ => FrameError {
                         code: "bad_frame",
-                        message: format!("frame does not match protocol v1: {}", truncate(&err.to_string(), 200)),
+                        message: format!(
+                            "frame does not match protocol v1: {}",
+                            truncate(&err.to_string(), 200)
+                        ),
                     },
                 },
             }
@@ -151,7 +154,14 @@ fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 impl ServerMsg {
-    pub fn welcome(id: SiteId, name: &str, kind: SiteKind, session: Uuid, server_ms: EpochMs, probe_interval_ms: u64) -> Self {
+    pub fn welcome(
+        id: SiteId,
+        name: &str,
+        kind: SiteKind,
+        session: Uuid,
+        server_ms: EpochMs,
+        probe_interval_ms: u64,
+    ) -> Self {
         ServerMsg::Welcome {
             site: WelcomeSite {
                 id: id.to_string(),
@@ -182,25 +192,55 @@ mod tests {
 
     #[test]
     fn hello_and_echo_decode_from_the_documented_shape() {
-        let hello = ClientMsg::decode(r#"{"type":"hello","site":"05443","key":"k","agent":"agent","version":"1.0"}"#).unwrap();
-        assert!(matches!(hello, ClientMsg::Hello { ref site, key: Some(_), agent: AgentKind::Agent, .. } if site == "05443"));
-        let cookie_hello = ClientMsg::decode(r#"{"type":"hello","site":"05443","agent":"browser","version":"1"}"#).unwrap();
+        let hello = ClientMsg::decode(
+            r#"{"type":"hello","site":"05443","key":"k","agent":"agent","version":"1.0"}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(hello, ClientMsg::Hello { ref site, key: Some(_), agent: AgentKind::Agent, .. } if site == "05443")
+        );
+        let cookie_hello =
+            ClientMsg::decode(r#"{"type":"hello","site":"05443","agent":"browser","version":"1"}"#)
+                .unwrap();
         assert!(matches!(cookie_hello, ClientMsg::Hello { key: None, .. }));
-        let echo = ClientMsg::decode(r#"{"type":"echo","seq":3,"server_ms":1,"client_recv_ms":2,"client_send_ms":3}"#).unwrap();
-        assert_eq!(echo, ClientMsg::Echo { seq: 3, server_ms: 1, client_recv_ms: 2, client_send_ms: 3 });
+        let echo = ClientMsg::decode(
+            r#"{"type":"echo","seq":3,"server_ms":1,"client_recv_ms":2,"client_send_ms":3}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            echo,
+            ClientMsg::Echo {
+                seq: 3,
+                server_ms: 1,
+                client_recv_ms: 2,
+                client_send_ms: 3
+            }
+        );
     }
 
     #[test]
     fn bad_frames_are_classified() {
         assert_eq!(ClientMsg::decode("not json").unwrap_err().code, "bad_json");
-        assert_eq!(ClientMsg::decode(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_type");
-        assert_eq!(ClientMsg::decode(r#"{"type":"echo","seq":"x"}"#).unwrap_err().code, "bad_frame");
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"dance"}"#).unwrap_err().code,
+            "unknown_type"
+        );
+        assert_eq!(
+            ClientMsg::decode(r#"{"type":"echo","seq":"x"}"#)
+                .unwrap_err()
+                .code,
+            "bad_frame"
+        );
         assert_eq!(ClientMsg::decode(r#"[1,2]"#).unwrap_err().code, "bad_frame");
     }
 
     #[test]
     fn server_messages_carry_their_type_tag() {
-        let json = ServerMsg::Probe { seq: 1, server_ms: 2 }.to_json();
+        let json = ServerMsg::Probe {
+            seq: 1,
+            server_ms: 2,
+        }
+        .to_json();
         assert_eq!(json, r#"{"type":"probe","seq":1,"server_ms":2}"#);
         let json = ServerMsg::error("bad_json", "x").to_json();
         assert_eq!(json, r#"{"type":"error","code":"bad_json","message":"x"}"#);

@@ -129,7 +129,9 @@ impl Roster {
         let mut by_id = HashMap::new();
         for row in table.rows() {
             let line = row.line;
-            let code = row.get("code").ok_or_else(|| table.error(line, "empty code"))?;
+            let code = row
+                .get("code")
+                .ok_or_else(|| table.error(line, "empty code"))?;
             let id: SiteId = code.parse().map_err(|e| table.error(line, e))?;
             let name = row
                 .get("name")
@@ -170,7 +172,7 @@ impl Roster {
                 id,
                 name: format!("Điểm cầu thử {id}"),
                 kind: SiteKind::Xa,
-                former_district: format!("Cụm {}", id.as_str()[..3].to_string()),
+                former_district: format!("Cụm {}", &id.as_str()[..3]),
                 contact_name: None,
                 contact_phone: None,
                 probe: None,
@@ -211,7 +213,9 @@ fn validate_probe(probe: &str) -> Result<(), String> {
         .rsplit_once(':')
         .ok_or_else(|| format!("probe `{probe}` must be host:port"))?;
     if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(format!("probe `{probe}` must be host:port with a port 1–65535"));
+        return Err(format!(
+            "probe `{probe}` must be host:port with a port 1–65535"
+        ));
     }
     Ok(())
 }
@@ -230,7 +234,11 @@ mod tests {
     fn shipped_roster_has_the_92_units_by_official_code() {
         let roster = Roster::parse("sites.csv", include_bytes!("../config/sites.csv")).unwrap();
         assert_eq!(roster.len(), 92);
-        let xa = roster.sites().iter().filter(|s| s.kind == SiteKind::Xa).count();
+        let xa = roster
+            .sites()
+            .iter()
+            .filter(|s| s.kind == SiteKind::Xa)
+            .count();
         assert_eq!((xa, roster.len() - xa), (77, 15));
         let idx = roster.index_of("05443".parse().unwrap()).unwrap();
         assert_eq!(roster.site(idx).name, "Phường Phan Đình Phùng");
@@ -254,22 +262,33 @@ mod tests {
     #[test]
     fn empty_name_is_refused() {
         let err = parse("05443, ,phuong,X\n").err().unwrap();
-        assert_eq!((err.line, err.reason.contains("empty name")), (2, true), "{err}");
+        assert_eq!(
+            (err.line, err.reason.contains("empty name")),
+            (2, true),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_kind_is_refused() {
         let err = parse("05443,A,huyen,X\n").err().unwrap();
-        assert_eq!((err.line, err.reason.contains("unknown kind `huyen`")), (2, true), "{err}");
+        assert_eq!(
+            (err.line, err.reason.contains("unknown kind `huyen`")),
+            (2, true),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_code_and_bad_probe_are_refused() {
         let err = parse("5443,A,xa,X\n").err().unwrap();
         assert!(err.reason.contains("5-digit"), "{err}");
-        let err = Roster::parse("s.csv", b"code,name,kind,former_district,probe\n05443,A,xa,X,10.0.0.1\n")
-            .err()
-            .unwrap();
+        let err = Roster::parse(
+            "s.csv",
+            b"code,name,kind,former_district,probe\n05443,A,xa,X,10.0.0.1\n",
+        )
+        .err()
+        .unwrap();
         assert!(err.reason.contains("host:port"), "{err}");
     }
 
@@ -278,9 +297,12 @@ mod tests {
         let err = parse("05443,Phường A, B,phuong,X\n").err().unwrap();
         assert_eq!(err.line, 2);
         assert!(err.reason.contains("wrong number of columns"));
-        let err = Roster::parse("s.csv", b"code,name,kind,former_district\n05443,X\xe1,xa,Y\n")
-            .err()
-            .unwrap();
+        let err = Roster::parse(
+            "s.csv",
+            b"code,name,kind,former_district\n05443,X\xe1,xa,Y\n",
+        )
+        .err()
+        .unwrap();
         assert!(err.reason.contains("UTF-8"), "{err}");
     }
 

@@ -7,9 +7,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
 use crate::clock::EpochMs;
@@ -45,9 +45,15 @@ const MIGRATIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("cannot create data dir {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("store write failed: {0}")]
@@ -179,7 +185,14 @@ impl Store {
         });
     }
 
-    pub fn record_session_opened(&self, session: uuid::Uuid, site: SiteId, agent: &str, version: &str, at: EpochMs) {
+    pub fn record_session_opened(
+        &self,
+        session: uuid::Uuid,
+        site: SiteId,
+        agent: &str,
+        version: &str,
+        at: EpochMs,
+    ) {
         let (agent, version) = (agent.to_string(), version.to_string());
         self.write(move |tx| {
             tx.execute(
@@ -202,7 +215,11 @@ impl Store {
     }
 
     /// The newest transitions of a site, newest first.
-    pub async fn recent_transitions(&self, site: SiteId, limit: u32) -> Result<Vec<Transition>, StoreError> {
+    pub async fn recent_transitions(
+        &self,
+        site: SiteId,
+        limit: u32,
+    ) -> Result<Vec<Transition>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT from_state, to_state, at_ms, detected_at_ms, reason FROM transitions
@@ -239,7 +256,11 @@ impl Store {
     pub fn load_history(&self) -> Result<History, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         let tracking_since_ms: EpochMs = conn
-            .query_row("SELECT value FROM meta WHERE key = 'created_ms'", [], |row| row.get::<_, String>(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'created_ms'",
+                [],
+                |row| row.get::<_, String>(0),
+            )
             .optional()?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
@@ -262,7 +283,9 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut stmt = conn.prepare("SELECT site, COUNT(*) FROM sessions GROUP BY site")?;
         let sessions_per_site = stmt
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+            })?
             .collect::<rusqlite::Result<HashMap<_, _>>>()?;
         Ok(History {
             tracking_since_ms,
@@ -347,9 +370,15 @@ mod tests {
         }
         let store = Store::open(dir.path(), 9000).unwrap();
         let recent = store.recent_transitions(site, 10).await.unwrap();
-        assert_eq!(recent.iter().map(|t| t.at_ms).collect::<Vec<_>>(), vec![3000, 2000]);
+        assert_eq!(
+            recent.iter().map(|t| t.at_ms).collect::<Vec<_>>(),
+            vec![3000, 2000]
+        );
         let history = store.load_history().unwrap();
-        assert_eq!(history.tracking_since_ms, 1000, "tracking starts at the first open");
+        assert_eq!(
+            history.tracking_since_ms, 1000,
+            "tracking starts at the first open"
+        );
         assert_eq!(history.transitions.len(), 2);
     }
 
@@ -357,7 +386,9 @@ mod tests {
     async fn a_failed_durable_write_reports_the_error_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 0).unwrap();
-        let err = store.write_durable(|tx| tx.execute("INSERT INTO nowhere VALUES (1)", []).map(drop)).await;
+        let err = store
+            .write_durable(|tx| tx.execute("INSERT INTO nowhere VALUES (1)", []).map(drop))
+            .await;
         assert!(err.is_err());
         store.check_writable().await.unwrap();
     }

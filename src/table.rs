@@ -74,7 +74,12 @@ impl Table {
         let mut lines = reader.byte_records();
 
         let header = match lines.next() {
-            None => return Err(error(0, "the file is empty: a header line is needed".into())),
+            None => {
+                return Err(error(
+                    0,
+                    "the file is empty: a header line is needed".into(),
+                ));
+            }
             Some(Err(e)) => return Err(error(1, format!("unreadable CSV: {e}"))),
             Some(Ok(record)) => to_strings(&record).map_err(|reason| error(1, reason))?,
         };
@@ -86,7 +91,10 @@ impl Table {
                 known.extend_from_slice(optional);
                 return Err(error(
                     1,
-                    format!("unknown column `{name}` (known columns: {})", known.join(", ")),
+                    format!(
+                        "unknown column `{name}` (known columns: {})",
+                        known.join(", ")
+                    ),
                 ));
             }
             if columns.insert(name.clone(), index).is_some() {
@@ -110,9 +118,13 @@ impl Table {
         };
         let mut records = Vec::new();
         for record in lines {
-            let record = record.map_err(|e| error(line_at(e.position()), format!("unreadable CSV: {e}")))?;
+            let record =
+                record.map_err(|e| error(line_at(e.position()), format!("unreadable CSV: {e}")))?;
             let line = line_at(record.position());
-            if record.iter().all(|field| field.iter().all(u8::is_ascii_whitespace)) {
+            if record
+                .iter()
+                .all(|field| field.iter().all(u8::is_ascii_whitespace))
+            {
                 continue; // blank line left by a spreadsheet
             }
             if record.len() != header.len() {
@@ -202,8 +214,20 @@ mod tests {
 
     #[test]
     fn unknown_and_missing_columns_are_refused() {
-        assert!(parse(b"a,b,kinds\n").err().unwrap().reason.contains("unknown column `kinds`"));
-        assert!(parse(b"a\n").err().unwrap().reason.contains("missing column `b`"));
+        assert!(
+            parse(b"a,b,kinds\n")
+                .err()
+                .unwrap()
+                .reason
+                .contains("unknown column `kinds`")
+        );
+        assert!(
+            parse(b"a\n")
+                .err()
+                .unwrap()
+                .reason
+                .contains("missing column `b`")
+        );
         assert!(parse(b"").err().unwrap().reason.contains("empty"));
     }
 }

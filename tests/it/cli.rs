@@ -1,0 +1,272 @@
+//! The `diemcau` binary itself: serve on embedded defaults, links, check, help, kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use diemcau::auth::{Role, Secrets};
+use diemcau::sites::Roster;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_diemcau");
+
+fn roster() -> Roster {
+    Roster::parse("sites.csv", include_bytes!("../../config/sites.csv")).unwrap()
+}
+
+/// `diemcau serve` as a child process on port 0.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    stdout: String,
+}
+
+impl Served {
+    fn start(data_dir: &Path) -> Served {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("diemcau starts");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut addr = None;
+        for line in stderr.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("addr=").nth(1) {
+                addr = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
+                break;
+            }
+        }
+        let addr = addr.expect("the serving line names the address");
+        // Keep draining the log so the server never writes into a closed pipe.
+        std::thread::spawn(move || stderr.for_each(drop));
+        Served {
+            child,
+            addr,
+            stdout: String::new(),
+        }
+    }
+
+    fn read_stdout_after_exit(&mut self) -> String {
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+        }
+        self.stdout = out.clone();
+        out
+    }
+
+    async fn get(&self, path: &str, key: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("http://{}{}", self.addr, path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_starts_on_embedded_defaults_prints_links_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = Served::start(dir.path());
+    let health = reqwest::get(format!("http://{}/healthz", served.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let secrets_path = dir.path().join("secrets.toml");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&secrets_path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(served.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = served.child.wait().unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    let stdout = served.read_stdout_after_exit();
+    let operator = secrets.role_key(Role::Operator).expose();
+    assert!(
+        stdout.contains(&format!("/wall?key={operator}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(secrets.role_key(Role::Admin).expose()));
+}
+
+#[tokio::test]
+async fn killing_the_server_keeps_history_and_marks_sites_that_were_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let operator = secrets.role_key(Role::Operator).expose().to_string();
+    let site_key = secrets
+        .site_key(SITE.parse().unwrap())
+        .unwrap()
+        .expose()
+        .to_string();
+    let _bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
+    loop {
+        let site = served.get(&format!("/api/sites/{SITE}"), &operator).await;
+        if site["transitions"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(served); // SIGKILL: no clean close is recorded
+
+    let served = Served::start(dir.path());
+    let site = served.get(&format!("/api/sites/{SITE}"), &operator).await;
+    assert_eq!(site["state"], "never_seen");
+    let transitions = site["transitions"].as_array().unwrap();
+    assert_eq!(transitions[0]["to"], "never_seen", "{site}");
+    assert!(
+        transitions[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("restarted")
+    );
+    assert_eq!(
+        transitions[1]["to"], "online",
+        "history from before the kill is intact"
+    );
+}
+
+#[test]
+fn links_prints_every_role_and_each_site_with_its_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let output = Command::new(BIN)
+        .args(["links", "--base-url", "http://10.0.0.5:8080/", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let display = secrets.role_key(Role::Display).expose();
+    assert!(text.contains(&format!(
+        "display\tmàn hình hội trường\thttp://10.0.0.5:8080/display?key={display}"
+    )));
+    let site_lines: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("/bridge?key="))
+        .collect();
+    assert_eq!(site_lines.len(), 92);
+    let key = secrets.site_key(SITE.parse().unwrap()).unwrap().expose();
+    assert!(site_lines.contains(
+        &format!("{SITE}\tPhường Phan Đình Phùng\thttp://10.0.0.5:8080/bridge?key={key}").as_str()
+    ));
+}
+
+#[test]
+fn links_without_keys_says_to_start_the_server_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["links", "--base-url", "http://h:8080", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("diemcau serve"), "{stderr}");
+    assert!(
+        !dir.path().join("secrets.toml").exists(),
+        "links never invents keys"
+    );
+}
+
+#[test]
+fn check_names_the_file_line_and_reason_of_a_bad_roster_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites.csv");
+    std::fs::write(
+        &sites,
+        "code,name,kind,former_district\n05443,A,phuong,X\n05443,B,xa,Y\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["check", "--sites"])
+        .arg(&sites)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3: duplicate site id 05443", sites.display())),
+        "{stderr}"
+    );
+
+    let output = Command::new(BIN).arg("check").output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("92 sites, 26 presentations"));
+}
+
+#[test]
+fn serve_refuses_to_start_half_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sites = dir.path().join("sites.csv");
+    std::fs::write(&sites, "code,name,kind,former_district\n05443,,phuong,X\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--sites"])
+        .arg(&sites)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("sites.csv:2: site 05443 has an empty name")
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created before the config is valid"
+    );
+}
+
+#[test]
+fn help_explains_each_flag_and_its_environment_variable() {
+    let output = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for expected in [
+        "--config",
+        "--data-dir",
+        "--listen",
+        "DIEMCAU_LISTEN",
+        "DIEMCAU_DATA_DIR",
+        "--log-format",
+    ] {
+        assert!(help.contains(expected), "{expected} missing from:\n{help}");
+    }
+}

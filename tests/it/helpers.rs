@@ -1,0 +1,378 @@
+//! Test harness: a real server on port 0 with its own data dir, a typed bridge client
+//! (tokio-tungstenite) and an HTTP client. The server shuts itself down on drop.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diemcau::app::App;
+use diemcau::auth::Role;
+use diemcau::clock::SystemClock;
+use diemcau::config::{Config, Loaded, Sources};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub const SITE: &str = "05443";
+pub const OTHER_SITE: &str = "05710";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    /// Keeps the temporary data dir alive (None when the caller owns the dir).
+    _dir: Option<Arc<tempfile::TempDir>>,
+    pub keys: HashMap<String, String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+/// Liveness thresholds in milliseconds so tests run in well under a second.
+pub fn fast(config: &mut Config) {
+    config.liveness.probe_interval_ms = 50;
+    config.liveness.degraded_after_ms = 300;
+    config.liveness.offline_after_ms = 700;
+    config.liveness.echo_timeout_ms = 500;
+}
+
+pub async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let path = dir.path().to_path_buf();
+    let mut app = spawn_app_in(&path, tweak).await;
+    app._dir = Some(dir);
+    app
+}
+
+pub async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut loaded = Loaded::load(&Sources::default()).expect("embedded config loads");
+    tweak(&mut loaded.config);
+    let app = App::build(
+        loaded,
+        data_dir.to_path_buf(),
+        "127.0.0.1:0",
+        Arc::new(SystemClock::new()),
+    )
+    .await
+    .expect("app builds");
+    let addr = app.local_addr();
+    let secrets = &app.state().secrets;
+    let mut keys = HashMap::new();
+    for role in Role::ALL {
+        keys.insert(
+            role.as_str().to_string(),
+            secrets.role_key(role).expose().to_string(),
+        );
+    }
+    for site in app.state().roster.sites() {
+        keys.insert(
+            site.id.to_string(),
+            secrets.site_key(site.id).unwrap().expose().to_string(),
+        );
+    }
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        _dir: None,
+        keys,
+        shutdown: Some(tx),
+        server: Some(server),
+        http: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    pub fn key(&self, who: &str) -> &str {
+        &self.keys[who]
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// GET with an optional bearer key: status and JSON body (Null when not JSON).
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.get(self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = self.http.get(self.url(path)).send().await.expect("request");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn site(&self, id: &str) -> Value {
+        let (status, body) = self
+            .get(&format!("/api/sites/{id}"), Some(self.key("operator")))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn state_of(&self, id: &str) -> String {
+        self.site(id).await["state"].as_str().unwrap().to_string()
+    }
+
+    /// Polls the API every few ms until the site is in `state`; returns the site.
+    pub async fn wait_for_state(&self, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let site = self.site(id).await;
+            if site["state"] == state {
+                return site;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("site {id} not {state} within {within:?}: {site}");
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+
+    /// Graceful stop, as on SIGTERM; waits for the store to be flushed.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A websocket client speaking protocol v1 by hand.
+pub struct Client {
+    ws: Socket,
+}
+
+impl Client {
+    pub async fn connect(app: &TestApp, path: &str) -> Client {
+        Client::connect_at(app.addr, path).await
+    }
+
+    pub async fn connect_at(addr: SocketAddr, path: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
+            .await
+            .expect("websocket connects");
+        Client { ws }
+    }
+
+    /// Connects to `/ws/bridge`, says hello as `site`, expects `welcome`.
+    pub async fn join(app: &TestApp, site: &str) -> Client {
+        Client::join_at(app.addr, site, app.key(site)).await
+    }
+
+    pub async fn join_at(addr: SocketAddr, site: &str, key: &str) -> Client {
+        let mut client = Client::connect_at(addr, "/ws/bridge").await;
+        client.hello(site, key).await;
+        let welcome = client.recv_type("welcome").await;
+        assert_eq!(welcome["site"]["id"], site);
+        client
+    }
+
+    pub async fn hello(&mut self, site: &str, key: &str) {
+        self.send(
+            json!({"type": "hello", "site": site, "key": key, "agent": "agent", "version": "test"}),
+        )
+        .await;
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.expect("send");
+    }
+
+    /// The next JSON frame; panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(&text).expect("JSON frame");
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping others.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let value = self.recv().await;
+            if value["type"] == kind {
+                return value;
+            }
+        }
+    }
+
+    /// Answers the next probe at once; returns the probe.
+    pub async fn echo_next_probe(&mut self) -> Value {
+        let probe = self.recv_type("probe").await;
+        let now = now_ms();
+        self.send(
+            json!({"type": "echo", "seq": probe["seq"], "server_ms": probe["server_ms"],
+                         "client_recv_ms": now, "client_send_ms": now}),
+        )
+        .await;
+        probe
+    }
+
+    /// Reads until the server closes; returns the close code (frames before it are skipped).
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time");
+            match frame {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(Message::Close(None))) => return 1005,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("connection failed before a close frame: {e}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+
+    /// Reads until an `error` frame; returns it.
+    pub async fn expect_error(&mut self) -> Value {
+        self.recv_type("error").await
+    }
+
+    pub fn into_inner(self) -> Socket {
+        self.ws
+    }
+}
+
+/// A bridge that answers every probe in the background, like a healthy site.
+pub struct EchoingBridge {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Option<u16>>,
+    /// Every frame the server sent, in order.
+    pub frames: mpsc::UnboundedReceiver<Value>,
+}
+
+impl EchoingBridge {
+    pub async fn join(app: &TestApp, site: &str) -> EchoingBridge {
+        EchoingBridge::join_at(app.addr, site, app.key(site)).await
+    }
+
+    pub async fn join_at(addr: SocketAddr, site: &str, key: &str) -> EchoingBridge {
+        let client = Client::join_at(addr, site, key).await;
+        let (stop, stop_rx) = oneshot::channel();
+        let (frames_tx, frames) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_echoing(client.into_inner(), stop_rx, frames_tx));
+        EchoingBridge {
+            stop: Some(stop),
+            task,
+            frames,
+        }
+    }
+
+    /// Closes the socket cleanly.
+    pub async fn close(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    /// Waits for the server to close the socket; returns its close code.
+    pub async fn closed_by_server(self) -> Option<u16> {
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("closed in time")
+            .expect("task")
+    }
+
+    /// The next server frame of `kind`.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.frames.recv())
+                .await
+                .expect("frame in time")
+                .expect("open");
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+}
+
+async fn run_echoing(
+    mut ws: Socket,
+    mut stop: oneshot::Receiver<()>,
+    frames: mpsc::UnboundedSender<Value>,
+) -> Option<u16> {
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                let _ = ws.close(None).await;
+                let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+                return None;
+            }
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("JSON");
+                    if value["type"] == "probe" {
+                        let now = now_ms();
+                        let reply = json!({"type": "echo", "seq": value["seq"], "server_ms": value["server_ms"],
+                                           "client_recv_ms": now, "client_send_ms": now});
+                        if ws.send(Message::text(reply.to_string())).await.is_err() {
+                            return None;
+                        }
+                    }
+                    let _ = frames.send(value);
+                }
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real server on port 0, real websocket and HTTP clients.
+
+mod api;
+mod bridge;
+mod cli;
+mod helpers;
+mod live;
+mod metrics;
+mod restart;

@@ -1,0 +1,89 @@
+//! `/metrics`: every per-site series from the start, valid for promtool.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::helpers::*;
+
+/// Runs `promtool check metrics` on the text; fails the test with how to install it.
+pub fn promtool_check_metrics(text: &str) -> String {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool is needed for this test ({e}): run scripts/test, or `apt-get install prometheus`")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool rejected the metrics:\n{report}"
+    );
+    report
+}
+
+#[tokio::test]
+async fn metrics_have_92_site_up_series_before_any_site_connects_and_pass_promtool() {
+    let app = spawn_app(fast).await;
+    let (status, text) = app.get_text("/metrics").await;
+    assert_eq!(status, 200);
+    let up_series = text
+        .lines()
+        .filter(|l| l.starts_with("diemcau_site_up{"))
+        .count();
+    assert_eq!(up_series, 92);
+    for family in [
+        "diemcau_sites{state=\"never_seen\"} 92",
+        "diemcau_site_info{",
+        "diemcau_site_last_seen_timestamp_seconds{",
+        "diemcau_site_rtt_seconds{",
+        "diemcau_site_jitter_seconds{",
+        "diemcau_site_transitions_total{",
+        "diemcau_probe_rtt_seconds_bucket{",
+        "diemcau_ws_connections{kind=\"bridge\"} 0",
+    ] {
+        assert!(text.contains(family), "missing {family}");
+    }
+    let report = promtool_check_metrics(&text);
+    assert!(!report.contains("error"), "{report}");
+}
+
+#[tokio::test]
+async fn metrics_follow_a_site_that_connects() {
+    let app = spawn_app(fast).await;
+    let mut bridge = EchoingBridge::join(&app, SITE).await;
+    bridge.next_of("sync").await;
+    let (_, text) = app.get_text("/metrics").await;
+    assert!(text.contains(&format!("diemcau_site_up{{site=\"{SITE}\"}} 1")));
+    assert!(text.contains(&format!(
+        "diemcau_site_transitions_total{{site=\"{SITE}\",to=\"online\"}} 1"
+    )));
+    assert!(text.contains("diemcau_sites{state=\"online\"} 1"));
+    assert!(text.contains("diemcau_ws_connections{kind=\"bridge\"} 1"));
+    promtool_check_metrics(&text);
+}
+
+#[tokio::test]
+async fn private_metrics_need_an_operator_key() {
+    let app = spawn_app(|c| {
+        fast(c);
+        c.metrics.public = false;
+    })
+    .await;
+    assert_eq!(app.get("/metrics", None).await.0, 401);
+    assert_eq!(app.get("/metrics", Some(app.key("display"))).await.0, 403);
+    assert_eq!(app.get("/metrics", Some(app.key("operator"))).await.0, 200);
+}
