@@ -10,17 +10,19 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agenda::Agenda;
 use crate::auth::{Secrets, SecretsError, SecretsOrigin};
-use crate::clock::Clock;
+use crate::clock::{Clock, EpochMs};
 use crate::config::{Config, Loaded};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::sites::Roster;
+use crate::sites::{Roster, SiteId};
 use crate::store::{Store, StoreError};
+use crate::timekeeper::Timekeeper;
 
 /// Everything the handlers share; cloned as an `Arc`.
 pub struct Shared {
@@ -28,7 +30,8 @@ pub struct Shared {
     pub roster: Arc<Roster>,
     pub agenda: Agenda,
     pub secrets: Secrets,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    pub timekeeper: Arc<Timekeeper>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -60,6 +63,8 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     secrets_origin: SecretsOrigin,
+    /// Sites that went offline, for the timekeeper (taken by `run`).
+    offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
 }
 
 impl App {
@@ -79,15 +84,26 @@ impl App {
         let store = Store::open(&data_dir, clock.now_ms())?;
         let (secrets, secrets_origin) = Secrets::load_or_create(&data_dir, &roster)?;
         let history = store.load_history()?;
-        let metrics = Arc::new(Metrics::new(&roster));
-        let hub = Hub::new(
+        let metrics = Arc::new(Metrics::new(&roster, &agenda));
+        let (offline_tx, offline) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub::new(
             roster.clone(),
             &config.liveness,
             clock.clone(),
             store.clone(),
             metrics.clone(),
             &history,
-        );
+            offline_tx,
+        ));
+        let timekeeper = Arc::new(Timekeeper::restore(
+            &agenda,
+            (&config.timer).into(),
+            config.timer.pause_on_site_loss,
+            store.clone(),
+            hub.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )?);
         let listener = bind(listen).map_err(|source| StartError::Listen {
             addr: listen.to_string(),
             source,
@@ -98,6 +114,7 @@ impl App {
             agenda,
             secrets,
             hub,
+            timekeeper,
             store,
             metrics,
             clock,
@@ -108,6 +125,7 @@ impl App {
             listener,
             state,
             secrets_origin,
+            offline,
         })
     }
 
@@ -133,7 +151,11 @@ impl App {
     ) -> std::io::Result<()> {
         let state = self.state;
         let token = state.shutdown.clone();
-        let links = tokio::spawn(publish_links(state.clone()));
+        let background = [
+            tokio::spawn(publish_links(state.clone())),
+            tokio::spawn(state.timekeeper.clone().run_auto_stop()),
+            tokio::spawn(pause_on_site_loss(state.clone(), self.offline)),
+        ];
         let listener = self.listener.tap_io(|tcp| {
             // Probes are tiny: do not let Nagle hold them back.
             let _ = tcp.set_nodelay(true);
@@ -151,7 +173,9 @@ impl App {
             .with_graceful_shutdown(signal)
             .await;
         token.cancel();
-        links.abort();
+        for task in background {
+            task.abort();
+        }
         state.tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), state.tasks.wait())
             .await
@@ -182,6 +206,16 @@ fn bind(listen: &str) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
+}
+
+/// Hands every offline transition to the timekeeper.
+async fn pause_on_site_loss(
+    state: AppState,
+    mut offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
+) {
+    while let Some((site, at_ms)) = offline.recv().await {
+        state.timekeeper.site_offline(site, at_ms).await;
+    }
 }
 
 /// Every probe interval, the link figures of connected sites go to the live feed.

@@ -248,7 +248,7 @@ async fn run_session(
     let echo_timeout = liveness.echo_timeout_ms as i64;
 
     let ending = 'session: {
-        if queue.send(&welcome).is_err() {
+        if queue.send(&welcome).is_err() || queue.send(&app.timekeeper.bridge_frame()).is_err() {
             break 'session Ending::close(close::NOT_READING, "send queue full");
         }
         loop {

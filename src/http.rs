@@ -1,9 +1,10 @@
 //! HTTP routes: health, status, sites, metrics, and the two websocket endpoints.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -11,10 +12,15 @@ use crate::app::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::sites::SiteId;
+use crate::timekeeper::CommandError;
+use crate::timer::Command;
 
 /// Transitions shown with one site.
 const SITE_HISTORY: u32 = 50;
 const STAFF: &[Role] = &[Role::Admin, Role::Operator, Role::Secretary];
+const TIMER_CONTROL: &[Role] = &[Role::Admin, Role::Secretary];
+/// A `command_id` longer than this is not an id.
+const MAX_COMMAND_ID: usize = 128;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -24,6 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/status", get(status))
         .route("/api/sites", get(sites))
         .route("/api/sites/{id}", get(site))
+        .route("/api/timer", get(timer))
+        .route("/api/timer/{command}", post(timer_command))
+        .route("/api/agenda", get(agenda))
+        .route("/api/agenda.csv", get(agenda_csv))
         .route("/ws/bridge", get(crate::bridge::upgrade))
         .route("/ws/live", get(crate::live::upgrade))
         .fallback(not_found)
@@ -51,6 +61,7 @@ async fn metrics(
             .ok_or_else(|| ApiError::Unauthorized("a key is required for /metrics".into()))?;
         caller.require(&[Role::Admin, Role::Operator])?;
     }
+    app.timekeeper.refresh_metrics();
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -98,6 +109,98 @@ async fn site(
     app.store.flush().await?;
     view["transitions"] = json!(app.store.recent_transitions(site_id, SITE_HISTORY).await?);
     Ok(Json(view))
+}
+
+/// Any key may read the timer: every screen shows it.
+async fn timer(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!(app.timekeeper.snapshot()))
+}
+
+/// Body of a timer command; every field is optional, each command takes what it needs.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    slot: Option<u32>,
+    seconds: Option<i64>,
+    command_id: Option<String>,
+}
+
+async fn timer_command(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(TIMER_CONTROL)?;
+    let body: CommandBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CommandBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::BadRequest(format!("body must be JSON like {{\"slot\": 4}}: {e}"))
+        })?
+    };
+    if body
+        .command_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty() || id.len() > MAX_COMMAND_ID)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "command_id must be 1 to {MAX_COMMAND_ID} characters"
+        )));
+    }
+    let slot_required =
+        || ApiError::BadRequest("this command needs \"slot\": the presentation's order".into());
+    let command =
+        match name.as_str() {
+            "select" => Command::Select {
+                slot: body.slot.ok_or_else(slot_required)?,
+            },
+            "start" => Command::Start { slot: body.slot },
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            "stop" => Command::Stop,
+            "next" => Command::Next,
+            "previous" => Command::Previous,
+            "adjust" => Command::Adjust {
+                seconds: body.seconds.ok_or_else(|| {
+                    ApiError::BadRequest("adjust needs \"seconds\", e.g. 60 or -60".into())
+                })?,
+            },
+            "reset" => Command::Reset { slot: body.slot },
+            _ => return Err(ApiError::NotFound(
+                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset"
+                    .into(),
+            )),
+        };
+    match app
+        .timekeeper
+        .command(command, body.command_id, &caller.label())
+        .await
+    {
+        Ok(snapshot) => Ok(Json(snapshot)),
+        Err(CommandError::Refused(e)) if e.is_bad_request() => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
+        Err(CommandError::Refused(e)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ CommandError::NotStored(_)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+async fn agenda(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!({"server_ms": app.clock.now_ms(), "slots": app.timekeeper.reports()}))
+}
+
+async fn agenda_csv(State(app): State<AppState>, _caller: Caller) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"agenda.csv\"",
+            ),
+        ],
+        crate::export::agenda_csv(&app.timekeeper.reports()),
+    )
 }
 
 async fn not_found() -> ApiError {

@@ -20,7 +20,7 @@ use crate::link::{LinkStats, LinkSummary};
 use crate::liveness::{Liveness, SiteState, Thresholds, Transition, Uptime};
 use crate::metrics::Metrics;
 use crate::protocol::AgentKind;
-use crate::sites::{Roster, SiteIdx};
+use crate::sites::{Roster, SiteId, SiteIdx};
 use crate::store::{History, Store};
 
 /// What a socket task is asked to send.
@@ -115,6 +115,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
     live: broadcast::Sender<LiveFrame>,
+    /// Tells the timekeeper when a site goes offline.
+    offline: mpsc::UnboundedSender<(SiteId, EpochMs)>,
 }
 
 /// Live frames a slow page may fall behind by before it is sent a fresh snapshot.
@@ -131,6 +133,7 @@ impl Hub {
         store: Store,
         metrics: Arc<Metrics>,
         history: &History,
+        offline: mpsc::UnboundedSender<(SiteId, EpochMs)>,
     ) -> Hub {
         let now = clock.now_ms();
         let tracking_since = if history.tracking_since_ms > 0 {
@@ -194,6 +197,7 @@ impl Hub {
             metrics,
             inner: Mutex::new(Inner { sites, seq: 0 }),
             live,
+            offline,
         };
         hub.metrics
             .set_state_counts(&hub.lock().state_counts_array());
@@ -487,6 +491,9 @@ impl Hub {
             inner.sites[site].uptime.apply(t.to, t.at_ms);
             self.store.record_transition(id, t);
             self.metrics.site_transition(site, t.to);
+            if t.to == SiteState::Offline {
+                let _ = self.offline.send((id, t.at_ms));
+            }
             tracing::info!(site = %id, from = %t.from, to = %t.to, reason = %t.reason, "site state changed");
         }
         self.metrics.set_state_counts(&inner.state_counts_array());

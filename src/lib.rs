@@ -7,6 +7,7 @@
 //! - [`link`] — RTT median, jitter, stalled probes
 //! - [`clocksync`] — clients' clock offset (NTP four-timestamp)
 //! - [`protocol`] — wire protocol v1 of the bridge socket
+//! - [`timer`] — the speaker timer: slots, phases, commands
 //!
 //! The shell reads the clock, calls the core under a short lock, then does the I/O:
 //! - [`clock`] — the only clock reader (injectable)
@@ -14,8 +15,10 @@
 //! - [`store`] — SQLite history
 //! - [`metrics`] — Prometheus registry
 //! - [`hub`] — shared live state of all sites and the live feed
+//! - [`timekeeper`] — runs the timer: stored commands, broadcasts, auto-pause, auto_stop
 //! - [`bridge`], [`live`] — the two websocket endpoints
 //! - [`http`], [`error`] — routes and the HTTP error type
+//! - [`export`] — CSV for spreadsheets (UTF-8 with BOM, Vietnamese times)
 //! - [`app`] — build, run, shut down
 
 pub mod access;
@@ -27,6 +30,7 @@ pub mod clock;
 pub mod clocksync;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod hub;
 pub mod link;
@@ -37,3 +41,5 @@ pub mod protocol;
 pub mod sites;
 pub mod store;
 pub mod table;
+pub mod timekeeper;
+pub mod timer;

@@ -42,7 +42,9 @@ async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
     app.metrics.connection_opened(SocketKind::Live);
     let (mut sink, mut stream) = socket.split();
     let snapshot = |app: &AppState| {
-        let (receiver, seq, mut snapshot) = app.hub.subscribe(|_| {});
+        let (receiver, seq, mut snapshot) = app.hub.subscribe(|snapshot| {
+            snapshot.insert("timer".into(), json!(app.timekeeper.snapshot()));
+        });
         if timer_only {
             snapshot
                 .as_object_mut()

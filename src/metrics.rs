@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::agenda::Agenda;
 use crate::liveness::SiteState;
 use crate::sites::{Roster, SiteIdx};
 
@@ -39,6 +40,12 @@ struct SiteInfoLabels {
 struct TransitionLabels {
     site: String,
     to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlotLabels {
+    order: String,
+    unit: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,10 +80,16 @@ pub struct Metrics {
     probe_rtt: Histogram,
     ws_connections: Family<KindLabels, Gauge>,
     store_errors: Counter,
+    timer_remaining: FloatGauge,
+    timer_overtime: Counter<f64, AtomicU64>,
+    timer_state: Family<StateLabels, Gauge>,
 }
 
+/// Values of `diemcau_timer_state{state}`.
+const TIMER_STATES: [&str; 6] = ["idle", "pending", "ready", "running", "paused", "done"];
+
 impl Metrics {
-    pub fn new(roster: &Roster) -> Metrics {
+    pub fn new(roster: &Roster, agenda: &Agenda) -> Metrics {
         let mut registry = Registry::with_prefix("diemcau");
         let sites_by_state = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -179,6 +192,45 @@ impl Metrics {
             store_errors.clone(),
         );
 
+        let timer_remaining = FloatGauge::default();
+        registry.register(
+            "timer_remaining_seconds",
+            "Time left in the current slot (negative in overtime; NaN when none is under way)",
+            timer_remaining.clone(),
+        );
+        timer_remaining.set(f64::NAN);
+        let timer_overtime = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "timer_overtime_seconds",
+            "Overtime of finished slots",
+            timer_overtime.clone(),
+        );
+        let timer_state = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "timer_state",
+            "1 for the state of the current slot (idle: none selected)",
+            timer_state.clone(),
+        );
+        for state in TIMER_STATES {
+            timer_state
+                .get_or_create(&StateLabels { state })
+                .set((state == "idle") as i64);
+        }
+        let slot_info = Family::<SlotLabels, Gauge>::default();
+        registry.register(
+            "timer_slot_info",
+            "The agenda's slots, value 1",
+            slot_info.clone(),
+        );
+        for p in &agenda.presentations {
+            slot_info
+                .get_or_create(&SlotLabels {
+                    order: p.order.to_string(),
+                    unit: p.unit.clone(),
+                })
+                .set(1);
+        }
+
         Metrics {
             registry,
             sites_by_state,
@@ -186,6 +238,9 @@ impl Metrics {
             probe_rtt,
             ws_connections,
             store_errors,
+            timer_remaining,
+            timer_overtime,
+            timer_state,
         }
     }
 
@@ -246,6 +301,23 @@ impl Metrics {
         self.store_errors.inc();
     }
 
+    /// Adds a finished slot's overtime.
+    pub fn timer_overtime(&self, overtime_ms: i64) {
+        if overtime_ms > 0 {
+            self.timer_overtime.inc_by(overtime_ms as f64 / 1000.0);
+        }
+    }
+
+    pub fn timer_state(&self, state: &str, remaining_ms: Option<i64>) {
+        for s in TIMER_STATES {
+            self.timer_state
+                .get_or_create(&StateLabels { state: s })
+                .set((s == state) as i64);
+        }
+        self.timer_remaining
+            .set(remaining_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0));
+    }
+
     fn ws_gauge(&self, kind: SocketKind) -> Gauge {
         let kind = match kind {
             SocketKind::Bridge => "bridge",
@@ -263,7 +335,7 @@ mod tests {
     #[test]
     fn every_site_has_its_series_before_anything_happens() {
         let roster = Roster::parse("s.csv", include_bytes!("../config/sites.csv")).unwrap();
-        let metrics = Metrics::new(&roster);
+        let metrics = Metrics::new(&roster, &Agenda::default());
         let text = metrics.encode();
         assert_eq!(text.matches("\ndiemcau_site_up{").count(), 92);
         assert_eq!(
@@ -279,7 +351,7 @@ mod tests {
     #[test]
     fn transitions_move_up_and_the_counters() {
         let roster = Roster::synthetic(2);
-        let metrics = Metrics::new(&roster);
+        let metrics = Metrics::new(&roster, &Agenda::default());
         metrics.site_transition(1, SiteState::Online);
         metrics.site_transition(1, SiteState::Offline);
         metrics.site_transition(1, SiteState::Online);

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::clock::EpochMs;
 use crate::sites::{SiteId, SiteKind};
+use crate::timer::TimerSnapshot;
 
 /// Close codes the server uses on `/ws/bridge` and `/ws/live`.
 pub mod close {
@@ -78,7 +79,7 @@ pub enum ClientMsg {
 }
 
 /// The site as `welcome` describes it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WelcomeSite {
     pub id: String,
     pub name: String,
@@ -86,7 +87,7 @@ pub struct WelcomeSite {
 }
 
 /// Server → client.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// The hello was accepted.
@@ -104,6 +105,8 @@ pub enum ServerMsg {
         rtt_ms: f64,
         uncertainty_ms: f64,
     },
+    /// The speaker timer, on connect and on every change.
+    Timer(TimerSnapshot),
     /// The frame was refused; the connection stays unless a close follows.
     Error { code: String, message: String },
 }

@@ -40,6 +40,15 @@ const MIGRATIONS: &[&str] = &[
          closed_ms INTEGER,
          close_reason TEXT);
      CREATE INDEX sessions_by_site ON sessions (site);",
+    // 2: every applied timer command, replayed at start to rebuild the timer.
+    "CREATE TABLE timer_commands (
+         id INTEGER PRIMARY KEY,
+         at_ms INTEGER NOT NULL,
+         actor TEXT NOT NULL,
+         command TEXT NOT NULL,
+         command_id TEXT UNIQUE,
+         rev INTEGER NOT NULL,
+         result TEXT NOT NULL);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +91,18 @@ pub struct StoredTransition {
     pub site: String,
     #[serde(flatten)]
     pub transition: Transition,
+}
+
+/// A stored timer command.
+#[derive(Clone, Debug)]
+pub struct StoredCommand {
+    pub id: i64,
+    pub at_ms: EpochMs,
+    /// The command as JSON.
+    pub command: String,
+    pub command_id: Option<String>,
+    /// The snapshot answered, as JSON.
+    pub result: String,
 }
 
 /// What history says at startup.
@@ -250,6 +271,24 @@ impl Store {
             .map(drop)
         })
         .await
+    }
+
+    /// Every applied timer command, oldest first.
+    pub fn load_timer_commands(&self) -> Result<Vec<StoredCommand>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare(
+            "SELECT id, at_ms, command, command_id, result FROM timer_commands ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(StoredCommand {
+                id: row.get(0)?,
+                at_ms: row.get(1)?,
+                command: row.get(2)?,
+                command_id: row.get(3)?,
+                result: row.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Everything the service needs from history at startup (synchronous: runs before serving).

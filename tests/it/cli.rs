@@ -270,3 +270,70 @@ fn help_explains_each_flag_and_its_environment_variable() {
         assert!(help.contains(expected), "{expected} missing from:\n{help}");
     }
 }
+
+async fn post(
+    served: &Served,
+    path: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}{}", served.addr, path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn after_kill_9_the_timer_is_exactly_where_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let secretary = secrets.role_key(Role::Secretary).expose().to_string();
+
+    post(
+        &served,
+        "/api/timer/start",
+        &secretary,
+        serde_json::json!({"slot": 3}),
+    )
+    .await;
+    let answer = post(
+        &served,
+        "/api/timer/adjust",
+        &secretary,
+        serde_json::json!({"seconds": 45}),
+    )
+    .await;
+    let deadline = answer["deadline_ms"].as_i64().unwrap();
+    drop(served); // SIGKILL right after the answer
+
+    let served = Served::start(dir.path());
+    let timer = served.get("/api/timer", &secretary).await;
+    assert_eq!(timer["state"], "running", "{timer}");
+    assert_eq!(timer["slot"]["order"], 3);
+    let drift = (timer["deadline_ms"].as_i64().unwrap() - deadline).abs();
+    assert!(drift <= 10, "deadline moved by {drift} ms");
+    let paused = post(
+        &served,
+        "/api/timer/pause",
+        &secretary,
+        serde_json::json!({}),
+    )
+    .await;
+    drop(served);
+
+    let served = Served::start(dir.path());
+    let timer = served.get("/api/timer", &secretary).await;
+    assert_eq!(
+        (timer["state"].as_str(), timer["remaining_ms"].as_i64()),
+        (Some("paused"), paused["remaining_ms"].as_i64())
+    );
+    let agenda = served.get("/api/agenda", &secretary).await;
+    assert_eq!(agenda["slots"][2]["added_ms"], 45_000, "history intact");
+    assert_eq!(agenda["slots"][2]["pauses"], 1);
+}

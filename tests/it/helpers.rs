@@ -52,6 +52,13 @@ pub async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    // Logs stay silent unless asked for: DIEMCAU_TEST_LOG=debug cargo test -- --nocapture
+    if let Ok(filter) = std::env::var("DIEMCAU_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let mut loaded = Loaded::load(&Sources::default()).expect("embedded config loads");
     tweak(&mut loaded.config);
     let app = App::build(
@@ -236,12 +243,17 @@ impl Client {
 
     /// The next frame of `kind`, skipping others.
     pub async fn recv_type(&mut self, kind: &str) -> Value {
-        loop {
-            let value = self.recv().await;
-            if value["type"] == kind {
-                return value;
+        let wanted = async {
+            loop {
+                let value = self.recv().await;
+                if value["type"] == kind {
+                    return value;
+                }
             }
-        }
+        };
+        tokio::time::timeout(WAIT, wanted)
+            .await
+            .unwrap_or_else(|_| panic!("no `{kind}` frame within {WAIT:?}"))
     }
 
     /// Answers the next probe at once; returns the probe.
@@ -325,15 +337,17 @@ impl EchoingBridge {
 
     /// The next server frame of `kind`.
     pub async fn next_of(&mut self, kind: &str) -> Value {
-        loop {
-            let frame = tokio::time::timeout(WAIT, self.frames.recv())
-                .await
-                .expect("frame in time")
-                .expect("open");
-            if frame["type"] == kind {
-                return frame;
+        let wanted = async {
+            loop {
+                let frame = self.frames.recv().await.expect("the socket is open");
+                if frame["type"] == kind {
+                    return frame;
+                }
             }
-        }
+        };
+        tokio::time::timeout(WAIT, wanted)
+            .await
+            .unwrap_or_else(|_| panic!("no `{kind}` frame within {WAIT:?}"))
     }
 }
 

@@ -7,3 +7,4 @@ mod helpers;
 mod live;
 mod metrics;
 mod restart;
+mod timer;

@@ -1,0 +1,94 @@
+//! Spreadsheet exports: CSV in UTF-8 with a byte-order mark (so Excel shows Vietnamese
+//! correctly), times in Asia/Ho_Chi_Minh, durations as m:ss.
+
+use chrono::DateTime;
+use chrono_tz::Asia::Ho_Chi_Minh;
+
+use crate::clock::EpochMs;
+use crate::timer::{SlotReport, SlotState};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Wall-clock time in Vietnam, `HH:MM:SS`.
+pub fn local_time(ms: EpochMs) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&Ho_Chi_Minh).format("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// A duration as `m:ss` (whole seconds, rounded down; negative with a minus sign).
+pub fn minutes_seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let seconds = ms.abs() / 1000;
+    format!("{sign}{}:{:02}", seconds / 60, seconds % 60)
+}
+
+fn slot_state_vi(state: SlotState) -> &'static str {
+    match state {
+        SlotState::Pending => "chưa trình bày",
+        SlotState::Ready => "chuẩn bị",
+        SlotState::Running => "đang trình bày",
+        SlotState::Paused => "tạm dừng",
+        SlotState::Done => "đã xong",
+    }
+}
+
+/// The agenda with planned and actual times, for the minutes.
+pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(BOM.to_vec());
+    writer
+        .write_record([
+            "STT",
+            "Đơn vị",
+            "Chủ đề",
+            "Địa điểm",
+            "Trạng thái",
+            "Dự kiến",
+            "Điều chỉnh",
+            "Thực tế",
+            "Vượt giờ",
+            "Số lần tạm dừng",
+            "Gián đoạn đường truyền",
+            "Bắt đầu",
+            "Kết thúc",
+        ])
+        .expect("writing to memory");
+    for r in reports {
+        let venue = match r.venue {
+            crate::agenda::Venue::Hall => "Hội trường".to_string(),
+            crate::agenda::Venue::Site(id) => format!("Điểm cầu {id}"),
+        };
+        writer
+            .write_record([
+                r.order.to_string(),
+                r.unit.clone(),
+                r.topic.clone(),
+                venue,
+                slot_state_vi(r.state).to_string(),
+                minutes_seconds(r.planned_ms),
+                minutes_seconds(r.added_ms),
+                r.actual_ms.map(minutes_seconds).unwrap_or_default(),
+                r.overtime_ms.map(minutes_seconds).unwrap_or_default(),
+                r.pauses.to_string(),
+                r.interruptions.len().to_string(),
+                r.started_ms.map(local_time).unwrap_or_default(),
+                r.ended_ms.map(local_time).unwrap_or_default(),
+            ])
+            .expect("writing to memory");
+    }
+    writer.into_inner().expect("flushing to memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_vietnam_and_durations_as_minutes() {
+        // 2026-11-27 01:30:05 UTC is 08:30:05 in Hà Nội.
+        assert_eq!(local_time(1_795_743_005_000), "08:30:05");
+        assert_eq!(minutes_seconds(420_000), "7:00");
+        assert_eq!(minutes_seconds(45_999), "0:45");
+        assert_eq!(minutes_seconds(-61_000), "-1:01");
+    }
+}

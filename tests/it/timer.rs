@@ -1,0 +1,382 @@
+//! The speaker timer through the API, the bridge sockets and the live feed.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Xã Chợ Rã presents slot 26 from its own bridge.
+const CHO_RA: &str = "01912";
+
+async fn command(app: &TestApp, name: &str, body: Value, key: Option<&str>) -> (u16, Value) {
+    let mut request = app
+        .http
+        .post(app.url(&format!("/api/timer/{name}")))
+        .json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn secretary(app: &TestApp, name: &str, body: Value) -> Value {
+    let (status, answer) = command(app, name, body, Some(app.key("secretary"))).await;
+    assert_eq!(status, 200, "{name}: {answer}");
+    answer
+}
+
+#[tokio::test]
+async fn timer_commands_take_the_secretary_or_admin_key_only() {
+    let app = spawn_app(fast).await;
+    assert_eq!(
+        command(&app, "select", json!({"slot": 1}), None).await.0,
+        401
+    );
+    assert_eq!(
+        command(&app, "select", json!({"slot": 1}), Some("wrong"))
+            .await
+            .0,
+        401
+    );
+    for who in ["operator", "display", SITE] {
+        let (status, body) = command(&app, "select", json!({"slot": 1}), Some(app.key(who))).await;
+        assert_eq!(status, 403, "{who}: {body}");
+    }
+    assert_eq!(
+        app.get("/api/timer", Some(app.key("display"))).await.1["rev"],
+        0,
+        "refused commands change nothing"
+    );
+    secretary(&app, "select", json!({"slot": 1})).await;
+    let (status, body) = command(&app, "start", json!({}), Some(app.key("admin"))).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("running")));
+}
+
+#[tokio::test]
+async fn a_running_slot_snapshot_has_the_documented_fields() {
+    let app = spawn_app(fast).await;
+    let answer = secretary(&app, "start", json!({"slot": 4})).await;
+    assert_eq!(answer["state"], "running");
+    assert_eq!(answer["slot"]["order"], 4);
+    assert_eq!(answer["slot"]["unit"], "Sở Khoa học và Công nghệ");
+    assert_eq!(answer["slot"]["venue"], "hall");
+    assert_eq!(answer["next"]["order"], 5);
+    assert_eq!(answer["next"]["unit"], "Sở Nội vụ");
+    assert_eq!(answer["duration_ms"], 420_000);
+    assert_eq!(answer["added_ms"], 0);
+    assert_eq!(answer["remaining_ms"], Value::Null);
+    assert_eq!(
+        (answer["warning_ms"].as_i64(), answer["danger_ms"].as_i64()),
+        (Some(60_000), Some(30_000))
+    );
+    let deadline = answer["deadline_ms"].as_i64().unwrap();
+    assert_eq!(deadline - answer["server_ms"].as_i64().unwrap(), 420_000);
+
+    for key in ["display", SITE, "operator"] {
+        let (status, timer) = app.get("/api/timer", Some(app.key(key))).await;
+        assert_eq!(
+            (status, timer["deadline_ms"].as_i64()),
+            (200, Some(deadline)),
+            "{key}"
+        );
+    }
+    let paused = secretary(&app, "pause", json!({})).await;
+    assert_eq!(
+        (paused["state"].as_str(), paused["deadline_ms"].as_i64()),
+        (Some("paused"), None)
+    );
+    let remaining = paused["remaining_ms"].as_i64().unwrap();
+    assert!((419_000..=420_000).contains(&remaining), "{remaining}");
+}
+
+#[tokio::test]
+async fn impossible_commands_are_refused_with_a_reason_in_vietnamese_and_english() {
+    let app = spawn_app(fast).await;
+    let key = Some(app.key("secretary"));
+    let (status, body) = command(&app, "pause", json!({}), key).await;
+    assert_eq!(status, 409);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("Không có phần nào đang chạy") && message.contains("nothing is running"),
+        "{message}"
+    );
+
+    assert_eq!(
+        command(&app, "select", json!({"slot": 27}), key).await.0,
+        400
+    );
+    assert_eq!(command(&app, "select", json!({}), key).await.0, 400);
+    assert_eq!(command(&app, "adjust", json!({}), key).await.0, 400);
+    assert_eq!(command(&app, "dance", json!({}), key).await.0, 404);
+    let bad_json = app
+        .http
+        .post(app.url("/api/timer/start"))
+        .bearer_auth(app.key("secretary"))
+        .body("{slot: 4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_json.status().as_u16(), 400);
+    assert_eq!(
+        bad_json.json::<Value>().await.unwrap()["error"],
+        "bad_request"
+    );
+
+    secretary(&app, "start", json!({"slot": 1})).await;
+    let (status, body) = command(&app, "adjust", json!({"seconds": -420}), key).await;
+    assert_eq!(status, 409, "{body}");
+    secretary(&app, "stop", json!({})).await;
+    let (status, body) = command(&app, "start", json!({"slot": 1}), key).await;
+    assert_eq!(status, 409);
+    assert!(body["message"].as_str().unwrap().contains("reset it first"));
+    secretary(&app, "reset", json!({"slot": 1})).await;
+    secretary(&app, "start", json!({"slot": 1})).await;
+}
+
+#[tokio::test]
+async fn a_repeated_command_id_returns_the_first_answer_and_changes_nothing() {
+    let app = spawn_app(fast).await;
+    secretary(&app, "start", json!({"slot": 2})).await;
+    let first = secretary(
+        &app,
+        "adjust",
+        json!({"seconds": 60, "command_id": "adj-1"}),
+    )
+    .await;
+    let again = secretary(
+        &app,
+        "adjust",
+        json!({"seconds": 60, "command_id": "adj-1"}),
+    )
+    .await;
+    assert_eq!(first, again);
+    let (_, now) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    assert_eq!(
+        (now["added_ms"].as_i64(), now["rev"].as_i64()),
+        (Some(60_000), first["rev"].as_i64())
+    );
+}
+
+#[tokio::test]
+async fn bridges_get_the_timer_on_connect_and_on_every_change() {
+    let app = spawn_app(fast).await;
+    let mut bridge = EchoingBridge::join(&app, SITE).await;
+    let on_connect = bridge.next_of("timer").await;
+    assert_eq!(on_connect["state"], "idle");
+
+    let mut revs = Vec::new();
+    for (name, body, state) in [
+        ("select", json!({"slot": 17}), "ready"),
+        ("start", json!({}), "running"),
+        ("adjust", json!({"seconds": 60}), "running"),
+        ("pause", json!({}), "paused"),
+        ("resume", json!({}), "running"),
+        ("next", json!({}), "ready"),
+    ] {
+        let answer = secretary(&app, name, body).await;
+        let frame = bridge.next_of("timer").await;
+        assert_eq!(frame["state"], state, "{name}");
+        assert_eq!(frame["rev"], answer["rev"], "{name}");
+        revs.push(frame["rev"].as_u64().unwrap());
+        if name == "next" {
+            assert_eq!(
+                frame["slot"]["order"], 18,
+                "next selects the following slot"
+            );
+            assert_eq!(frame["next"]["order"], 19, "and puts the one after on deck");
+        }
+    }
+    assert_eq!(revs, (1..=6).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_bridge_countdown_matches_the_server_within_50ms_even_with_a_skewed_clock() {
+    let app = spawn_app(fast).await;
+    let mut client = Client::join(&app, SITE).await;
+    // This bridge's clock is 3.7 s ahead; it learns the offset from `sync`.
+    let skew = 3700;
+    let mut offset = 0.0;
+    for _ in 0..8 {
+        let probe = client.recv_type("probe").await;
+        let t = now_ms() + skew;
+        client
+            .send(json!({"type": "echo", "seq": probe["seq"], "server_ms": probe["server_ms"], "client_recv_ms": t, "client_send_ms": t}))
+            .await;
+        offset = client.recv_type("sync").await["offset_ms"]
+            .as_f64()
+            .unwrap();
+    }
+    secretary(&app, "start", json!({"slot": 1})).await;
+    let timer = client.recv_type("timer").await;
+    let deadline = timer["deadline_ms"].as_f64().unwrap();
+
+    let before = now_ms();
+    let (_, server) = app.get("/api/timer", Some(app.key("display"))).await;
+    let after = now_ms();
+    let server_remaining = deadline - server["server_ms"].as_f64().unwrap();
+    let client_now = ((before + after) / 2 + skew) as f64;
+    let client_remaining = deadline - (client_now - offset);
+    let error = (client_remaining - server_remaining).abs();
+    eprintln!(
+        "countdown sync error on loopback: {error:.1} ms (offset {offset:.1} ms for a {skew} ms skew)"
+    );
+    assert!(
+        error <= 50.0,
+        "client {client_remaining} vs server {server_remaining}"
+    );
+}
+
+#[tokio::test]
+async fn the_live_feed_carries_the_timer() {
+    let app = spawn_app(fast).await;
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("display"))).await;
+    let snapshot = feed.recv_type("snapshot").await;
+    assert_eq!(snapshot["timer"]["state"], "idle");
+    secretary(&app, "start", json!({"slot": 3})).await;
+    let frame = feed.recv_type("timer").await;
+    assert_eq!(frame["state"], "running");
+    assert!(frame["seq"].as_u64().unwrap() > snapshot["seq"].as_u64().unwrap());
+}
+
+#[tokio::test]
+async fn the_presenting_site_going_offline_pauses_its_slot_and_alerts_the_console() {
+    let app = spawn_app(fast).await;
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("secretary"))).await;
+    feed.recv_type("snapshot").await;
+    let bridge = EchoingBridge::join(&app, CHO_RA).await;
+    app.wait_for_state(CHO_RA, "online", WAIT).await;
+    let started = secretary(&app, "start", json!({"slot": 26})).await;
+    assert_eq!(started["slot"]["venue"], CHO_RA);
+
+    bridge.close().await;
+    let alert = feed.recv_type("alert").await;
+    assert_eq!(
+        (
+            alert["kind"].as_str(),
+            alert["site"].as_str(),
+            alert["slot"].as_u64()
+        ),
+        (Some("presenter_offline"), Some(CHO_RA), Some(26))
+    );
+    assert!(alert["message"].as_str().unwrap().contains("Xã Chợ Rã"));
+    let (_, timer) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    assert_eq!(timer["state"], "paused");
+
+    tokio::time::sleep(Duration::from_millis(50)).await; // the interruption lasts a little
+    secretary(&app, "resume", json!({})).await;
+    let (_, agenda) = app.get("/api/agenda", Some(app.key("secretary"))).await;
+    let slot = &agenda["slots"][25];
+    assert_eq!(slot["pauses"], 1);
+    let interruption = &slot["interruptions"][0];
+    assert_eq!(interruption["site"], CHO_RA);
+    let length = interruption["resumed_at_ms"].as_i64().unwrap()
+        - interruption["paused_at_ms"].as_i64().unwrap();
+    assert!(length >= 50, "{interruption}");
+}
+
+#[tokio::test]
+async fn a_site_that_is_not_presenting_can_drop_without_touching_the_timer() {
+    let app = spawn_app(fast).await;
+    let bridge = EchoingBridge::join(&app, CHO_RA).await;
+    app.wait_for_state(CHO_RA, "online", WAIT).await;
+    secretary(&app, "start", json!({"slot": 1})).await;
+    bridge.close().await;
+    app.wait_for_state(CHO_RA, "offline", WAIT).await;
+    let (_, timer) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    assert_eq!(timer["state"], "running");
+}
+
+#[tokio::test]
+async fn auto_stop_ends_the_slot_after_the_grace() {
+    let app = spawn_app(|c| {
+        fast(c);
+        c.timer.at_zero = diemcau::config::AtZero::AutoStop;
+        c.timer.auto_stop_grace_seconds = 0;
+    })
+    .await;
+    let mut bridge = EchoingBridge::join(&app, SITE).await;
+    secretary(&app, "start", json!({"slot": 1})).await;
+    secretary(&app, "adjust", json!({"seconds": -419})).await; // one second left
+    let stopped = loop {
+        let frame = bridge.next_of("timer").await;
+        if frame["state"] == "done" {
+            break frame;
+        }
+    };
+    assert!(stopped["remaining_ms"].as_i64().unwrap() <= 0);
+    let (_, agenda) = app.get("/api/agenda", Some(app.key("display"))).await;
+    assert_eq!(agenda["slots"][0]["auto_stopped"], true);
+}
+
+#[tokio::test]
+async fn the_agenda_lists_planned_and_actual_times_and_exports_csv_for_excel() {
+    let app = spawn_app(fast).await;
+    secretary(&app, "start", json!({"slot": 1})).await;
+    secretary(&app, "adjust", json!({"seconds": 30})).await;
+    secretary(&app, "stop", json!({})).await;
+
+    let (status, agenda) = app.get("/api/agenda", Some(app.key(SITE))).await;
+    assert_eq!(status, 200);
+    let slots = agenda["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 26);
+    assert_eq!(
+        (slots[0]["state"].as_str(), slots[0]["planned_ms"].as_i64()),
+        (Some("done"), Some(420_000))
+    );
+    assert_eq!(slots[0]["added_ms"], 30_000);
+    assert!(slots[0]["actual_ms"].as_i64().unwrap() < 5_000);
+    assert_eq!(slots[0]["overtime_ms"], 0);
+    assert_eq!(slots[1]["state"], "pending");
+    assert_eq!(app.get("/api/agenda", None).await.0, 401);
+
+    let response = app
+        .http
+        .get(app.url("/api/agenda.csv"))
+        .bearer_auth(app.key("display"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\xEF\xBB\xBF"), "UTF-8 BOM for Excel");
+    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    assert_eq!(text.lines().count(), 27);
+    assert!(text.starts_with("STT,Đơn vị,Chủ đề"));
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("1,Văn phòng UBND tỉnh,")
+    );
+    assert!(text.lines().nth(1).unwrap().contains(",đã xong,7:00,0:30,"));
+}
+
+#[tokio::test]
+async fn metrics_show_the_timer_and_still_pass_promtool() {
+    let app = spawn_app(fast).await;
+    secretary(&app, "start", json!({"slot": 1})).await;
+    let (_, text) = app.get_text("/metrics").await;
+    assert!(text.contains("diemcau_timer_state{state=\"running\"} 1"));
+    assert!(text.contains("diemcau_timer_state{state=\"idle\"} 0"));
+    let remaining: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("diemcau_timer_remaining_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((415.0..=420.0).contains(&remaining), "{remaining}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("diemcau_timer_slot_info{"))
+            .count(),
+        26
+    );
+    assert!(text.contains("diemcau_timer_overtime_seconds_total 0"));
+    crate::metrics::promtool_check_metrics(&text);
+}
