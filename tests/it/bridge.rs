@@ -308,3 +308,88 @@ async fn shutdown_closes_every_bridge_with_1001() {
     assert_eq!(bridge.closed_by_server().await, Some(1001));
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_site_that_does_not_read_is_dropped_and_never_slows_the_others() {
+    let app = spawn_app(|c| {
+        fast(c);
+        c.protocol.send_queue_frames = 8;
+        // Silence alone must not drop the stuck site during the test: only its full queue.
+        c.liveness.degraded_after_ms = 20_000;
+        c.liveness.offline_after_ms = 30_000;
+    })
+    .await;
+    // A bridge with a tiny receive window that stops reading after its welcome.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let stream = socket.connect(app.addr).await.unwrap();
+    let (mut stuck, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/ws/bridge", app.addr), stream)
+            .await
+            .unwrap();
+    use futures_util::SinkExt;
+    let hello = json!({"type": "hello", "site": SITE, "key": app.key(SITE), "agent": "agent", "version": "t"});
+    stuck
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            hello.to_string(),
+        ))
+        .await
+        .unwrap();
+    app.wait_for_state(SITE, "online", WAIT).await;
+
+    let mut healthy = EchoingBridge::join(&app, OTHER_SITE).await;
+    let secretary = app.key("secretary").to_string();
+    app.http
+        .post(app.url("/api/timer/start"))
+        .bearer_auth(&secretary)
+        .json(&json!({"slot": 1}))
+        .send()
+        .await
+        .unwrap();
+    // Each change is a timer frame to every bridge; the stuck one cannot take them.
+    // Its kernel buffers hold a few MB first, so changes go in batches of 200.
+    use futures_util::StreamExt;
+    let started = Instant::now();
+    let mut sent = 0;
+    while app.state_of(SITE).await != "offline" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the stuck site was never dropped after {sent} changes"
+        );
+        let answers: Vec<serde_json::Value> = futures_util::stream::iter(0..200)
+            .map(|i| {
+                let request = app
+                    .http
+                    .post(app.url("/api/timer/adjust"))
+                    .bearer_auth(&secretary);
+                request
+                    .json(&json!({"seconds": if i % 2 == 0 { 1 } else { -1 }}))
+                    .send()
+            })
+            .buffer_unordered(8)
+            .then(|response| async { response.unwrap().json::<serde_json::Value>().await.unwrap() })
+            .collect()
+            .await;
+        sent += answers.len();
+        let last_rev = answers
+            .iter()
+            .map(|a| a["rev"].as_u64().expect("every change applied"))
+            .max()
+            .unwrap();
+        // The healthy site got every change, in order, while the stuck one lagged.
+        while healthy.next_of("timer").await["rev"].as_u64().unwrap() != last_rev {}
+    }
+    eprintln!(
+        "stuck site dropped after {sent} changes in {:?}",
+        started.elapsed()
+    );
+    let site = app.site(SITE).await;
+    assert!(
+        site["transitions"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not reading"),
+        "{site}"
+    );
+    assert_eq!(app.state_of(OTHER_SITE).await, "online");
+}

@@ -87,3 +87,46 @@ async fn private_metrics_need_an_operator_key() {
     assert_eq!(app.get("/metrics", Some(app.key("display"))).await.0, 403);
     assert_eq!(app.get("/metrics", Some(app.key("operator"))).await.0, 200);
 }
+
+/// Metric names (diemcau_…) used in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("diemcau_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_uses_only_metrics_the_service_serves() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../dashboards/diemcau.json"))
+            .expect("dashboard is JSON");
+    let app = spawn_app(fast).await;
+    let (_, text) = app.get_text("/metrics").await;
+    let served: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            for name in metric_names(target["expr"].as_str().unwrap()) {
+                assert!(
+                    served.contains(name.as_str()),
+                    "panel `{}` uses {name}, which /metrics does not serve",
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10);
+}
