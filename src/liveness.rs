@@ -204,24 +204,24 @@ impl Liveness {
             return changes;
         };
         let silence = now - last;
-        if self.state == SiteState::Online && silence >= limits.degraded_after_ms {
-            let reason = format!("no frame for {} ms", limits.degraded_after_ms);
-            changes.extend(self.change(
+        let steps = [
+            (
+                SiteState::Online,
                 SiteState::Degraded,
-                last + limits.degraded_after_ms,
-                now,
-                reason,
-            ));
-            self.timely_echoes = 0;
-        }
-        if self.state == SiteState::Degraded && silence >= limits.offline_after_ms {
-            let reason = format!("no frame for {} ms", limits.offline_after_ms);
-            changes.extend(self.change(
+                limits.degraded_after_ms,
+            ),
+            (
+                SiteState::Degraded,
                 SiteState::Offline,
-                last + limits.offline_after_ms,
-                now,
-                reason,
-            ));
+                limits.offline_after_ms,
+            ),
+        ];
+        for (from, to, after) in steps {
+            if self.state == from && silence >= after {
+                let reason = format!("no frame for {after} ms");
+                changes.extend(self.change(to, last + after, now, reason));
+                self.timely_echoes = 0;
+            }
         }
         changes
     }
