@@ -1,5 +1,5 @@
 //! Who is calling: the key from `Authorization: Bearer …` (or `?key=` where a browser
-//! cannot set headers, e.g. websockets), checked against `secrets.toml` on the server.
+//! cannot set headers), else the page session cookie; checked on the server.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use crate::app::AppState;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
+use crate::sessions::token_from_cookie_header;
 use crate::sites::SiteId;
 
 fn presented_key(parts: &Parts) -> Option<String> {
@@ -19,7 +20,7 @@ fn presented_key(parts: &Parts) -> Option<String> {
 }
 
 /// The `key` parameter of a query string, percent-decoded.
-fn url_key(query: &str) -> Option<String> {
+pub fn url_key(query: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let value = pair.strip_prefix("key=")?;
         percent_decode(value)
@@ -50,6 +51,26 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The session of a page that traded its key for a cookie.
+fn session_caller(parts: &Parts, state: &AppState) -> Option<Caller> {
+    let header = parts
+        .headers
+        .get(axum::http::header::COOKIE)?
+        .to_str()
+        .ok()?;
+    state.sessions.caller(token_from_cookie_header(header)?)
+}
+
+/// A key in the request wins; otherwise the page session, if any.
+pub fn identify(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
+    match presented_key(parts) {
+        Some(key) => state.secrets.identify(&key).map(Some).ok_or_else(|| {
+            ApiError::Unauthorized("this key is not valid (ask the operator for a new link)".into())
+        }),
+        None => Ok(session_caller(parts, state)),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -57,11 +78,8 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts).ok_or_else(|| {
+        identify(parts, state)?.ok_or_else(|| {
             ApiError::Unauthorized("a key is required: send `Authorization: Bearer <key>`".into())
-        })?;
-        state.secrets.identify(&key).ok_or_else(|| {
-            ApiError::Unauthorized("this key is not valid (ask the operator for a new link)".into())
         })
     }
 }
@@ -73,10 +91,7 @@ impl OptionalFromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match presented_key(parts) {
-            None => Ok(None),
-            Some(key) => Ok(state.secrets.identify(&key)),
-        }
+        Ok(identify(parts, state).unwrap_or(None))
     }
 }
 

@@ -20,6 +20,7 @@ use crate::clock::{Clock, EpochMs};
 use crate::config::{Config, Loaded};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::sessions::Sessions;
 use crate::sites::{Roster, SiteId};
 use crate::store::{Store, StoreError};
 use crate::timekeeper::Timekeeper;
@@ -30,6 +31,7 @@ pub struct Shared {
     pub roster: Arc<Roster>,
     pub agenda: Agenda,
     pub secrets: Secrets,
+    pub sessions: Sessions,
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
     pub store: Store,
@@ -113,6 +115,7 @@ impl App {
             roster,
             agenda,
             secrets,
+            sessions: Sessions::restore(store.clone())?,
             hub,
             timekeeper,
             store,

@@ -61,6 +61,17 @@ impl Caller {
             Caller::Site(id) => format!("site:{id}"),
         }
     }
+
+    /// The inverse of `label`.
+    pub fn from_label(label: &str) -> Option<Caller> {
+        if let Some(id) = label.strip_prefix("site:") {
+            return id.parse().ok().map(Caller::Site);
+        }
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == label)
+            .map(Caller::Role)
+    }
 }
 
 /// A secret key. `Debug` and `Display` are redacted so it cannot reach a log by accident.
@@ -320,6 +331,18 @@ mod tests {
         assert!(secrets.is_site_key(id, &site_key));
         assert!(!secrets.is_site_key("05710".parse().unwrap(), &site_key));
         assert_eq!(format!("{:?}", secrets.site_key(id).unwrap()), "Key(…)");
+    }
+
+    #[test]
+    fn caller_labels_round_trip() {
+        for caller in [
+            Caller::Role(Role::Display),
+            Caller::Site("05443".parse().unwrap()),
+        ] {
+            assert_eq!(Caller::from_label(&caller.label()), Some(caller));
+        }
+        assert_eq!(Caller::from_label("site:x"), None);
+        assert_eq!(Caller::from_label("root"), None);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub async fn upgrade(
         .on_upgrade(move |socket| tasks.track_future(serve(app, socket, caller)))
 }
 
+const NOT_READING_REASON: &str = "not reading: send queue full";
+
 /// Why the connection ended, and the close frame to send if any.
 struct Ending {
     code: Option<u16>,
@@ -249,7 +251,7 @@ async fn run_session(
 
     let ending = 'session: {
         if queue.send(&welcome).is_err() || queue.send(&app.timekeeper.bridge_frame()).is_err() {
-            break 'session Ending::close(close::NOT_READING, "send queue full");
+            break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
         }
         loop {
             let sleep = deadline.map(|at| {
@@ -261,7 +263,7 @@ async fn run_session(
                 _ = app.shutdown.cancelled() => break 'session Ending::close(close::GOING_AWAY, "server shutting down"),
                 code = &mut kick => {
                     let code = code.unwrap_or(close::REPLACED);
-                    let reason = if code == close::REPLACED { "replaced by a newer connection" } else { "not reading: send queue full" };
+                    let reason = if code == close::REPLACED { "replaced by a newer connection" } else { NOT_READING_REASON };
                     break 'session Ending::close(code, reason);
                 }
                 frame = stream.next() => {
@@ -275,7 +277,7 @@ async fn run_session(
                             if !flood.allow() { break 'session Ending::close(close::FLOODING, "too many frames per second"); }
                             bad_frames += 1;
                             if queue.send(&ServerMsg::error("binary_not_allowed", "binary frames are only accepted during a throughput test")).is_err() {
-                                break 'session Ending::close(close::NOT_READING, "send queue full");
+                                break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
                             }
                             if bad_frames > protocol.max_bad_frames { break 'session Ending::close(close::BAD_HELLO, "too many bad frames"); }
                             continue;
@@ -301,7 +303,7 @@ async fn run_session(
                                     deadline = outcome.next_deadline;
                                     if let Some(sync) = outcome.sync {
                                         let msg = ServerMsg::Sync { offset_ms: sync.offset_ms, rtt_ms: sync.rtt_ms, uncertainty_ms: sync.uncertainty_ms };
-                                        if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, "send queue full"); }
+                                        if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
                                     }
                                 }
                                 // Late (already counted as stalled) or unknown: still a sign of life.
@@ -312,13 +314,13 @@ async fn run_session(
                         Ok(ClientMsg::Hello { .. }) => {
                             bad_frames += 1;
                             if queue.send(&ServerMsg::error("duplicate_hello", "hello was already accepted on this connection")).is_err() {
-                                break 'session Ending::close(close::NOT_READING, "send queue full");
+                                break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
                             }
                         }
                         Err(e) => {
                             bad_frames += 1;
                             if queue.send(&ServerMsg::error(e.code, e.message)).is_err() {
-                                break 'session Ending::close(close::NOT_READING, "send queue full");
+                                break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
                             }
                         }
                     }
@@ -336,7 +338,7 @@ async fn run_session(
                     outstanding.push_back((next_seq, now));
                     app.hub.probe_sent(hello.idx, session);
                     if queue.send(&ServerMsg::Probe { seq: next_seq, server_ms: now }).is_err() {
-                        break 'session Ending::close(close::NOT_READING, "send queue full");
+                        break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
                     }
                 }
                 _ = async { sleep.expect("guarded by the condition").await }, if sleep.is_some() => {

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agenda.csv", get(agenda_csv))
         .route("/ws/bridge", get(crate::bridge::upgrade))
         .route("/ws/live", get(crate::live::upgrade))
+        .merge(crate::web::router())
         .fallback(not_found)
         .with_state(state)
 }

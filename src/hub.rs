@@ -535,3 +535,71 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agenda::Agenda;
+    use crate::clock::ManualClock;
+    use crate::config::LivenessConfig;
+
+    fn hub(dir: &std::path::Path) -> Hub {
+        let roster = Arc::new(Roster::synthetic(2));
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = Store::open(dir, 0).unwrap();
+        let metrics = Arc::new(Metrics::new(&roster, &Agenda::default()));
+        let (offline, _) = mpsc::unbounded_channel();
+        Hub::new(
+            roster,
+            &LivenessConfig::default(),
+            clock,
+            store,
+            metrics,
+            &History::default(),
+            offline,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_site_whose_queue_is_full_is_told_to_close_and_the_others_still_get_every_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(dir.path());
+        let (stuck_out, _stuck_queue) = mpsc::channel(2); // never drained
+        let (stuck_kick, mut stuck_kicked) = oneshot::channel();
+        hub.connect(0, AgentKind::Agent, "t", stuck_out, stuck_kick);
+        let (healthy_out, mut healthy_queue) = mpsc::channel(2);
+        let (healthy_kick, mut healthy_kicked) = oneshot::channel();
+        hub.connect(1, AgentKind::Agent, "t", healthy_out, healthy_kick);
+
+        for n in 0..5 {
+            let delivered = hub.send_to_all_sites(&Utf8Bytes::from(format!("frame {n}")));
+            let Some(Outbound::Text(frame)) = healthy_queue.recv().await else {
+                panic!("healthy queue closed")
+            };
+            assert_eq!(frame.as_str(), format!("frame {n}"));
+            assert_eq!(delivered, if n < 2 { 2 } else { 1 }, "frame {n}");
+        }
+        assert_eq!(
+            stuck_kicked.try_recv(),
+            Ok(crate::protocol::close::NOT_READING)
+        );
+        assert!(
+            healthy_kicked.try_recv().is_err(),
+            "the healthy site is left alone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replaced_connection_is_told_4409_and_its_late_close_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = hub(dir.path());
+        let (out, _queue) = mpsc::channel(4);
+        let (kick, mut kicked) = oneshot::channel();
+        let (first, _) = hub.connect(0, AgentKind::Agent, "t", out.clone(), kick);
+        let (kick, _kicked) = oneshot::channel();
+        hub.connect(0, AgentKind::Agent, "t", out, kick);
+        assert_eq!(kicked.try_recv(), Ok(crate::protocol::close::REPLACED));
+        hub.disconnected(0, first, "socket closed");
+        assert_eq!(hub.state_of(0), SiteState::Online);
+    }
+}

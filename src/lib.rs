@@ -11,7 +11,7 @@
 //!
 //! The shell reads the clock, calls the core under a short lock, then does the I/O:
 //! - [`clock`] — the only clock reader (injectable)
-//! - [`auth`], [`access`] — keys, roles, who is calling
+//! - [`auth`], [`access`], [`sessions`] — keys, roles, page sessions, who is calling
 //! - [`store`] — SQLite history
 //! - [`metrics`] — Prometheus registry
 //! - [`hub`] — shared live state of all sites and the live feed
@@ -19,6 +19,7 @@
 //! - [`bridge`], [`live`] — the two websocket endpoints
 //! - [`http`], [`error`] — routes and the HTTP error type
 //! - [`export`] — CSV for spreadsheets (UTF-8 with BOM, Vietnamese times)
+//! - [`web`] — the pages and their embedded assets
 //! - [`app`] — build, run, shut down
 
 pub mod access;
@@ -38,8 +39,10 @@ pub mod live;
 pub mod liveness;
 pub mod metrics;
 pub mod protocol;
+pub mod sessions;
 pub mod sites;
 pub mod store;
 pub mod table;
 pub mod timekeeper;
 pub mod timer;
+pub mod web;

@@ -66,10 +66,15 @@ async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
             _ = app.shutdown.cancelled() => break Some(close::GOING_AWAY),
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    if serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["type"] == "resync") {
+                    let request = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+                    if request["type"] == "resync" {
                         (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
+                    } else if request["type"] == "time" && request["client_ms"].is_i64() {
+                        // Pages without probes learn the server clock this way (NTP style).
+                        let answer = json!({"type": "time", "client_ms": request["client_ms"], "server_ms": app.clock.now_ms()});
+                        pending = Some(Message::Text(answer.to_string().into()));
                     } else {
-                        pending = Some(Message::Text(json!({"type": "error", "code": "unknown_type", "message": "the live feed accepts only {\"type\":\"resync\"}"}).to_string().into()));
+                        pending = Some(Message::Text(json!({"type": "error", "code": "unknown_type", "message": "the live feed accepts {\"type\":\"resync\"} and {\"type\":\"time\",\"client_ms\":…}"}).to_string().into()));
                     }
                 }
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,

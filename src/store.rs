@@ -49,6 +49,11 @@ const MIGRATIONS: &[&str] = &[
          command_id TEXT UNIQUE,
          rev INTEGER NOT NULL,
          result TEXT NOT NULL);",
+    // 3: page sessions (a key traded for a cookie survives a restart).
+    "CREATE TABLE web_sessions (
+         token TEXT PRIMARY KEY,
+         caller TEXT NOT NULL,
+         created_ms INTEGER NOT NULL);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +276,14 @@ impl Store {
             .map(drop)
         })
         .await
+    }
+
+    /// Page sessions: token and caller label.
+    pub fn load_web_sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stmt = conn.prepare("SELECT token, caller FROM web_sessions")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// Every applied timer command, oldest first.

@@ -2,6 +2,7 @@
 
 mod api;
 mod bridge;
+mod browser;
 mod cli;
 mod helpers;
 mod live;

@@ -1,0 +1,317 @@
+// Shared by every page: who am I, the live feed and the bridge socket (with
+// reconnects), the server clock, the countdown, Vietnamese labels and small helpers.
+
+// The key has been traded for a session cookie: take it out of the address bar.
+if (new URLSearchParams(location.search).has("key")) {
+  history.replaceState(null, "", location.pathname);
+}
+
+export const STATE_LABELS = {
+  online: "Trực tuyến",
+  degraded: "Chập chờn",
+  offline: "Mất kết nối",
+  never_seen: "Chưa kết nối",
+};
+
+export const STATE_ICONS = { online: "●", degraded: "◐", offline: "✕", never_seen: "○" };
+
+export const SLOT_LABELS = {
+  pending: "Chưa trình bày",
+  ready: "Chuẩn bị",
+  running: "Đang trình bày",
+  paused: "Tạm dừng",
+  done: "Đã xong",
+  idle: "Chưa chọn phần",
+};
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+
+/** Creates an element with attributes and children (strings become text). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+/** Lower case without Vietnamese diacritics: "Ngân Sơn" → "ngan son". */
+export function fold(text) {
+  return text
+    .normalize("NFD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .replace(/đ/g, "d")
+    .replace(/Đ/g, "d")
+    .toLowerCase();
+}
+
+const timeFormat = new Intl.DateTimeFormat("vi-VN", {
+  timeZone: "Asia/Ho_Chi_Minh",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  hour12: false,
+});
+
+/** Wall-clock time in Vietnam, HH:MM:SS. */
+export function clockTime(ms) {
+  return ms ? timeFormat.format(new Date(ms)) : "—";
+}
+
+/** "5 phút trước"-style age of a server time. */
+export function ago(ms, now) {
+  if (!ms) return "—";
+  const seconds = Math.max(0, Math.round((now - ms) / 1000));
+  if (seconds < 60) return `${seconds} giây trước`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} phút trước`;
+  return `${Math.floor(seconds / 3600)} giờ trước`;
+}
+
+export function ms(value) {
+  return value === null || value === undefined ? "—" : `${Math.round(value)} ms`;
+}
+
+/** Who the page's session belongs to; shows the error in `box` and throws if none. */
+export async function whoami() {
+  const response = await fetch("/api/whoami", { credentials: "same-origin" });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.message || `HTTP ${response.status}`);
+  }
+  return response.json();
+}
+
+/** GET a JSON API with the page session. */
+export async function getJson(path) {
+  const response = await fetch(path, { credentials: "same-origin" });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
+  return body;
+}
+
+/** POST a JSON API with the page session; resolves with the body, rejects with its message. */
+export async function postJson(path, payload) {
+  const response = await fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(payload),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
+  return body;
+}
+
+/** The server's clock as this page estimates it (offset = client − server). */
+export class ServerClock {
+  constructor() {
+    this.offset = 0;
+    this.uncertainty = Infinity;
+    this.samples = [];
+  }
+
+  now() {
+    return Date.now() - this.offset;
+  }
+
+  /** Takes the server's own estimate (bridge `sync`). */
+  apply(offsetMs, uncertaintyMs) {
+    this.offset = offsetMs;
+    this.uncertainty = uncertaintyMs;
+  }
+
+  /** A request sent at t1 (client), answered at serverMs, back at t4: keep the best of 8. */
+  sample(t1, serverMs, t4) {
+    this.samples.push({ offset: (t1 + t4) / 2 - serverMs, rtt: t4 - t1 });
+    if (this.samples.length > 8) this.samples.shift();
+    const best = this.samples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+    this.apply(best.offset, best.rtt / 2);
+  }
+}
+
+function wsUrl(path) {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+}
+
+/** Backoff for reconnects: 1 s doubling to 10 s, ±50 % so sites do not return at once. */
+function backoff(attempt) {
+  const base = Math.min(10000, 1000 * 2 ** attempt);
+  return base * (0.5 + Math.random());
+}
+
+/**
+ * The live feed: `onSnapshot(snapshot)` first (and after any gap), then `onFrame(frame)`
+ * for each change in order; `onStatus("online"|"reconnecting")`. Keeps `clock` in step.
+ */
+export function connectLive({ clock, onSnapshot, onFrame, onStatus }) {
+  let attempt = 0;
+  let seq = null;
+  let socket;
+  const open = () => {
+    socket = new WebSocket(wsUrl("/ws/live"));
+    const syncTime = () => {
+      if (socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({ type: "time", client_ms: Date.now() }));
+      }
+    };
+    let timeTimer;
+    socket.onopen = () => {
+      attempt = 0;
+      onStatus?.("online");
+      for (let i = 0; i < 4; i++) setTimeout(syncTime, i * 250);
+      timeTimer = setInterval(syncTime, 15000);
+    };
+    socket.onmessage = (event) => {
+      const frame = JSON.parse(event.data);
+      if (frame.type === "time") {
+        clock.sample(frame.client_ms, frame.server_ms, Date.now());
+        return;
+      }
+      if (frame.type === "snapshot") {
+        seq = frame.seq;
+        onSnapshot(frame);
+        return;
+      }
+      if (frame.seq !== undefined && seq !== null) {
+        if (frame.seq <= seq) return;
+        if (frame.seq !== seq + 1 && frame.type !== "timer") {
+          socket.send(JSON.stringify({ type: "resync" })); // a gap: start again from a snapshot
+          return;
+        }
+        seq = frame.seq;
+      }
+      onFrame(frame);
+    };
+    socket.onclose = () => {
+      clearInterval(timeTimer);
+      onStatus?.("reconnecting");
+      setTimeout(open, backoff(attempt++));
+    };
+  };
+  open();
+  return { close: () => socket?.close() };
+}
+
+/**
+ * The bridge socket (protocol v1) for the page's own site: hello (the session cookie
+ * authenticates it), an echo for every probe at once, `sync` into `clock`.
+ * Handlers: onWelcome, onTimer, onStatus(state, detail), onFrame.
+ */
+export function connectBridge(siteId, { clock, onWelcome, onTimer, onStatus, onFrame }) {
+  let attempt = 0;
+  let socket;
+  const open = () => {
+    socket = new WebSocket(wsUrl("/ws/bridge"));
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ type: "hello", site: siteId, agent: "browser", version: "web-1" }));
+    };
+    socket.onmessage = (event) => {
+      const received = Date.now();
+      const frame = JSON.parse(event.data);
+      switch (frame.type) {
+        case "probe":
+          // Answered inside the message handler: it runs even in a background tab.
+          socket.send(
+            JSON.stringify({
+              type: "echo",
+              seq: frame.seq,
+              server_ms: frame.server_ms,
+              client_recv_ms: received,
+              client_send_ms: Date.now(),
+            }),
+          );
+          break;
+        case "welcome":
+          attempt = 0;
+          onStatus?.("online");
+          onWelcome?.(frame);
+          break;
+        case "sync":
+          clock.apply(frame.offset_ms, frame.uncertainty_ms);
+          onFrame?.(frame);
+          break;
+        case "timer":
+          onTimer?.(frame);
+          break;
+        default:
+          onFrame?.(frame);
+      }
+    };
+    socket.onclose = (event) => {
+      // A bad key or unknown site will not get better by retrying.
+      if (event.code === 4401 || event.code === 4404) {
+        onStatus?.("refused", event.reason);
+        return;
+      }
+      onStatus?.("reconnecting", event.reason);
+      setTimeout(open, event.code === 4409 ? 10000 : backoff(attempt++));
+    };
+  };
+  open();
+  return { close: () => socket?.close() };
+}
+
+/** Time left in the slot at a whole second of server time (negative: overtime). */
+export function remainingAt(timer, serverNow) {
+  if (!timer || timer.state === "idle") return null;
+  if (timer.state === "running" && timer.deadline_ms) {
+    // Evaluate at the coming whole server second: every screen changes digits together,
+    // on whole seconds of server time, and a fresh slot shows 7:00, never 7:01.
+    const second = Math.ceil(serverNow / 1000) * 1000;
+    return timer.deadline_ms - second;
+  }
+  return timer.remaining_ms ?? null;
+}
+
+/** Text and phase of the countdown: "6:59", or "+0:12" in overtime. */
+export function countdown(timer, serverNow) {
+  const remaining = remainingAt(timer, serverNow);
+  if (remaining === null) return { text: "--:--", phase: "idle", overtime: false };
+  const overtime = remaining < 0;
+  const seconds = overtime ? Math.floor(-remaining / 1000) : Math.ceil(remaining / 1000);
+  const text = `${overtime ? "+" : ""}${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+  let phase = "normal";
+  if (overtime) phase = "overtime";
+  else if (remaining <= timer.danger_ms) phase = "danger";
+  else if (remaining <= timer.warning_ms) phase = "warning";
+  if (timer.state !== "running" && timer.state !== "paused") phase = timer.state;
+  return { text, phase, overtime };
+}
+
+/** Calls `draw` now and a few times a second; the digits change on whole server seconds. */
+export function animate(draw) {
+  draw();
+  return setInterval(draw, 100);
+}
+
+/** A short tone (Web Audio, no file to load): the wall's alarm. */
+export function beep(times = 2) {
+  try {
+    const audio = new AudioContext();
+    for (let i = 0; i < times; i++) {
+      const tone = audio.createOscillator();
+      const gain = audio.createGain();
+      tone.frequency.value = 880;
+      gain.gain.value = 0.2;
+      tone.connect(gain).connect(audio.destination);
+      tone.start(audio.currentTime + i * 0.35);
+      tone.stop(audio.currentTime + i * 0.35 + 0.2);
+    }
+  } catch {
+    // No audio device: the highlighted tile is the alarm.
+  }
+}
+
+/** Shows a clear error instead of the page's data. */
+export function fail(message) {
+  document.body.replaceChildren(
+    el("main", { class: "message" }, el("h1", { id: "message-title" }, "Không mở được trang"), el("p", { id: "message-text" }, message)),
+  );
+  document.body.className = "message";
+}

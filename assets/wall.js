@@ -1,0 +1,172 @@
+// The bridge wall: 92 tiles, counters, search, detail, and an alarm when a site drops.
+import {
+  $, el, fold, clockTime, ago, ms, beep, whoami, getJson, fail, countdown, animate,
+  connectLive, ServerClock, STATE_LABELS, STATE_ICONS,
+} from "/assets/common.js";
+
+const clock = new ServerClock();
+const sites = new Map(); // id → site view
+const droppedAt = new Map(); // id → server ms of the drop (highlight for a while)
+let timer = null;
+let soundOn = false;
+const HIGHLIGHT_MS = 60_000;
+const PROBLEM_ORDER = { offline: 0, degraded: 1, never_seen: 2, online: 3 };
+
+function tile(site) {
+  const now = clock.now();
+  const classes = [`tile`, `state-${site.state}`];
+  if (site.flapping) classes.push("flapping");
+  if (timer?.slot?.venue === site.id) classes.push("presenting");
+  if (timer?.next?.venue === site.id) classes.push("on-deck");
+  if (droppedAt.has(site.id) && now - droppedAt.get(site.id) < HIGHLIGHT_MS) classes.push("dropped");
+  return el(
+    "div",
+    { class: classes.join(" "), "data-site": site.id, "data-state": site.state, role: "button", tabindex: "0", onclick: () => showDetail(site.id) },
+    el("div", { class: "name" }, site.name),
+    el("div", { class: "line" },
+      el("span", { class: "state" }, `${STATE_ICONS[site.state]} ${STATE_LABELS[site.state]}`),
+      el("span", {}, site.rtt_ms != null ? ms(site.rtt_ms) : ""),
+    ),
+    el("div", { class: "line" },
+      el("span", {}, site.id),
+      el("span", { title: "Từ lúc" }, site.since_ms ? `từ ${clockTime(site.since_ms)}` : ""),
+    ),
+  );
+}
+
+function render() {
+  const query = fold($("#search").value.trim());
+  const all = [...sites.values()];
+  // Names and codes first; a district name finds its communes when no name matches.
+  let list = all.filter((s) => !query || fold(`${s.name} ${s.id}`).includes(query));
+  if (query && list.length === 0) list = all.filter((s) => fold(s.former_district).includes(query));
+  const counts = { total: sites.size, online: 0, degraded: 0, offline: 0, never_seen: 0 };
+  for (const s of sites.values()) counts[s.state] += 1;
+  $("#counters").replaceChildren(
+    el("span", { class: "counter" }, "Tổng", el("b", {}, String(counts.total))),
+    ...["online", "degraded", "offline", "never_seen"].map((state) =>
+      el("span", { class: `counter state-${state}`, id: `count-${state}` }, `${STATE_ICONS[state]} ${STATE_LABELS[state]}`, el("b", {}, String(counts[state]))),
+    ),
+  );
+  const groups = new Map();
+  if ($("#sort").value === "problems") {
+    list.sort((a, b) => PROBLEM_ORDER[a.state] - PROBLEM_ORDER[b.state] || (b.since_ms ?? 0) - (a.since_ms ?? 0));
+    groups.set("Sự cố trước", list);
+  } else {
+    for (const s of list) {
+      if (!groups.has(s.former_district)) groups.set(s.former_district, []);
+      groups.get(s.former_district).push(s);
+    }
+  }
+  $("#tiles").replaceChildren(
+    ...[...groups].map(([name, members]) =>
+      el("section", { class: "group" }, el("h2", {}, `${name} (${members.length})`), el("div", { class: "grid" }, members.map(tile))),
+    ),
+  );
+}
+
+async function showDetail(id) {
+  const panel = $("#detail");
+  panel.classList.remove("hidden");
+  panel.replaceChildren(el("p", {}, "Đang tải…"));
+  try {
+    const s = await getJson(`/api/sites/${id}`);
+    const now = clock.now();
+    panel.replaceChildren(
+      el("button", { type: "button", onclick: () => panel.classList.add("hidden") }, "Đóng ✕"),
+      el("h2", {}, s.name),
+      el("p", {}, el("span", { class: `badge state-${s.state}` }, `${STATE_ICONS[s.state]} ${STATE_LABELS[s.state]}`), ` từ ${clockTime(s.since_ms)}`),
+      el("dl", {},
+        el("dt", {}, "Mã"), el("dd", {}, s.id),
+        el("dt", {}, "Huyện cũ"), el("dd", {}, s.former_district),
+        el("dt", {}, "Liên hệ"), el("dd", {}, [s.contact_name, s.contact_phone].filter(Boolean).join(" · ") || "—"),
+        el("dt", {}, "Lần cuối nghe thấy"), el("dd", {}, `${clockTime(s.last_seen_ms)} (${ago(s.last_seen_ms, now)})`),
+        el("dt", {}, "RTT (trung vị)"), el("dd", {}, ms(s.rtt_ms)),
+        el("dt", {}, "Jitter"), el("dd", {}, ms(s.jitter_ms)),
+        el("dt", {}, "Gói thăm dò trễ"), el("dd", {}, `${s.stalled_probes} / ${s.probes}`),
+        el("dt", {}, "Số lần kết nối lại"), el("dd", {}, String(s.reconnects)),
+        el("dt", {}, "Thời gian trực tuyến"), el("dd", {}, s.uptime == null ? "—" : `${(s.uptime * 100).toFixed(1)} %`),
+        el("dt", {}, "Lệch đồng hồ"), el("dd", {}, s.clock_offset_ms == null ? "—" : `${Math.round(s.clock_offset_ms)} ms`),
+        el("dt", {}, "Chập chờn lặp lại"), el("dd", {}, s.flapping ? "Có (≥ 3 lần mất kết nối trong 10 phút)" : "Không"),
+      ),
+      el("h3", {}, "Lịch sử trạng thái"),
+      el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "Lúc"), el("th", {}, "Từ → sang"), el("th", {}, "Lý do"))),
+        el("tbody", {}, s.transitions.map((t) =>
+          el("tr", {}, el("td", {}, clockTime(t.at_ms)), el("td", {}, `${STATE_LABELS[t.from]} → ${STATE_LABELS[t.to]}`), el("td", {}, t.reason)),
+        )),
+      ),
+    );
+  } catch (error) {
+    panel.replaceChildren(el("p", {}, `Không tải được: ${error.message}`));
+  }
+}
+
+function alertBox(text) {
+  const box = el("div", { class: "alert", role: "alert" }, text, " ", el("button", { type: "button", onclick: () => box.remove() }, "Đã biết"));
+  $("#alerts").prepend(box);
+}
+
+function onSiteChange(site, transition) {
+  sites.set(site.id, site);
+  if (transition?.to === "offline") {
+    droppedAt.set(site.id, clock.now());
+    const soon = timer?.slot?.venue === site.id || timer?.next?.venue === site.id;
+    if (soundOn) beep(soon ? 4 : 2);
+    if (soon) alertBox(`⚠ ${site.name} mất kết nối — điểm cầu này ${timer?.slot?.venue === site.id ? "đang trình bày" : "trình bày tiếp theo"}. Gọi điện cho xã ngay.`);
+  }
+}
+
+function drawTimer() {
+  const box = $("#timer-mini");
+  if (!timer || timer.state === "idle") {
+    box.textContent = "";
+    return;
+  }
+  const c = countdown(timer, clock.now());
+  box.replaceChildren(`Phần ${timer.slot.order}: ${timer.slot.unit} — `, el("span", { class: `countdown phase-${c.phase}`, id: "countdown" }, c.text));
+}
+
+async function main() {
+  try {
+    await whoami();
+  } catch (error) {
+    fail(error.message);
+    return;
+  }
+  $("#search").addEventListener("input", render);
+  $("#sort").addEventListener("change", render);
+  $("#sound").addEventListener("click", (event) => {
+    soundOn = !soundOn;
+    event.target.textContent = soundOn ? "🔔 Âm báo: bật" : "🔕 Âm báo: tắt";
+    if (soundOn) beep(1);
+  });
+  connectLive({
+    clock,
+    onStatus: (status) => {
+      $("#conn").textContent = status === "online" ? "Đã kết nối máy chủ" : "Mất kết nối máy chủ — đang thử lại…";
+      $("#conn").className = `conn ${status}`;
+    },
+    onSnapshot: (snapshot) => {
+      sites.clear();
+      for (const s of snapshot.sites) sites.set(s.id, s);
+      timer = snapshot.timer;
+      render();
+    },
+    onFrame: (frame) => {
+      if (frame.type === "site") onSiteChange(frame.site, frame.transition);
+      else if (frame.type === "links") {
+        for (const link of frame.links) {
+          const s = sites.get(link.id);
+          if (s) Object.assign(s, link);
+        }
+      } else if (frame.type === "timer") timer = frame;
+      else if (frame.type === "alert") alertBox(`⚠ ${frame.message}`);
+      render();
+    },
+  });
+  animate(drawTimer);
+  setInterval(render, 5000); // ages and highlights wear off
+}
+
+main();

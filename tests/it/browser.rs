@@ -1,0 +1,418 @@
+//! The pages in a real headless Chromium (Debian's `chromium` + `chromium-driver`),
+//! driven over WebDriver. Screenshots of each page land in `target/screenshots/`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client as WebDriver, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Browser tests take turns: several Chromiums at once on two cores would make the
+/// timing checks (online within 3 s) measure the machine, not the service.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A chromedriver process and one headless Chromium session with a fresh profile.
+struct Browser {
+    web: Option<WebDriver>,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for binary in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(binary).exists(),
+                "{binary} is missing: the browser tests need Debian's chromium and chromium-driver \
+                 (run scripts/test, which installs them, or `apt-get install chromium chromium-driver`)"
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--window-size=1920,1080".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": CHROMIUM, "args": args}),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let web = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(web) => break web,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot start headless Chromium through chromedriver: {e}"),
+            }
+        };
+        Browser {
+            web: Some(web),
+            driver,
+            _profile: profile,
+        }
+    }
+
+    fn web(&self) -> &WebDriver {
+        self.web.as_ref().unwrap()
+    }
+
+    async fn open(&self, app: &TestApp, path: &str) {
+        self.web().goto(&app.url(path)).await.expect("page opens");
+    }
+
+    /// Text of the first element matching `css`, once it exists. Read in one script, so a
+    /// page that redraws between two WebDriver calls cannot hand back a stale element.
+    async fn text(&self, css: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = self.script("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;", css).await;
+            if let Some(text) = value.as_str() {
+                return text.to_string();
+            }
+            assert!(Instant::now() < deadline, "no {css} on the page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The texts of every element matching `css`.
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let value = self
+            .script(
+                "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText);",
+                css,
+            )
+            .await;
+        serde_json::from_value(value).unwrap()
+    }
+
+    async fn click(&self, css: &str) {
+        self.script(
+            "document.querySelector(arguments[0]).click(); return null;",
+            css,
+        )
+        .await;
+    }
+
+    async fn script(&self, js: &str, css: &str) -> serde_json::Value {
+        self.web()
+            .execute(js, vec![json!(css)])
+            .await
+            .expect("script runs")
+    }
+
+    /// Waits until the text of `css` satisfies `ok`; returns it.
+    async fn text_until(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.text(css).await;
+            if ok(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never matched; last text: {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let png = self.web().screenshot().await.expect("screenshot");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Ends the session: the browser closes its sockets as a closed tab would.
+    async fn close(mut self) {
+        if let Some(web) = self.web.take() {
+            web.close().await.expect("browser closes");
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn start_slot(app: &TestApp, slot: u32) {
+    let response = app
+        .http
+        .post(app.url("/api/timer/start"))
+        .bearer_auth(app.key("secretary"))
+        .json(&json!({"slot": slot}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn the_bridge_page_is_the_bridge_online_within_3s_and_offline_when_closed() {
+    let _turn = take_turn();
+    let app = spawn_app(|_| {}).await;
+    let browser = Browser::start().await;
+    let opened = Instant::now();
+    browser
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    app.wait_for_state(SITE, "online", Duration::from_secs(3))
+        .await;
+    let took = opened.elapsed();
+    eprintln!("bridge page: site online {took:?} after the page was opened");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let site = app.site(SITE).await;
+    assert_eq!(site["agent"], "browser");
+
+    let state = browser
+        .text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    assert!(state.contains("hội trường tỉnh"));
+    assert!(
+        browser
+            .text("#site-name")
+            .await
+            .contains("Phường Phan Đình Phùng")
+    );
+    let url = browser.web().current_url().await.unwrap();
+    assert!(
+        !url.as_str().contains("key="),
+        "the key left the address bar: {url}"
+    );
+    browser.screenshot("bridge").await;
+
+    browser.close().await;
+    app.wait_for_state(SITE, "offline", WAIT).await;
+}
+
+#[tokio::test]
+async fn the_wall_shows_92_tiles_the_connected_site_and_finds_communes_without_diacritics() {
+    let _turn = take_turn();
+    let app = spawn_app(fast).await;
+    let _bridge = EchoingBridge::join(&app, SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/wall?key={}", app.key("operator")))
+        .await;
+
+    let tile = format!(".tile[data-site=\"{SITE}\"]");
+    let text = browser
+        .text_until(&tile, |t| t.contains("Trực tuyến"))
+        .await;
+    assert!(text.contains("Phường Phan Đình Phùng"), "{text}");
+    assert_eq!(browser.texts(".tile").await.len(), 92);
+    assert!(browser.text("#count-online").await.ends_with('1'));
+    browser.screenshot("wall").await;
+
+    browser
+        .web()
+        .find(Locator::Css("#search"))
+        .await
+        .unwrap()
+        .send_keys("ngan son")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let names = browser.texts(".tile .name").await;
+        if names == ["Xã Ngân Sơn"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "search for `ngan son` shows {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    browser.click(".tile").await;
+    browser
+        .text_until("#detail", |t| t.contains("Lịch sử trạng thái"))
+        .await;
+}
+
+#[tokio::test]
+async fn the_hall_display_and_a_bridge_show_the_same_second_of_the_countdown() {
+    let _turn = take_turn();
+    let app = spawn_app(|_| {}).await;
+    let display = Browser::start().await;
+    let bridge = Browser::start().await;
+    display
+        .open(&app, &format!("/display?key={}", app.key("display")))
+        .await;
+    bridge
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    display
+        .text_until("#unit", |t| t.contains("Hội nghị"))
+        .await;
+
+    start_slot(&app, 4).await;
+    display
+        .text_until("#unit", |t| t == "Sở Khoa học và Công nghệ")
+        .await;
+    bridge
+        .text_until("#speaker", |t| t.contains("Sở Khoa học và Công nghệ"))
+        .await;
+    let mut compared = 0;
+    for _ in 0..10 {
+        let before = display.text("#countdown").await;
+        let on_bridge = bridge.text("#countdown").await;
+        let after = display.text("#countdown").await;
+        if before != after {
+            continue; // a whole second ended between the reads
+        }
+        assert!(before.starts_with("6:5") || before == "7:00", "{before}");
+        assert_eq!(on_bridge, before, "hall and bridge show different seconds");
+        compared += 1;
+        if compared == 3 {
+            break;
+        }
+    }
+    assert_eq!(compared, 3, "could not read both pages within one second");
+    display.screenshot("display").await;
+    bridge.screenshot("bridge-countdown").await;
+}
+
+#[tokio::test]
+async fn on_the_console_space_starts_the_selected_slot() {
+    let _turn = take_turn();
+    let app = spawn_app(|_| {}).await;
+    let selected = app
+        .http
+        .post(app.url("/api/timer/select"))
+        .bearer_auth(app.key("secretary"))
+        .json(&json!({"slot": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(selected.status(), 200);
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/console?key={}", app.key("secretary")))
+        .await;
+    browser
+        .text_until("#slot-title", |t| t.contains("Phần 2: Sở Công thương"))
+        .await;
+    browser
+        .text_until("#agenda", |t| t.contains("Sở Công thương"))
+        .await;
+
+    browser
+        .web()
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys(" ")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, timer) = app.get("/api/timer", Some(app.key("secretary"))).await;
+        if timer["state"] == "running" {
+            assert_eq!(timer["slot"]["order"], 2);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Space did not start the slot: {timer}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser
+        .text_until("#slot-state", |t| t == "Đang trình bày")
+        .await;
+    browser.screenshot("console").await;
+}
+
+#[tokio::test]
+async fn a_page_without_a_key_or_with_a_wrong_one_says_so_and_shows_no_data() {
+    let _turn = take_turn();
+    let app = spawn_app(|_| {}).await;
+    let browser = Browser::start().await;
+
+    browser.open(&app, "/wall").await;
+    assert_eq!(browser.text("#message-title").await, "Thiếu khoá truy cập");
+    assert!(browser.texts(".tile").await.is_empty());
+    browser.screenshot("no-key").await;
+
+    browser.open(&app, "/display?key=0123456789abcdef").await;
+    assert_eq!(
+        browser.text("#message-title").await,
+        "Khoá truy cập không hợp lệ"
+    );
+    browser
+        .open(&app, &format!("/console?key={}", app.key("operator")))
+        .await;
+    assert_eq!(
+        browser.text("#message-title").await,
+        "Khoá này không mở được trang này"
+    );
+    let page = browser.web().source().await.unwrap();
+    assert!(
+        !page.contains("Sở Công thương"),
+        "no agenda data on a refused page"
+    );
+
+    browser.open(&app, "/").await;
+    assert!(
+        browser
+            .text("#message-text")
+            .await
+            .contains("liên kết có khoá")
+    );
+    browser
+        .open(&app, &format!("/?key={}", app.key("admin")))
+        .await;
+    let links = browser
+        .text_until("#pages", |t| t.contains("Bàn điều khiển thư ký"))
+        .await;
+    assert!(
+        links.contains("Tường điểm cầu") && links.contains("Màn hình hội trường"),
+        "{links}"
+    );
+    browser.screenshot("landing").await;
+}
