@@ -24,7 +24,7 @@ function render() {
   $("#speaker").textContent = slot ? `Phần ${slot.order}: ${slot.unit}` : "Chưa có phần tham luận nào";
   const turn = $("#turn");
   if (slot?.venue === site.id && (timer.state === "running" || timer.state === "paused")) {
-    turn.replaceChildren("🎤 Bạn đang phát biểu");
+    turn.replaceChildren("● Bạn đang phát biểu");
   } else if (timer?.next?.venue === site.id || (slot?.venue === site.id && timer.state === "ready")) {
     turn.replaceChildren("Chuẩn bị: bạn phát biểu tiếp theo");
   } else {

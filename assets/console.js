@@ -16,10 +16,10 @@ const minutes = (ms) => {
 };
 
 function venueText(venue) {
-  if (!venue || venue === "hall") return el("span", {}, "🏛 Hội trường tỉnh");
+  if (!venue || venue === "hall") return el("span", {}, "Hội trường tỉnh");
   const site = sites.get(venue);
   if (!site) return el("span", {}, `Điểm cầu ${venue}`);
-  return el("span", {}, `📡 ${site.name} — `, el("span", { class: `badge state-${site.state}`, id: "venue-state" }, `${STATE_ICONS[site.state]} ${STATE_LABELS[site.state]}`));
+  return el("span", {}, `Điểm cầu ${site.name} — `, el("span", { class: `badge state-${site.state}`, id: "venue-state" }, `${STATE_ICONS[site.state]} ${STATE_LABELS[site.state]}`));
 }
 
 async function command(name, body = {}) {

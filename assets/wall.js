@@ -138,7 +138,7 @@ async function main() {
   $("#sort").addEventListener("change", render);
   $("#sound").addEventListener("click", (event) => {
     soundOn = !soundOn;
-    event.target.textContent = soundOn ? "🔔 Âm báo: bật" : "🔕 Âm báo: tắt";
+    event.target.textContent = soundOn ? "Âm báo: bật" : "Âm báo: tắt (bấm để bật)";
     if (soundOn) beep(1);
   });
   connectLive({

@@ -2,6 +2,7 @@
 //! driven over WebDriver. Screenshots of each page land in `target/screenshots/`.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,7 +44,10 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // Its own process group: dropping the browser ends chromedriver and every
+        // Chromium process it started, even when a test fails half-way.
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -83,6 +87,15 @@ impl Browser {
                 Err(e) => panic!("cannot start headless Chromium through chromedriver: {e}"),
             }
         };
+        // The window's frame takes some of --window-size: make the page itself 1920×1080.
+        let frame = web
+            .execute("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];", vec![])
+            .await
+            .unwrap();
+        let extra = |i: usize| frame[i].as_u64().unwrap_or(0) as u32;
+        web.set_window_size(1920 + extra(0), 1080 + extra(1))
+            .await
+            .unwrap();
         Browser {
             web: Some(web),
             driver,
@@ -171,7 +184,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
     }
 }
@@ -297,6 +311,9 @@ async fn the_hall_display_and_a_bridge_show_the_same_second_of_the_countdown() {
     bridge
         .text_until("#speaker", |t| t.contains("Sở Khoa học và Công nghệ"))
         .await;
+    // Both pages redraw within 100 ms of the timer frame.
+    display.text_until("#countdown", |t| t != "--:--").await;
+    bridge.text_until("#countdown", |t| t != "--:--").await;
     let mut compared = 0;
     for _ in 0..10 {
         let before = display.text("#countdown").await;
