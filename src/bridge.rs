@@ -18,9 +18,10 @@ use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::check::{CheckResult, CheckRun, Step};
 use crate::clock::EpochMs;
 use crate::clocksync::Exchange;
-use crate::hub::Outbound;
+use crate::hub::{Outbound, Topic};
 use crate::metrics::SocketKind;
 use crate::protocol::{ClientMsg, ServerMsg, close};
 use crate::sites::{SiteId, SiteIdx};
@@ -248,6 +249,8 @@ async fn run_session(
     let mut flood = FloodGuard::new(protocol.max_frames_per_second);
     let mut bad_frames = 0u32;
     let echo_timeout = liveness.echo_timeout_ms as i64;
+    let rehearsal = &app.config.rehearsal;
+    let mut check: Option<CheckRun> = None;
 
     let ending = 'session: {
         if queue.send(&welcome).is_err() || queue.send(&app.timekeeper.bridge_frame()).is_err() {
@@ -258,6 +261,7 @@ async fn run_session(
                 let wait = (at - app.clock.now_ms()).max(0) as u64;
                 tokio::time::sleep(Duration::from_millis(wait))
             });
+            let phase_ends = check.as_ref().map(|c| c.phase_ends);
             tokio::select! {
                 biased;
                 _ = app.shutdown.cancelled() => break 'session Ending::close(close::GOING_AWAY, "server shutting down"),
@@ -273,7 +277,12 @@ async fn run_session(
                             deadline = app.hub.heard(hello.idx, session);
                             continue;
                         }
-                        Some(Ok(Message::Binary(_))) => {
+                        Some(Ok(Message::Binary(data))) => {
+                            // Upload test data is the one flood that is wanted.
+                            if check.as_mut().is_some_and(|c| c.binary(data.len(), rehearsal)) {
+                                deadline = app.hub.heard(hello.idx, session);
+                                continue;
+                            }
                             if !flood.allow() { break 'session Ending::close(close::FLOODING, "too many frames per second"); }
                             bad_frames += 1;
                             if queue.send(&ServerMsg::error("binary_not_allowed", "binary frames are only accepted during a throughput test")).is_err() {
@@ -301,6 +310,9 @@ async fn run_session(
                                     let exchange = Exchange { server_sent_ms: sent, client_received_ms: client_recv_ms, client_sent_ms: client_send_ms, server_received_ms: now };
                                     let outcome = app.hub.echo(hello.idx, session, exchange);
                                     deadline = outcome.next_deadline;
+                                    if let Some(check) = check.as_mut() {
+                                        check.echo(outcome.rtt_ms, outcome.timely, outcome.sync.map(|s| s.uncertainty_ms));
+                                    }
                                     if let Some(sync) = outcome.sync {
                                         let msg = ServerMsg::Sync { offset_ms: sync.offset_ms, rtt_ms: sync.rtt_ms, uncertainty_ms: sync.uncertainty_ms };
                                         if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
@@ -311,6 +323,36 @@ async fn run_session(
                             }
                         }
                         Ok(ClientMsg::Heartbeat { .. }) => deadline = app.hub.heard(hello.idx, session),
+                        Ok(ClientMsg::CheckRequest { technician, checklist }) => {
+                            deadline = app.hub.heard(hello.idx, session);
+                            let refusal = if check.is_some() {
+                                Some(("check_busy", "Đang kiểm tra rồi — a check is already running".to_string()))
+                            } else if presenting(app) {
+                                Some(("check_refused", "Đang có phần tham luận, không kiểm tra băng thông lúc này; thử lại khi hết phần — a presentation is under way: try again after it".to_string()))
+                            } else if technician.trim().is_empty() {
+                                Some(("check_refused", "Hãy ghi tên kỹ thuật viên — give the technician's name".to_string()))
+                            } else {
+                                None
+                            };
+                            let reply = match refusal {
+                                Some((code, message)) => ServerMsg::error(code, message),
+                                None => {
+                                    let name: String = technician.trim().chars().take(80).collect();
+                                    let (run, start) = CheckRun::start(site.id, name, checklist, rehearsal, app.clock.now_ms());
+                                    tracing::info!(check = %run.id, "rehearsal check started");
+                                    check = Some(run);
+                                    probes = tokio::time::interval(Duration::from_millis(rehearsal.probe_interval_ms));
+                                    start
+                                }
+                            };
+                            if queue.send(&reply).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
+                        }
+                        Ok(ClientMsg::CheckReport { check: id, phase, windows_bytes }) => {
+                            deadline = app.hub.heard(hello.idx, session);
+                            if let Some(check) = check.as_mut() {
+                                check.report(id, &phase, windows_bytes);
+                            }
+                        }
                         Ok(ClientMsg::Hello { .. }) => {
                             bad_frames += 1;
                             if queue.send(&ServerMsg::error("duplicate_hello", "hello was already accepted on this connection")).is_err() {
@@ -333,12 +375,31 @@ async fn run_session(
                     while outstanding.front().is_some_and(|(_, sent)| now - sent >= echo_timeout) {
                         outstanding.pop_front();
                         app.hub.probe_missed(hello.idx, session);
+                        if let Some(check) = check.as_mut() { check.probe_missed(); }
                     }
                     next_seq += 1;
                     outstanding.push_back((next_seq, now));
                     app.hub.probe_sent(hello.idx, session);
+                    if let Some(check) = check.as_mut() { check.probe_sent(); }
                     if queue.send(&ServerMsg::Probe { seq: next_seq, server_ms: now }).is_err() {
                         break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
+                    }
+                }
+                _ = async { tokio::time::sleep_until(phase_ends.expect("guarded")).await }, if phase_ends.is_some() => {
+                    let run = check.as_mut().expect("a check is running");
+                    match run.advance(rehearsal, &out, presenting(app)) {
+                        Step::Next(msg) => {
+                            if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
+                        }
+                        Step::Wait => {}
+                        Step::Finished => {
+                            let run = check.take().expect("a check is running");
+                            let result = run.finish(rehearsal, &app.store, false, app.clock.now_ms());
+                            announce_check(app, &result);
+                            probes = tokio::time::interval(Duration::from_millis(liveness.probe_interval_ms));
+                            let msg = ServerMsg::CheckResult { check: result.id, verdict: result.verdict, rows: result.rows, figures: result.figures };
+                            if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
+                        }
                     }
                 }
                 _ = async { sleep.expect("guarded by the condition").await }, if sleep.is_some() => {
@@ -354,6 +415,11 @@ async fn run_session(
 
     // Mark the site first: detection latency matters more than the close handshake.
     app.hub.disconnected(hello.idx, session, &ending.reason);
+    if let Some(run) = check {
+        // A check cut short by a drop is still evidence: stored, and failed on that row.
+        let result = run.finish(rehearsal, &app.store, true, app.clock.now_ms());
+        announce_check(app, &result);
+    }
     tracing::info!(reason = %ending.reason, "site disconnected");
     match ending.code {
         Some(code) => drop(close_tx.send(close_message(code, &ending.reason))),
@@ -367,6 +433,22 @@ async fn run_session(
     {
         writer.abort(); // the peer does not read even its close frame
     }
+}
+
+/// Throughput tests never run while a presentation is under way.
+fn presenting(app: &AppState) -> bool {
+    matches!(app.timekeeper.snapshot().state, "running" | "paused")
+}
+
+/// Logs a finished check and tells the live feed (the rehearsal board).
+fn announce_check(app: &AppState, result: &CheckResult) {
+    tracing::info!(check = %result.id, verdict = result.verdict.as_str(), "rehearsal check finished");
+    let frame = serde_json::json!({"type": "rehearsal", "result": result});
+    app.hub.publish(Topic::Sites, |seq| {
+        let mut frame = frame;
+        frame["seq"] = serde_json::json!(seq);
+        frame.to_string()
+    });
 }
 
 /// The site's send queue, as the reader uses it.
@@ -397,8 +479,12 @@ async fn write_frames(
                 break;
             }
             next = queue.recv() => match next {
-                Some(Outbound::Text(text)) => {
-                    if sink.send(Message::Text(text)).await.is_err() {
+                Some(outbound) => {
+                    let message = match outbound {
+                        Outbound::Text(text) => Message::Text(text),
+                        Outbound::Binary(data) => Message::Binary(data),
+                    };
+                    if sink.send(message).await.is_err() {
                         break;
                     }
                 }

@@ -24,7 +24,39 @@ pub struct Config {
     pub liveness: LivenessConfig,
     pub protocol: ProtocolConfig,
     pub timer: TimerConfig,
+    pub rehearsal: RehearsalConfig,
     pub metrics: MetricsConfig,
+}
+
+/// The rehearsal check: phases and the rubric.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RehearsalConfig {
+    /// Probes on an idle link before the throughput tests.
+    pub idle_seconds: u64,
+    /// Length of each throughput test (download, then upload).
+    pub throughput_seconds: u64,
+    pub probe_interval_ms: u64,
+    /// Throughput is measured by the receiver in windows of this length…
+    pub window_ms: u64,
+    /// …and the windows of the first seconds are left out.
+    pub warmup_ms: u64,
+    pub frame_bytes: usize,
+    pub rubric: crate::rehearsal::Rubric,
+}
+
+impl Default for RehearsalConfig {
+    fn default() -> Self {
+        Self {
+            idle_seconds: 95,
+            throughput_seconds: 10,
+            probe_interval_ms: 500,
+            window_ms: 250,
+            warmup_ms: 2000,
+            frame_bytes: 64 * 1024,
+            rubric: crate::rehearsal::Rubric::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +118,7 @@ impl Default for Config {
             liveness: LivenessConfig::default(),
             protocol: ProtocolConfig::default(),
             timer: TimerConfig::default(),
+            rehearsal: RehearsalConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -255,6 +288,16 @@ impl Config {
         if t.slot_seconds == 0 || t.danger_seconds > t.warning_seconds {
             return Err(invalid(
                 "timer.slot_seconds must be above 0 and danger_seconds ≤ warning_seconds",
+            ));
+        }
+        let r = &self.rehearsal;
+        if r.window_ms == 0
+            || r.probe_interval_ms == 0
+            || r.frame_bytes == 0
+            || r.frame_bytes > p.max_frame_bytes
+        {
+            return Err(invalid(
+                "rehearsal.window_ms and probe_interval_ms must be above 0, frame_bytes from 1 to protocol.max_frame_bytes",
             ));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {

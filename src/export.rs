@@ -16,6 +16,17 @@ pub fn local_time(ms: EpochMs) -> String {
         .unwrap_or_default()
 }
 
+/// Date and time in Vietnam, `dd/mm/yyyy HH:MM:SS`.
+pub fn local_date_time(ms: EpochMs) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| {
+            t.with_timezone(&Ho_Chi_Minh)
+                .format("%d/%m/%Y %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
 /// A duration as `m:ss` (whole seconds, rounded down; negative with a minus sign).
 pub fn minutes_seconds(ms: i64) -> String {
     let sign = if ms < 0 { "-" } else { "" };
@@ -79,6 +90,76 @@ pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
     writer.into_inner().expect("flushing to memory")
 }
 
+/// Every rehearsal attempt, newest first, one row each.
+pub fn rehearsals_csv(roster: &crate::sites::Roster, attempts: &[serde_json::Value]) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(BOM.to_vec());
+    writer
+        .write_record([
+            "Mã",
+            "Điểm cầu",
+            "Huyện cũ",
+            "Thời gian",
+            "Kỹ thuật viên",
+            "Kết quả",
+            "Tải lên (Mbps)",
+            "Tải xuống (Mbps)",
+            "Độ trễ (ms)",
+            "Jitter (ms)",
+            "Trễ tăng khi tải (ms)",
+            "Gói trễ (%)",
+            "Mất kết nối",
+            "Sai số đồng hồ (ms)",
+        ])
+        .expect("writing to memory");
+    for a in attempts {
+        let site = a["site"].as_str().unwrap_or("");
+        let (name, district) = site
+            .parse()
+            .ok()
+            .and_then(|id| roster.index_of(id))
+            .map(|i| {
+                (
+                    roster.site(i).name.clone(),
+                    roster.site(i).former_district.clone(),
+                )
+            })
+            .unwrap_or_default();
+        let figure = |key: &str| {
+            a["figures"][key]
+                .as_f64()
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_default()
+        };
+        let verdict = match a["verdict"].as_str() {
+            Some("pass") => "Đạt",
+            Some("warn") => "Cần lưu ý",
+            _ => "Không đạt",
+        };
+        writer
+            .write_record([
+                site.to_string(),
+                name,
+                district,
+                a["started_ms"]
+                    .as_i64()
+                    .map(local_date_time)
+                    .unwrap_or_default(),
+                a["technician"].as_str().unwrap_or("").to_string(),
+                verdict.to_string(),
+                figure("upload_mbps"),
+                figure("download_mbps"),
+                figure("rtt_median_ms"),
+                figure("jitter_ms"),
+                figure("loaded_rise_ms"),
+                figure("stalled_pct"),
+                a["figures"]["disconnects"].to_string(),
+                figure("offset_uncertainty_ms"),
+            ])
+            .expect("writing to memory");
+    }
+    writer.into_inner().expect("flushing to memory")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +168,7 @@ mod tests {
     fn times_are_shown_in_vietnam_and_durations_as_minutes() {
         // 2026-11-27 01:30:05 UTC is 08:30:05 in Hà Nội.
         assert_eq!(local_time(1_795_743_005_000), "08:30:05");
+        assert_eq!(local_date_time(1_795_743_005_000), "27/11/2026 08:30:05");
         assert_eq!(minutes_seconds(420_000), "7:00");
         assert_eq!(minutes_seconds(45_999), "0:45");
         assert_eq!(minutes_seconds(-61_000), "-1:01");

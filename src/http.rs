@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/timer/{command}", post(timer_command))
         .route("/api/agenda", get(agenda))
         .route("/api/agenda.csv", get(agenda_csv))
+        .route("/api/rehearsals", get(rehearsals))
+        .route("/api/rehearsals.csv", get(rehearsals_csv))
         .route("/ws/bridge", get(crate::bridge::upgrade))
         .route("/ws/live", get(crate::live::upgrade))
         .merge(crate::web::router())
@@ -202,6 +204,59 @@ async fn agenda_csv(State(app): State<AppState>, _caller: Caller) -> impl IntoRe
         ],
         crate::export::agenda_csv(&app.timekeeper.reports()),
     )
+}
+
+/// Staff: every site with its latest check and the count of attempts. A site key: its
+/// own attempts.
+async fn rehearsals(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    if let Caller::Site(id) = caller {
+        let attempts = app.store.rehearsals(Some(id)).await?;
+        return Ok(Json(json!({"site": id, "attempts": attempts})));
+    }
+    caller.require(STAFF)?;
+    app.store.flush().await?;
+    let all = app.store.rehearsals(None).await?;
+    let mut counts = json!({"pass": 0, "warn": 0, "fail": 0, "not_checked": 0});
+    let sites: Vec<Value> = app
+        .roster
+        .sites()
+        .iter()
+        .map(|site| {
+            let mine: Vec<&Value> = all
+                .iter()
+                .filter(|r| r["site"] == site.id.as_str())
+                .collect();
+            let latest = mine.first().map(|r| (*r).clone());
+            let key = latest
+                .as_ref()
+                .and_then(|r| r["verdict"].as_str())
+                .unwrap_or("not_checked")
+                .to_string();
+            counts[&key] = json!(counts[&key].as_u64().unwrap_or(0) + 1);
+            json!({"id": site.id, "name": site.name, "former_district": site.former_district,
+                   "attempts": mine.len(), "latest": latest, "history": mine})
+        })
+        .collect();
+    Ok(Json(json!({"counts": counts, "sites": sites})))
+}
+
+async fn rehearsals_csv(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(STAFF)?;
+    app.store.flush().await?;
+    let all = app.store.rehearsals(None).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"rehearsals.csv\"",
+            ),
+        ],
+        crate::export::rehearsals_csv(&app.roster, &all),
+    ))
 }
 
 async fn not_found() -> ApiError {

@@ -27,6 +27,8 @@ use crate::store::{History, Store};
 #[derive(Debug)]
 pub enum Outbound {
     Text(Utf8Bytes),
+    /// Throughput test data (rehearsal check).
+    Binary(axum::body::Bytes),
 }
 
 /// One frame of the live feed, encoded once for every subscriber.
@@ -103,6 +105,9 @@ pub struct StateCounts {
 pub struct EchoOutcome {
     pub sync: Option<SyncEstimate>,
     pub next_deadline: Option<EpochMs>,
+    pub rtt_ms: f64,
+    /// Answered in time and not a stall.
+    pub timely: bool,
 }
 
 pub struct Hub {
@@ -295,6 +300,8 @@ impl Hub {
             return EchoOutcome {
                 sync: None,
                 next_deadline: None,
+                rtt_ms: exchange.raw_round_trip_ms(),
+                timely: false,
             };
         };
         let sample = OffsetSample::from_exchange(&exchange);
@@ -315,6 +322,8 @@ impl Hub {
         EchoOutcome {
             sync,
             next_deadline,
+            rtt_ms,
+            timely: !stalled,
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`clocksync`] — clients' clock offset (NTP four-timestamp)
 //! - [`protocol`] — wire protocol v1 of the bridge socket
 //! - [`timer`] — the speaker timer: slots, phases, commands
+//! - [`rehearsal`] — the connection check's rubric and figures
 //!
 //! The shell reads the clock, calls the core under a short lock, then does the I/O:
 //! - [`clock`] — the only clock reader (injectable)
@@ -17,16 +18,20 @@
 //! - [`hub`] — shared live state of all sites and the live feed
 //! - [`timekeeper`] — runs the timer: stored commands, broadcasts, auto-pause, auto_stop
 //! - [`bridge`], [`live`] — the two websocket endpoints
+//! - [`check`] — a rehearsal check running on a bridge connection
 //! - [`http`], [`error`] — routes and the HTTP error type
 //! - [`export`] — CSV for spreadsheets (UTF-8 with BOM, Vietnamese times)
 //! - [`web`] — the pages and their embedded assets
 //! - [`app`] — build, run, shut down
+//! - [`agent`] — `diemcau agent`, a headless bridge client
 
 pub mod access;
 pub mod agenda;
+pub mod agent;
 pub mod app;
 pub mod auth;
 pub mod bridge;
+pub mod check;
 pub mod clock;
 pub mod clocksync;
 pub mod config;
@@ -39,6 +44,7 @@ pub mod live;
 pub mod liveness;
 pub mod metrics;
 pub mod protocol;
+pub mod rehearsal;
 pub mod sessions;
 pub mod sites;
 pub mod store;

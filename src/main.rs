@@ -58,6 +58,33 @@ enum Command {
         #[arg(long, env = "DIEMCAU_BASE_URL", value_name = "URL")]
         base_url: String,
     },
+    /// A headless bridge for a kiosk PC or a Raspberry Pi; with --rehearse, run the
+    /// connection check and exit 0 (pass), 1 (warn), 2 (fail) or 3 (could not run).
+    Agent {
+        /// The service, e.g. http://10.0.0.5:8080 (ws:// works too).
+        #[arg(long, env = "DIEMCAU_SERVER", value_name = "URL")]
+        server: String,
+        /// The site's 5-digit code, e.g. 05443.
+        #[arg(long, env = "DIEMCAU_SITE", value_name = "ID")]
+        site: String,
+        /// The site's key (from its join link).
+        #[arg(long, env = "DIEMCAU_KEY", value_name = "KEY", hide_env_values = true)]
+        key: String,
+        /// Run the rehearsal check (about two minutes) and exit with its verdict.
+        #[arg(long)]
+        rehearse: bool,
+        /// The technician's name, stored with the check.
+        #[arg(
+            long,
+            env = "DIEMCAU_TECHNICIAN",
+            value_name = "NAME",
+            default_value = "kỹ thuật xã"
+        )]
+        technician: String,
+        /// Checklist items confirmed: camera,micro,loa,man_hinh,du_phong.
+        #[arg(long, value_delimiter = ',', value_name = "ITEMS")]
+        checked: Vec<String>,
+    },
     /// Check the configuration, roster and agenda without starting anything.
     Check {
         #[command(flatten)]
@@ -81,6 +108,27 @@ fn main() -> anyhow::Result<()> {
         } => serve(config, listen, log_format),
         Command::Links { config, base_url } => links(config, &base_url),
         Command::Check { config } => check(config),
+        Command::Agent {
+            server,
+            site,
+            key,
+            rehearse,
+            technician,
+            checked,
+        } => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let options = diemcau::agent::AgentOptions {
+                server,
+                site,
+                key,
+                rehearse,
+                technician,
+                checked,
+            };
+            let code = runtime.block_on(diemcau::agent::run(options))?;
+            std::process::exit(code);
+        }
     }
 }
 

@@ -76,6 +76,18 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         media: Option<serde_json::Value>,
     },
+    /// The technician starts the rehearsal check, with the checklist ticked so far.
+    CheckRequest {
+        technician: String,
+        #[serde(default)]
+        checklist: std::collections::BTreeMap<String, bool>,
+    },
+    /// The client's half of a check: bytes received in each window of the download.
+    CheckReport {
+        check: Uuid,
+        phase: String,
+        windows_bytes: Vec<u64>,
+    },
 }
 
 /// The site as `welcome` describes it.
@@ -107,6 +119,23 @@ pub enum ServerMsg {
     },
     /// The speaker timer, on connect and on every change.
     Timer(TimerSnapshot),
+    /// A phase of the rehearsal check begins: `latency`, `download` (the server sends
+    /// binary frames: count bytes per window, then send `check_report`) or `upload`
+    /// (send binary frames of `frame_bytes` for `seconds`).
+    CheckStart {
+        check: Uuid,
+        phase: &'static str,
+        seconds: u64,
+        window_ms: u64,
+        frame_bytes: usize,
+    },
+    /// The check's verdict with every row.
+    CheckResult {
+        check: Uuid,
+        verdict: crate::rehearsal::Verdict,
+        rows: Vec<crate::rehearsal::Row>,
+        figures: crate::rehearsal::Figures,
+    },
     /// The frame was refused; the connection stays unless a close follows.
     Error { code: String, message: String },
 }
@@ -150,7 +179,13 @@ impl ClientMsg {
     }
 }
 
-const KNOWN_TYPES: &[&str] = &["hello", "echo", "heartbeat"];
+const KNOWN_TYPES: &[&str] = &[
+    "hello",
+    "echo",
+    "heartbeat",
+    "check_request",
+    "check_report",
+];
 
 fn truncate(text: &str, max_chars: usize) -> String {
     text.chars().take(max_chars).collect()

@@ -54,6 +54,18 @@ const MIGRATIONS: &[&str] = &[
          token TEXT PRIMARY KEY,
          caller TEXT NOT NULL,
          created_ms INTEGER NOT NULL);",
+    // 4: every rehearsal check attempt.
+    "CREATE TABLE rehearsals (
+         id TEXT PRIMARY KEY,
+         site TEXT NOT NULL,
+         started_ms INTEGER NOT NULL,
+         finished_ms INTEGER NOT NULL,
+         technician TEXT NOT NULL,
+         checklist TEXT NOT NULL,
+         figures TEXT NOT NULL,
+         rows TEXT NOT NULL,
+         verdict TEXT NOT NULL);
+     CREATE INDEX rehearsals_by_site ON rehearsals (site, started_ms);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +296,37 @@ impl Store {
         let mut stmt = conn.prepare("SELECT token, caller FROM web_sessions")?;
         let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Rehearsal checks, newest first; of one site, or of all.
+    pub async fn rehearsals(
+        &self,
+        site: Option<SiteId>,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, site, started_ms, finished_ms, technician, checklist, figures, rows, verdict
+                 FROM rehearsals WHERE ?1 IS NULL OR site = ?1 ORDER BY started_ms DESC, rowid DESC",
+            )?;
+            let rows = stmt.query_map(params![site.map(|s| s.to_string())], |row| {
+                let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
+                    Ok(serde_json::from_str(&row.get::<_, String>(i)?).unwrap_or_default())
+                };
+                Ok(serde_json::json!({
+                    "id": row.get::<_, String>(0)?,
+                    "site": row.get::<_, String>(1)?,
+                    "started_ms": row.get::<_, i64>(2)?,
+                    "finished_ms": row.get::<_, i64>(3)?,
+                    "technician": row.get::<_, String>(4)?,
+                    "checklist": json(5)?,
+                    "figures": json(6)?,
+                    "rows": json(7)?,
+                    "verdict": row.get::<_, String>(8)?,
+                }))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     /// Every applied timer command, oldest first.

@@ -17,11 +17,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Browser tests take turns: several Chromiums at once on two cores would make the
 /// timing checks (online within 3 s) measure the machine, not the service.
-static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn take_turn() -> std::sync::MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A chromedriver process and one headless Chromium session with a fresh profile.
 struct Browser {
@@ -204,7 +200,7 @@ async fn start_slot(app: &TestApp, slot: u32) {
 
 #[tokio::test]
 async fn the_bridge_page_is_the_bridge_online_within_3s_and_offline_when_closed() {
-    let _turn = take_turn();
+    let _turn = TURN.lock().await;
     let app = spawn_app(|_| {}).await;
     let browser = Browser::start().await;
     let opened = Instant::now();
@@ -242,7 +238,7 @@ async fn the_bridge_page_is_the_bridge_online_within_3s_and_offline_when_closed(
 
 #[tokio::test]
 async fn the_wall_shows_92_tiles_the_connected_site_and_finds_communes_without_diacritics() {
-    let _turn = take_turn();
+    let _turn = TURN.lock().await;
     let app = spawn_app(fast).await;
     let _bridge = EchoingBridge::join(&app, SITE).await;
     app.wait_for_state(SITE, "online", WAIT).await;
@@ -289,7 +285,7 @@ async fn the_wall_shows_92_tiles_the_connected_site_and_finds_communes_without_d
 
 #[tokio::test]
 async fn the_hall_display_and_a_bridge_show_the_same_second_of_the_countdown() {
-    let _turn = take_turn();
+    let _turn = TURN.lock().await;
     let app = spawn_app(|_| {}).await;
     let display = Browser::start().await;
     let bridge = Browser::start().await;
@@ -336,7 +332,7 @@ async fn the_hall_display_and_a_bridge_show_the_same_second_of_the_countdown() {
 
 #[tokio::test]
 async fn on_the_console_space_starts_the_selected_slot() {
-    let _turn = take_turn();
+    let _turn = TURN.lock().await;
     let app = spawn_app(|_| {}).await;
     let selected = app
         .http
@@ -387,7 +383,7 @@ async fn on_the_console_space_starts_the_selected_slot() {
 
 #[tokio::test]
 async fn a_page_without_a_key_or_with_a_wrong_one_says_so_and_shows_no_data() {
-    let _turn = take_turn();
+    let _turn = TURN.lock().await;
     let app = spawn_app(|_| {}).await;
     let browser = Browser::start().await;
 

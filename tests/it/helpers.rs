@@ -52,6 +52,15 @@ pub async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_at(data_dir, "127.0.0.1:0", tweak).await
+}
+
+/// A server on a chosen address (to restart one on the same port).
+pub async fn spawn_app_at(
+    data_dir: &Path,
+    listen: &str,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     // Logs stay silent unless asked for: DIEMCAU_TEST_LOG=debug cargo test -- --nocapture
     if let Ok(filter) = std::env::var("DIEMCAU_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -64,7 +73,7 @@ pub async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> T
     let app = App::build(
         loaded,
         data_dir.to_path_buf(),
-        "127.0.0.1:0",
+        listen,
         Arc::new(SystemClock::new()),
     )
     .await

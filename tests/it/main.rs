@@ -7,5 +7,6 @@ mod cli;
 mod helpers;
 mod live;
 mod metrics;
+mod rehearsal;
 mod restart;
 mod timer;

@@ -1,0 +1,213 @@
+//! The rehearsal check end to end: `diemcau agent --rehearse` against a real server.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use diemcau::config::Config;
+use serde_json::json;
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_diemcau");
+
+/// A check of about three seconds instead of two minutes.
+fn short_check(config: &mut Config) {
+    let r = &mut config.rehearsal;
+    r.idle_seconds = 1;
+    r.throughput_seconds = 1;
+    r.probe_interval_ms = 100;
+    r.window_ms = 100;
+    r.warmup_ms = 200;
+}
+
+async fn agent(app: &TestApp, extra: &[&str]) -> (i32, String) {
+    let output = tokio::process::Command::new(BIN)
+        .args([
+            "agent",
+            "--server",
+            &app.url(""),
+            "--site",
+            SITE,
+            "--key",
+            app.key(SITE),
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("agent finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    (output.status.code().unwrap_or(-1), stdout)
+}
+
+#[tokio::test]
+async fn agent_rehearse_passes_on_loopback_and_the_result_is_stored_and_exported() {
+    let app = spawn_app(short_check).await;
+    let (code, stdout) = agent(
+        &app,
+        &[
+            "--rehearse",
+            "--technician",
+            "Nguyễn Văn An",
+            "--checked",
+            "camera,micro",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ĐẠT (pass)"), "{stdout}");
+    assert!(stdout.contains("Tải lên") && stdout.contains("Mbps"));
+
+    let (status, board) = app.get("/api/rehearsals", Some(app.key("operator"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(board["counts"]["pass"], 1);
+    assert_eq!(board["counts"]["not_checked"], 91);
+    let site = board["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == SITE)
+        .unwrap();
+    let latest = &site["latest"];
+    assert_eq!(
+        (latest["verdict"].as_str(), latest["technician"].as_str()),
+        (Some("pass"), Some("Nguyễn Văn An"))
+    );
+    assert_eq!(latest["checklist"]["camera"], true);
+    assert_eq!(latest["checklist"]["loa"], false);
+    let figures = &latest["figures"];
+    for key in [
+        "upload_mbps",
+        "download_mbps",
+        "rtt_median_ms",
+        "jitter_ms",
+        "loaded_rise_ms",
+        "stalled_pct",
+        "offset_uncertainty_ms",
+    ] {
+        assert!(figures[key].is_number(), "{key} measured: {figures}");
+    }
+    eprintln!("loopback rehearsal figures: {figures}");
+    assert!(figures["upload_mbps"].as_f64().unwrap() >= 4.0);
+    assert!(figures["download_mbps"].as_f64().unwrap() >= 4.0);
+    assert_eq!(latest["rows"].as_array().unwrap().len(), 8);
+
+    let (status, own) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+    assert_eq!(
+        (status, own["attempts"].as_array().unwrap().len()),
+        (200, 1)
+    );
+    let (status, _) = app.get("/api/rehearsals", Some(app.key("display"))).await;
+    assert_eq!(status, 403);
+    let csv = app
+        .http
+        .get(app.url("/api/rehearsals.csv"))
+        .bearer_auth(app.key("operator"))
+        .send()
+        .await
+        .unwrap();
+    let bytes = csv.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\xEF\xBB\xBF"));
+    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("05443,Phường Phan Đình Phùng,")
+    );
+    assert!(text.contains(",Nguyễn Văn An,Đạt,"));
+}
+
+#[tokio::test]
+async fn the_throughput_test_is_refused_while_a_slot_runs() {
+    let app = spawn_app(short_check).await;
+    let started = app
+        .http
+        .post(app.url("/api/timer/start"))
+        .bearer_auth(app.key("secretary"))
+        .json(&json!({"slot": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    let (code, stdout) = agent(&app, &["--rehearse", "--technician", "An"]).await;
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("Đang có phần tham luận"), "{stdout}");
+    let (_, board) = app.get("/api/rehearsals", Some(app.key("operator"))).await;
+    assert_eq!(
+        board["counts"]["not_checked"], 92,
+        "nothing ran, nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn a_check_cut_short_by_a_disconnect_is_stored_as_failed() {
+    let app = spawn_app(|c| {
+        short_check(c);
+        c.rehearsal.idle_seconds = 30;
+    })
+    .await;
+    let mut client = Client::join(&app, SITE).await;
+    client
+        .send(json!({"type": "check_request", "technician": "An", "checklist": {}}))
+        .await;
+    let start = client.recv_type("check_start").await;
+    assert_eq!(start["phase"], "latency");
+    drop(client);
+
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, own) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+        if let Some(attempt) = own["attempts"].as_array().and_then(|a| a.first()) {
+            assert_eq!(attempt["verdict"], "fail");
+            assert_eq!(attempt["figures"]["disconnects"], 1);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interrupted check was not stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_agent_reconnects_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let first = spawn_app_at(dir.path(), &listen, fast).await;
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "agent",
+            "--server",
+            &first.url(""),
+            "--site",
+            SITE,
+            "--key",
+            first.key(SITE),
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    first.wait_for_state(SITE, "online", WAIT).await;
+    first.stop().await;
+
+    let second = spawn_app_at(dir.path(), &listen, fast).await;
+    let site = second
+        .wait_for_state(SITE, "online", Duration::from_secs(10))
+        .await;
+    assert_eq!(site["agent"], "agent");
+    assert_eq!(site["reconnects"], 1);
+    child.kill().await.unwrap();
+}
