@@ -1,10 +1,14 @@
 // The commune's page: opening it *is* the bridge (protocol v1 over /ws/bridge).
 import { $, el, whoami, fail, countdown, animate, connectBridge, ServerClock, clockTime } from "/assets/common.js";
 
+const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt" };
+
 const clock = new ServerClock();
 let timer = null;
 let site = null;
 let lastSync = null;
+let bridge = null;
+let download = null; // { check, started, windowMs, windows }
 
 function linkWords(sync) {
   if (!sync) return "";
@@ -41,6 +45,64 @@ function draw() {
   $("#clock").textContent = `Giờ máy chủ ${clockTime(clock.now())}`;
 }
 
+function startCheck() {
+  const technician = $("#technician").value.trim();
+  if (!technician) {
+    $("#check-status").textContent = "Hãy ghi tên kỹ thuật viên trước.";
+    return;
+  }
+  const checklist = {};
+  for (const box of document.querySelectorAll("#checklist input")) checklist[box.name] = box.checked;
+  $("#check-result").replaceChildren();
+  if (!bridge.send({ type: "check_request", technician, checklist })) {
+    $("#check-status").textContent = "Chưa kết nối được với máy chủ; thử lại sau.";
+    return;
+  }
+  $("#check-start").disabled = true;
+  $("#check-status").textContent = "Đang bắt đầu…";
+}
+
+function onCheckFrame(frame) {
+  if (frame.type === "check_start") {
+    const phases = { latency: "Đang đo độ trễ", download: "Đang đo tải xuống", upload: "Đang đo tải lên" };
+    $("#check-status").textContent = `${phases[frame.phase] ?? frame.phase} (${frame.seconds} s)…`;
+    if (frame.phase === "download") {
+      download = { check: frame.check, started: performance.now(), windowMs: frame.window_ms, windows: [] };
+      setTimeout(() => {
+        bridge.send({ type: "check_report", check: download.check, phase: "download", windows_bytes: Array.from(download.windows, (b) => b ?? 0) });
+        download = null;
+      }, frame.seconds * 1000);
+    } else if (frame.phase === "upload") {
+      bridge.upload(frame.frame_bytes, frame.seconds);
+    }
+  } else if (frame.type === "check_result") {
+    $("#check-start").disabled = false;
+    $("#check-status").replaceChildren("Kết quả: ", el("span", { id: "check-verdict", class: `verdict-${frame.verdict}` }, VERDICTS[frame.verdict]));
+    $("#check-result").replaceChildren(
+      el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "Chỉ số"), el("th", {}, "Đo được"), el("th", {}, "Ngưỡng"), el("th", {}, "Kết quả"))),
+        el("tbody", {}, frame.rows.map((row) => [
+          el("tr", {},
+            el("td", {}, row.label),
+            el("td", {}, row.figure == null ? "không đo được" : `${Math.round(row.figure * 10) / 10} ${row.unit}`),
+            el("td", {}, row.threshold),
+            el("td", { class: `verdict-${row.verdict}` }, VERDICTS[row.verdict])),
+          row.advice ? el("tr", {}, el("td", { colspan: "4", class: "muted" }, `→ ${row.advice}`)) : null,
+        ])),
+      ),
+    );
+  } else if (frame.type === "error" && frame.code?.startsWith("check_")) {
+    $("#check-start").disabled = false;
+    $("#check-status").textContent = frame.message;
+  }
+}
+
+function onBinary(bytes) {
+  if (!download) return;
+  const index = Math.floor((performance.now() - download.started) / download.windowMs);
+  download.windows[index] = (download.windows[index] ?? 0) + bytes;
+}
+
 async function main() {
   let me;
   try {
@@ -56,8 +118,10 @@ async function main() {
   site = me.site;
   document.title = `${site.name} — điểm cầu`;
   $("#site-name").textContent = `Điểm cầu ${site.name}`;
-  connectBridge(site.id, {
+  $("#check-start").addEventListener("click", startCheck);
+  bridge = connectBridge(site.id, {
     clock,
+    onBinary,
     onStatus: (state, detail) => {
       if (state === "online") setLink("online", "✔ Đã kết nối với hội trường tỉnh");
       else if (state === "refused") setLink("offline", `✕ Máy chủ từ chối kết nối: ${detail || "khoá không hợp lệ"}`);
@@ -71,6 +135,8 @@ async function main() {
       if (frame.type === "sync") {
         lastSync = frame;
         $("#link-quality").textContent = linkWords(lastSync);
+      } else if (frame.type.startsWith("check_") || frame.code?.startsWith("check_")) {
+        onCheckFrame(frame);
       } else if (frame.type === "error") {
         $("#link-quality").replaceChildren(el("span", {}, `Lỗi: ${frame.message}`));
       }

@@ -35,7 +35,7 @@ export function el(tag, attrs = {}, ...children) {
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
     else node.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child !== null && child !== undefined) node.append(child);
   }
   return node;
@@ -203,16 +203,21 @@ export function connectLive({ clock, onSnapshot, onFrame, onStatus }) {
  * authenticates it), an echo for every probe at once, `sync` into `clock`.
  * Handlers: onWelcome, onTimer, onStatus(state, detail), onFrame.
  */
-export function connectBridge(siteId, { clock, onWelcome, onTimer, onStatus, onFrame }) {
+export function connectBridge(siteId, { clock, onWelcome, onTimer, onStatus, onFrame, onBinary }) {
   let attempt = 0;
   let socket;
   const open = () => {
     socket = new WebSocket(wsUrl("/ws/bridge"));
+    socket.binaryType = "arraybuffer";
     socket.onopen = () => {
       socket.send(JSON.stringify({ type: "hello", site: siteId, agent: "browser", version: "web-1" }));
     };
     socket.onmessage = (event) => {
       const received = Date.now();
+      if (typeof event.data !== "string") {
+        onBinary?.(event.data.byteLength); // rehearsal download data
+        return;
+      }
       const frame = JSON.parse(event.data);
       switch (frame.type) {
         case "probe":
@@ -254,7 +259,22 @@ export function connectBridge(siteId, { clock, onWelcome, onTimer, onStatus, onF
     };
   };
   open();
-  return { close: () => socket?.close() };
+  return {
+    close: () => socket?.close(),
+    /** Sends a JSON frame; false when not connected. */
+    send: (value) => socket?.readyState === WebSocket.OPEN && (socket.send(JSON.stringify(value)), true),
+    /** Sends upload test data for `seconds`, keeping about 1 MB in the socket's buffer. */
+    upload: (frameBytes, seconds) => {
+      const frame = new ArrayBuffer(frameBytes);
+      const until = performance.now() + seconds * 1000;
+      const pump = () => {
+        if (performance.now() >= until || socket.readyState !== WebSocket.OPEN) return;
+        while (socket.bufferedAmount < 1_000_000) socket.send(frame);
+        setTimeout(pump, 5);
+      };
+      pump();
+    },
+  };
 }
 
 /** Time left in the slot at a whole second of server time (negative: overtime). */

@@ -429,3 +429,57 @@ async fn a_page_without_a_key_or_with_a_wrong_one_says_so_and_shows_no_data() {
     );
     browser.screenshot("landing").await;
 }
+
+#[tokio::test]
+async fn a_commune_runs_the_rehearsal_check_from_its_bridge_page() {
+    let _turn = TURN.lock().await;
+    let app = spawn_app(|c| {
+        let r = &mut c.rehearsal;
+        r.idle_seconds = 1;
+        r.throughput_seconds = 1;
+        r.probe_interval_ms = 100;
+        r.window_ms = 100;
+        r.warmup_ms = 200;
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    browser
+        .text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+
+    browser
+        .web()
+        .find(Locator::Css("#technician"))
+        .await
+        .unwrap()
+        .send_keys("Trần Thị Bình")
+        .await
+        .unwrap();
+    browser.click("#checklist input[name=camera]").await;
+    browser.click("#check-start").await;
+    let verdict = browser
+        .text_until("#check-status", |t| t.starts_with("Kết quả"))
+        .await;
+    let table = browser.text("#check-result").await;
+    assert!(verdict.contains("Đạt"), "{verdict}\n{table}");
+    assert!(
+        table.contains("Tải lên") && table.contains("Mbps"),
+        "{table}"
+    );
+    browser.screenshot("bridge-rehearsal").await;
+
+    let (_, own) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+    let attempt = &own["attempts"][0];
+    assert_eq!(
+        (attempt["verdict"].as_str(), attempt["technician"].as_str()),
+        (Some("pass"), Some("Trần Thị Bình"))
+    );
+    assert_eq!(attempt["checklist"]["camera"], true);
+    assert!(
+        attempt["figures"]["upload_mbps"].as_f64().unwrap() >= 4.0,
+        "{attempt}"
+    );
+}
