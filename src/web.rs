@@ -35,15 +35,17 @@ pub enum Page {
     Console,
     Display,
     Bridge,
+    Rehearsals,
 }
 
 impl Page {
-    const ALL: [Page; 5] = [
+    const ALL: [Page; 6] = [
         Page::Landing,
         Page::Wall,
         Page::Console,
         Page::Display,
         Page::Bridge,
+        Page::Rehearsals,
     ];
 
     fn path(&self) -> &'static str {
@@ -53,6 +55,7 @@ impl Page {
             Page::Console => "/console",
             Page::Display => "/display",
             Page::Bridge => "/bridge",
+            Page::Rehearsals => "/rehearsals",
         }
     }
 
@@ -63,6 +66,7 @@ impl Page {
             Page::Console => "console.html",
             Page::Display => "display.html",
             Page::Bridge => "bridge.html",
+            Page::Rehearsals => "rehearsals.html",
         }
     }
 
@@ -73,6 +77,7 @@ impl Page {
             Page::Console => "Bàn điều khiển thư ký",
             Page::Display => "Màn hình hội trường",
             Page::Bridge => "Điểm cầu",
+            Page::Rehearsals => "Kết quả kiểm tra kết nối",
         }
     }
 
@@ -85,6 +90,7 @@ impl Page {
                 caller.is_any_of(&[Role::Admin, Role::Operator, Role::Secretary, Role::Display])
             }
             Page::Bridge => matches!(caller, Caller::Site(_)),
+            Page::Rehearsals => caller.is_any_of(&[Role::Admin, Role::Operator, Role::Secretary]),
         }
     }
 }

@@ -483,3 +483,64 @@ async fn a_commune_runs_the_rehearsal_check_from_its_bridge_page() {
         "{attempt}"
     );
 }
+
+#[tokio::test]
+async fn the_rehearsal_board_shows_each_sites_latest_verdict_and_filters() {
+    let _turn = TURN.lock().await;
+    let app = spawn_app(|c| {
+        let r = &mut c.rehearsal;
+        r.idle_seconds = 1;
+        r.throughput_seconds = 1;
+        r.probe_interval_ms = 100;
+        r.window_ms = 100;
+        r.warmup_ms = 200;
+    })
+    .await;
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/rehearsals?key={}", app.key("operator")))
+        .await;
+    browser
+        .text_until("#count-not_checked", |t| t.ends_with("92"))
+        .await;
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .args([
+            "agent",
+            "--rehearse",
+            "--technician",
+            "Lê Văn Cường",
+            "--server",
+            &app.url(""),
+            "--site",
+            SITE,
+            "--key",
+            app.key(SITE),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    // The board updates itself from the live feed.
+    browser
+        .text_until("#count-pass", |t| t.ends_with('1'))
+        .await;
+    let row = browser
+        .text(&format!("#board tr[data-site=\"{SITE}\"]"))
+        .await;
+    assert!(row.contains("Đạt") && row.contains("Lê Văn Cường"), "{row}");
+    browser.script("const s = document.querySelector(arguments[0]); s.value = 'pass'; s.dispatchEvent(new Event('change')); return null;", "#verdict").await;
+    assert_eq!(browser.texts("#board tr").await.len(), 1);
+    browser
+        .click(&format!("#board tr[data-site=\"{SITE}\"]"))
+        .await;
+    browser
+        .text_until("#history", |t| t.contains("Tải xuống"))
+        .await;
+    browser.screenshot("rehearsals").await;
+}
