@@ -20,6 +20,7 @@ use crate::clock::{Clock, EpochMs};
 use crate::config::{Config, Loaded};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::noticeboard::Noticeboard;
 use crate::sessions::Sessions;
 use crate::sites::{Roster, SiteId};
 use crate::store::{Store, StoreError};
@@ -34,6 +35,7 @@ pub struct Shared {
     pub sessions: Sessions,
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
+    pub noticeboard: Noticeboard,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -110,6 +112,8 @@ impl App {
             addr: listen.to_string(),
             source,
         })?;
+        let noticeboard =
+            Noticeboard::restore(store.clone(), hub.clone(), roster.clone(), clock.clone())?;
         let state = Arc::new(Shared {
             config,
             roster,
@@ -118,6 +122,7 @@ impl App {
             sessions: Sessions::restore(store.clone())?,
             hub,
             timekeeper,
+            noticeboard,
             store,
             metrics,
             clock,

@@ -253,7 +253,11 @@ async fn run_session(
     let mut check: Option<CheckRun> = None;
 
     let ending = 'session: {
-        if queue.send(&welcome).is_err() || queue.send(&app.timekeeper.bridge_frame()).is_err() {
+        let pending = app.noticeboard.pending_frames(hello.idx);
+        let greeting = [welcome, app.timekeeper.bridge_frame()]
+            .into_iter()
+            .chain(pending);
+        if greeting.into_iter().any(|msg| queue.send(&msg).is_err()) {
             break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
         }
         loop {
@@ -323,6 +327,10 @@ async fn run_session(
                             }
                         }
                         Ok(ClientMsg::Heartbeat { .. }) => deadline = app.hub.heard(hello.idx, session),
+                        Ok(ClientMsg::Ack { reference }) => {
+                            deadline = app.hub.heard(hello.idx, session);
+                            app.noticeboard.ack(hello.idx, reference);
+                        }
                         Ok(ClientMsg::CheckRequest { technician, checklist }) => {
                             deadline = app.hub.heard(hello.idx, session);
                             let refusal = if check.is_some() {

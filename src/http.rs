@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/timer/{command}", post(timer_command))
         .route("/api/agenda", get(agenda))
         .route("/api/agenda.csv", get(agenda_csv))
+        .route("/api/rollcall", get(roll_call).post(start_roll_call))
+        .route("/api/messages", get(messages).post(send_message))
         .route("/api/rehearsals", get(rehearsals))
         .route("/api/rehearsals.csv", get(rehearsals_csv))
         .route("/ws/bridge", get(crate::bridge::upgrade))
@@ -135,13 +137,7 @@ async fn timer_command(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(TIMER_CONTROL)?;
-    let body: CommandBody = if body.iter().all(u8::is_ascii_whitespace) {
-        CommandBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::BadRequest(format!("body must be JSON like {{\"slot\": 4}}: {e}"))
-        })?
-    };
+    let body: CommandBody = json_body(&body, r#"{"slot": 4}"#)?;
     if body
         .command_id
         .as_ref()
@@ -257,6 +253,97 @@ async fn rehearsals_csv(
         ],
         crate::export::rehearsals_csv(&app.roster, &all),
     ))
+}
+
+/// Parses an optional JSON body (empty means `{}`), with a 400 that shows the shape.
+fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    example: &str,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("body must be JSON like {example}: {e}")))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollCallBody {
+    deadline_seconds: Option<u64>,
+}
+
+async fn start_roll_call(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Admin, Role::Operator])?;
+    let body: RollCallBody = json_body(&body, r#"{"deadline_seconds": 300}"#)?;
+    let seconds = body.deadline_seconds.unwrap_or(300);
+    if !(10..=3600).contains(&seconds) {
+        return Err(ApiError::BadRequest(
+            "deadline_seconds must be from 10 to 3600".into(),
+        ));
+    }
+    let answer = app
+        .noticeboard
+        .roll_call(seconds, &caller.label())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(answer))
+}
+
+async fn roll_call(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    Ok(Json(
+        json!({"roll_call": app.noticeboard.roll_call_summary()}),
+    ))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    text: String,
+    level: Option<String>,
+    to: Option<String>,
+}
+
+async fn send_message(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    let body: MessageBody = json_body(&body, r#"{"text": "…", "level": "info", "to": "all"}"#)?;
+    let text = body.text.trim().to_string();
+    if text.is_empty() || text.chars().count() > 1000 {
+        return Err(ApiError::BadRequest(
+            "text must be 1 to 1000 characters".into(),
+        ));
+    }
+    let level = body.level.unwrap_or_else(|| "info".into());
+    if !matches!(level.as_str(), "info" | "warning" | "urgent") {
+        return Err(ApiError::BadRequest(
+            "level must be info, warning or urgent".into(),
+        ));
+    }
+    let target = crate::notices::Target::parse(body.to.as_deref().unwrap_or("all"))
+        .map_err(ApiError::BadRequest)?;
+    if target.recipients(&app.roster).is_empty() {
+        return Err(ApiError::BadRequest("no site matches `to`".into()));
+    }
+    let answer = app
+        .noticeboard
+        .message(text, level, target, &caller.label())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(answer))
+}
+
+async fn messages(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    Ok(Json(json!({"notices": app.noticeboard.summaries()})))
 }
 
 async fn not_found() -> ApiError {

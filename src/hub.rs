@@ -360,22 +360,22 @@ impl Hub {
     /// whose queue is full is told to close (it is not reading). Returns how many got it.
     pub fn send_to_all_sites(&self, frame: &Utf8Bytes) -> usize {
         let mut inner = self.lock();
-        let mut sent = 0;
-        for rt in inner.sites.iter_mut() {
-            let Some(conn) = rt.conn.as_mut() else {
-                continue;
-            };
-            match conn.out.try_send(Outbound::Text(frame.clone())) {
-                Ok(()) => sent += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if let Some(kick) = conn.kick.take() {
-                        let _ = kick.send(crate::protocol::close::NOT_READING);
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        sent
+        inner
+            .sites
+            .iter_mut()
+            .map(|rt| deliver(rt, frame))
+            .filter(|sent| *sent)
+            .count()
+    }
+
+    /// The same for some sites only.
+    pub fn send_to_sites(&self, sites: &[SiteIdx], frame: &Utf8Bytes) -> usize {
+        let mut inner = self.lock();
+        sites
+            .iter()
+            .map(|i| deliver(&mut inner.sites[*i], frame))
+            .filter(|sent| *sent)
+            .count()
     }
 
     /// Publishes a frame on the live feed under the next sequence number.
@@ -511,6 +511,23 @@ impl Hub {
         self.publish_locked(inner, Topic::Sites, |seq| {
             json!({"type": "site", "seq": seq, "site": view, "transition": last}).to_string()
         });
+    }
+}
+
+/// Queues a frame for a connected site; a full queue tells it to close instead.
+fn deliver(rt: &mut SiteRuntime, frame: &Utf8Bytes) -> bool {
+    let Some(conn) = rt.conn.as_mut() else {
+        return false;
+    };
+    match conn.out.try_send(Outbound::Text(frame.clone())) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            if let Some(kick) = conn.kick.take() {
+                let _ = kick.send(crate::protocol::close::NOT_READING);
+            }
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`protocol`] — wire protocol v1 of the bridge socket
 //! - [`timer`] — the speaker timer: slots, phases, commands
 //! - [`rehearsal`] — the connection check's rubric and figures
+//! - [`notices`] — roll call and messages, with who confirmed
 //!
 //! The shell reads the clock, calls the core under a short lock, then does the I/O:
 //! - [`clock`] — the only clock reader (injectable)
@@ -43,6 +44,8 @@ pub mod link;
 pub mod live;
 pub mod liveness;
 pub mod metrics;
+pub mod noticeboard;
+pub mod notices;
 pub mod protocol;
 pub mod rehearsal;
 pub mod sessions;

@@ -76,6 +76,11 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         media: Option<serde_json::Value>,
     },
+    /// Confirms a roll call or a message (`ref` is its id).
+    Ack {
+        #[serde(rename = "ref")]
+        reference: Uuid,
+    },
     /// The technician starts the rehearsal check, with the checklist ticked so far.
     CheckRequest {
         technician: String,
@@ -119,6 +124,14 @@ pub enum ServerMsg {
     },
     /// The speaker timer, on connect and on every change.
     Timer(TimerSnapshot),
+    /// A message from the province, shown until acknowledged with `ack`.
+    Message {
+        id: Uuid,
+        text: String,
+        level: String,
+    },
+    /// Roll call: confirm presence with `ack` before `deadline_ms`.
+    RollCall { id: Uuid, deadline_ms: EpochMs },
     /// A phase of the rehearsal check begins: `latency`, `download` (the server sends
     /// binary frames: count bytes per window, then send `check_report`) or `upload`
     /// (send binary frames of `frame_bytes` for `seconds`).

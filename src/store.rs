@@ -66,6 +66,21 @@ const MIGRATIONS: &[&str] = &[
          rows TEXT NOT NULL,
          verdict TEXT NOT NULL);
      CREATE INDEX rehearsals_by_site ON rehearsals (site, started_ms);",
+    // 5: roll calls and messages, and who confirmed them.
+    "CREATE TABLE notices (
+         id TEXT PRIMARY KEY,
+         kind TEXT NOT NULL,
+         text TEXT NOT NULL,
+         level TEXT NOT NULL,
+         target TEXT NOT NULL,
+         sent_ms INTEGER NOT NULL,
+         deadline_ms INTEGER,
+         sender TEXT NOT NULL);
+     CREATE TABLE notice_acks (
+         notice TEXT NOT NULL,
+         site TEXT NOT NULL,
+         at_ms INTEGER NOT NULL,
+         PRIMARY KEY (notice, site));",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +342,66 @@ impl Store {
             rows.collect()
         })
         .await
+    }
+
+    /// Every notice (oldest first) with its confirmations (site code, time).
+    #[allow(clippy::type_complexity)]
+    pub fn load_notices(
+        &self,
+    ) -> Result<Vec<(crate::notices::Notice, Vec<(String, EpochMs)>)>, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let mut acks: HashMap<String, Vec<(String, EpochMs)>> = HashMap::new();
+        let mut stmt = conn.prepare("SELECT notice, site, at_ms FROM notice_acks")?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (notice, site, at) = row?;
+            acks.entry(notice).or_default().push((site, at));
+        }
+        let mut stmt = conn.prepare(
+            "SELECT id, kind, text, level, target, sent_ms, deadline_ms, sender FROM notices ORDER BY sent_ms, rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut notices = Vec::new();
+        for row in rows {
+            let (id, kind, text, level, target, sent_ms, deadline_ms, sender) = row?;
+            let (Ok(parsed_id), Ok(kind), Ok(target)) = (
+                id.parse(),
+                serde_json::from_str(&kind),
+                serde_json::from_str(&target),
+            ) else {
+                continue; // written by this program: cannot happen short of manual edits
+            };
+            let notice = crate::notices::Notice {
+                id: parsed_id,
+                kind,
+                text,
+                level,
+                target,
+                sent_ms,
+                deadline_ms,
+                sender,
+                recipients: Vec::new(),
+                acks: Default::default(),
+            };
+            notices.push((notice, acks.remove(&id).unwrap_or_default()));
+        }
+        Ok(notices)
     }
 
     /// Every applied timer command, oldest first.

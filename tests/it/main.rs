@@ -7,6 +7,7 @@ mod cli;
 mod helpers;
 mod live;
 mod metrics;
+mod notices;
 mod rehearsal;
 mod restart;
 mod timer;

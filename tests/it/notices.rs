@@ -1,0 +1,155 @@
+//! Roll call and messages: sent, delivered, acknowledged, counted.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_roll_call_reaches_every_bridge_and_the_wall_counts_confirmations() {
+    let app = spawn_app(fast).await;
+    let mut present = Client::join(&app, SITE).await;
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("operator"))).await;
+    feed.recv_type("snapshot").await;
+
+    let (status, answer) = post(
+        &app,
+        "/api/rollcall",
+        app.key("operator"),
+        json!({"deadline_seconds": 120}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["delivered_now"], 1);
+    let roll_call = present.recv_type("roll_call").await;
+    let id = roll_call["id"].clone();
+    assert!(roll_call["deadline_ms"].as_i64().unwrap() > now_ms() + 100_000);
+    assert_eq!(
+        feed.recv_type("notice").await["notice"]["kind"],
+        "roll_call"
+    );
+
+    present.send(json!({"type": "ack", "ref": id})).await;
+    let ack = feed.recv_type("ack").await;
+    assert_eq!((ack["site"].as_str(), &ack["notice"]), (Some(SITE), &id));
+
+    // A site that connects later still gets the roll call.
+    let mut late = Client::join(&app, OTHER_SITE).await;
+    assert_eq!(late.recv_type("roll_call").await["id"], id);
+
+    let (_, summary) = app.get("/api/rollcall", Some(app.key("operator"))).await;
+    let roll_call = &summary["roll_call"];
+    assert_eq!(roll_call["recipients"], 92);
+    assert_eq!(roll_call["confirmed"].as_array().unwrap().len(), 1);
+    assert_eq!(roll_call["confirmed"][0]["site"], SITE);
+    assert_eq!(roll_call["missing"].as_array().unwrap().len(), 91);
+    assert_eq!(
+        post(&app, "/api/rollcall", app.key("secretary"), json!({}))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        post(&app, "/api/rollcall", app.key(SITE), json!({}))
+            .await
+            .0,
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_message_to_a_group_is_delivered_acknowledged_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), fast).await;
+    let mut phuong = Client::join(&app, SITE).await; // Phường Phan Đình Phùng
+    let (status, answer) = post(
+        &app,
+        "/api/messages",
+        app.key("secretary"),
+        json!({"text": "Các phường bật micro chuẩn bị phát biểu", "level": "warning", "to": "phuong"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["notice"]["recipients"], 15);
+    let message = phuong.recv_type("message").await;
+    assert_eq!(
+        (message["text"].as_str(), message["level"].as_str()),
+        (
+            Some("Các phường bật micro chuẩn bị phát biểu"),
+            Some("warning")
+        )
+    );
+    phuong
+        .send(json!({"type": "ack", "ref": message["id"]}))
+        .await;
+    phuong
+        .send(json!({"type": "ack", "ref": message["id"]}))
+        .await; // twice: counted once
+
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, all) = app.get("/api/messages", Some(app.key("operator"))).await;
+        let notice = &all["notices"][0];
+        if notice["confirmed"].as_array().unwrap().len() == 1 {
+            assert_eq!(notice["missing"].as_array().unwrap().len(), 14);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ack not counted: {notice}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for (body, why) in [
+        (json!({"text": ""}), "empty"),
+        (json!({"text": "x", "to": "nowhere"}), "bad target"),
+        (json!({"text": "x", "level": "loud"}), "bad level"),
+        (json!({"text": "x", "to": "district:Không có"}), "no site"),
+    ] {
+        assert_eq!(
+            post(&app, "/api/messages", app.key("operator"), body)
+                .await
+                .0,
+            400,
+            "{why}"
+        );
+    }
+    assert_eq!(
+        post(
+            &app,
+            "/api/messages",
+            app.key("display"),
+            json!({"text": "x"})
+        )
+        .await
+        .0,
+        403
+    );
+    app.stop().await;
+
+    let again = spawn_app_in(dir.path(), fast).await;
+    let (_, all) = again
+        .get("/api/messages", Some(again.key("operator")))
+        .await;
+    assert_eq!(
+        all["notices"][0]["confirmed"][0]["site"], SITE,
+        "confirmations are stored"
+    );
+    let mut other = Client::join(&again, "05710").await; // another phường, never confirmed
+    assert_eq!(
+        other.recv_type("message").await["text"],
+        "Các phường bật micro chuẩn bị phát biểu"
+    );
+}
