@@ -97,6 +97,36 @@ function onCheckFrame(frame) {
   }
 }
 
+function showRollCall(frame) {
+  const box = $("#roll-call");
+  box.classList.remove("hidden");
+  box.replaceChildren(
+    el("p", {}, `Tỉnh điểm danh các điểm cầu — xác nhận trước ${clockTime(frame.deadline_ms)}`),
+    el("button", {
+      id: "roll-call-confirm",
+      type: "button",
+      onclick: () => {
+        if (bridge.send({ type: "ack", ref: frame.id })) {
+          box.replaceChildren(el("p", { id: "roll-call-done" }, `✔ Đã xác nhận có mặt lúc ${clockTime(clock.now())}`));
+        }
+      },
+    }, "Xác nhận có mặt"),
+  );
+}
+
+function showMessage(frame) {
+  if (document.querySelector(`[data-message="${frame.id}"]`)) return;
+  const card = el("div", { class: `message level-${frame.level}`, "data-message": frame.id },
+    el("p", {}, frame.text),
+    el("button", {
+      type: "button",
+      onclick: () => {
+        if (bridge.send({ type: "ack", ref: frame.id })) card.remove();
+      },
+    }, "Đã nhận"));
+  $("#messages").prepend(card);
+}
+
 function onBinary(bytes) {
   if (!download) return;
   const index = Math.floor((performance.now() - download.started) / download.windowMs);
@@ -135,6 +165,10 @@ async function main() {
       if (frame.type === "sync") {
         lastSync = frame;
         $("#link-quality").textContent = linkWords(lastSync);
+      } else if (frame.type === "roll_call") {
+        showRollCall(frame);
+      } else if (frame.type === "message") {
+        showMessage(frame);
       } else if (frame.type.startsWith("check_") || frame.code?.startsWith("check_")) {
         onCheckFrame(frame);
       } else if (frame.type === "error") {

@@ -1,6 +1,6 @@
 // The bridge wall: 92 tiles, counters, search, detail, and an alarm when a site drops.
 import {
-  $, el, fold, clockTime, ago, ms, beep, whoami, getJson, fail, countdown, animate,
+  $, el, fold, clockTime, ago, ms, beep, whoami, getJson, postJson, fail, countdown, animate,
   connectLive, ServerClock, STATE_LABELS, STATE_ICONS,
 } from "/assets/common.js";
 
@@ -9,6 +9,8 @@ const sites = new Map(); // id → site view
 const droppedAt = new Map(); // id → server ms of the drop (highlight for a while)
 let timer = null;
 let soundOn = false;
+let rollCall = null; // latest roll call summary
+const confirmed = new Set(); // sites that confirmed the latest roll call
 const HIGHLIGHT_MS = 60_000;
 const PROBLEM_ORDER = { offline: 0, degraded: 1, never_seen: 2, online: 3 };
 
@@ -16,6 +18,7 @@ function tile(site) {
   const now = clock.now();
   const classes = [`tile`, `state-${site.state}`];
   if (site.flapping) classes.push("flapping");
+  if (confirmed.has(site.id)) classes.push("confirmed");
   if (timer?.slot?.venue === site.id) classes.push("presenting");
   if (timer?.next?.venue === site.id) classes.push("on-deck");
   if (droppedAt.has(site.id) && now - droppedAt.get(site.id) < HIGHLIGHT_MS) classes.push("dropped");
@@ -102,6 +105,20 @@ async function showDetail(id) {
   }
 }
 
+function drawRollCall() {
+  $("#roll-call-count").textContent = rollCall
+    ? `Điểm danh lúc ${clockTime(rollCall.sent_ms)}: ${confirmed.size}/${rollCall.recipients} đã xác nhận`
+    : "Chưa điểm danh";
+}
+
+async function loadNotices() {
+  const { roll_call } = await getJson("/api/rollcall");
+  rollCall = roll_call;
+  confirmed.clear();
+  for (const c of roll_call?.confirmed ?? []) confirmed.add(c.site);
+  drawRollCall();
+}
+
 function alertBox(text) {
   const box = el("div", { class: "alert", role: "alert" }, text, " ", el("button", { type: "button", onclick: () => box.remove() }, "Đã biết"));
   $("#alerts").prepend(box);
@@ -141,6 +158,24 @@ async function main() {
     event.target.textContent = soundOn ? "Âm báo: bật" : "Âm báo: tắt (bấm để bật)";
     if (soundOn) beep(1);
   });
+  $("#roll-call-start").addEventListener("click", async () => {
+    try {
+      await postJson("/api/rollcall", { deadline_seconds: 300 });
+    } catch (error) {
+      $("#message-status").textContent = error.message;
+    }
+  });
+  $("#message-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const answer = await postJson("/api/messages", { text: $("#message-text").value, to: $("#message-to").value, level: $("#message-level").value });
+      $("#message-status").textContent = `Đã gửi tới ${answer.notice.recipients} điểm cầu (${answer.delivered_now} đang trực tuyến).`;
+      $("#message-text").value = "";
+    } catch (error) {
+      $("#message-status").textContent = error.message;
+    }
+  });
+  await loadNotices();
   connectLive({
     clock,
     onStatus: (status) => {
@@ -151,6 +186,11 @@ async function main() {
       sites.clear();
       for (const s of snapshot.sites) sites.set(s.id, s);
       timer = snapshot.timer;
+      const select = $("#message-to");
+      if (select.options.length === 3) {
+        const districts = [...new Set(snapshot.sites.map((s) => s.former_district))];
+        select.append(...districts.map((d) => el("option", { value: `district:${d}` }, d)));
+      }
       render();
     },
     onFrame: (frame) => {
@@ -161,6 +201,14 @@ async function main() {
           if (s) Object.assign(s, link);
         }
       } else if (frame.type === "timer") timer = frame;
+      else if (frame.type === "notice" && frame.notice.kind === "roll_call") {
+        rollCall = frame.notice;
+        confirmed.clear();
+        drawRollCall();
+      } else if (frame.type === "ack" && frame.notice === rollCall?.id) {
+        confirmed.add(frame.site);
+        drawRollCall();
+      }
       else if (frame.type === "alert") alertBox(`⚠ ${frame.message}`);
       render();
     },

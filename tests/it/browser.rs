@@ -544,3 +544,58 @@ async fn the_rehearsal_board_shows_each_sites_latest_verdict_and_filters() {
         .await;
     browser.screenshot("rehearsals").await;
 }
+
+#[tokio::test]
+async fn a_roll_call_from_the_wall_is_confirmed_on_a_bridge_page_and_counted_live() {
+    let _turn = TURN.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let wall = Browser::start().await;
+    let bridge = Browser::start().await;
+    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
+        .await;
+    bridge
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    wall.text_until("#roll-call-count", |t| t == "Chưa điểm danh")
+        .await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+
+    wall.click("#roll-call-start").await;
+    bridge
+        .text_until("#roll-call", |t| t.contains("Xác nhận có mặt"))
+        .await;
+    wall.text_until("#roll-call-count", |t| t.ends_with("0/92 đã xác nhận"))
+        .await;
+    bridge.screenshot("bridge-roll-call").await;
+    bridge.click("#roll-call-confirm").await;
+    bridge
+        .text_until("#roll-call", |t| t.contains("Đã xác nhận có mặt"))
+        .await;
+    wall.text_until("#roll-call-count", |t| t.ends_with("1/92 đã xác nhận"))
+        .await;
+
+    // A message to everyone shows on the bridge until it is acknowledged.
+    wall.script("document.querySelector(arguments[0]).value = 'Chuẩn bị phát biểu sau 5 phút'; return null;", "#message-text").await;
+    wall.script(
+        "document.querySelector(arguments[0]).requestSubmit(); return null;",
+        "#message-form",
+    )
+    .await;
+    wall.text_until("#message-status", |t| t.contains("Đã gửi tới 92 điểm cầu"))
+        .await;
+    bridge
+        .text_until("#messages", |t| t.contains("Chuẩn bị phát biểu sau 5 phút"))
+        .await;
+    bridge.click("#messages .message button").await;
+    bridge.text_until("#messages", |t| t.is_empty()).await;
+    let (_, all) = app.get("/api/messages", Some(app.key("operator"))).await;
+    let message = all["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["kind"] == "message")
+        .unwrap()
+        .clone();
+    assert_eq!(message["confirmed"][0]["site"], SITE);
+    wall.screenshot("wall-roll-call").await;
+}
