@@ -11,6 +11,7 @@ let timer = null;
 let soundOn = false;
 let rollCall = null; // latest roll call summary
 const confirmed = new Set(); // sites that confirmed the latest roll call
+const devices = new Map(); // id → active check of the site's video equipment
 const HIGHLIGHT_MS = 60_000;
 const PROBLEM_ORDER = { offline: 0, degraded: 1, never_seen: 2, online: 3 };
 
@@ -19,6 +20,8 @@ function tile(site) {
   const classes = [`tile`, `state-${site.state}`];
   if (site.flapping) classes.push("flapping");
   if (confirmed.has(site.id)) classes.push("confirmed");
+  const device = devices.get(site.id);
+  if (device?.state === "down") classes.push("device-down");
   if (timer?.slot?.venue === site.id) classes.push("presenting");
   if (timer?.next?.venue === site.id) classes.push("on-deck");
   if (droppedAt.has(site.id) && now - droppedAt.get(site.id) < HIGHLIGHT_MS) classes.push("dropped");
@@ -31,7 +34,7 @@ function tile(site) {
       el("span", {}, site.rtt_ms != null ? ms(site.rtt_ms) : ""),
     ),
     el("div", { class: "line" },
-      el("span", {}, site.id),
+      el("span", {}, device?.state === "down" ? "⚠ thiết bị" : site.id),
       el("span", { title: "Từ lúc" }, site.since_ms ? `từ ${clockTime(site.since_ms)}` : ""),
     ),
   );
@@ -90,6 +93,7 @@ async function showDetail(id) {
         el("dt", {}, "Số lần kết nối lại"), el("dd", {}, String(s.reconnects)),
         el("dt", {}, "Thời gian trực tuyến"), el("dd", {}, s.uptime == null ? "—" : `${(s.uptime * 100).toFixed(1)} %`),
         el("dt", {}, "Lệch đồng hồ"), el("dd", {}, s.clock_offset_ms == null ? "—" : `${Math.round(s.clock_offset_ms)} ms`),
+        el("dt", {}, "Thiết bị cầu (codec)"), el("dd", { id: "device-state" }, deviceText(s.device)),
         el("dt", {}, "Chập chờn lặp lại"), el("dd", {}, s.flapping ? "Có (≥ 3 lần mất kết nối trong 10 phút)" : "Không"),
       ),
       el("h3", {}, "Lịch sử trạng thái"),
@@ -117,6 +121,14 @@ async function loadNotices() {
   confirmed.clear();
   for (const c of roll_call?.confirmed ?? []) confirmed.add(c.site);
   drawRollCall();
+}
+
+/** Both kinds of evidence side by side: the PC's socket and the hall's equipment. */
+function deviceText(device) {
+  if (!device) return "không kiểm tra (chưa khai báo địa chỉ probe)";
+  if (device.state === "up") return `phản hồi (${Math.round(device.last_connect_ms)} ms, ${clockTime(device.last_check_ms)})`;
+  if (device.state === "down") return `KHÔNG phản hồi — ${device.consecutive_failures} lần liên tiếp (${device.last_error ?? ""})`;
+  return "đang kiểm tra…";
 }
 
 function alertBox(text) {
@@ -186,6 +198,8 @@ async function main() {
       sites.clear();
       for (const s of snapshot.sites) sites.set(s.id, s);
       timer = snapshot.timer;
+      devices.clear();
+      for (const [id, check] of Object.entries(snapshot.devices ?? {})) devices.set(id, check);
       const select = $("#message-to");
       if (select.options.length === 3) {
         const districts = [...new Set(snapshot.sites.map((s) => s.former_district))];
@@ -201,7 +215,10 @@ async function main() {
           if (s) Object.assign(s, link);
         }
       } else if (frame.type === "timer") timer = frame;
-      else if (frame.type === "notice" && frame.notice.kind === "roll_call") {
+      else if (frame.type === "device") {
+        devices.set(frame.site, frame.device);
+        if (frame.transition.to === "down") alertBox(`⚠ ${sites.get(frame.site)?.name ?? frame.site}: thiết bị cầu không phản hồi (${frame.transition.reason})`);
+      } else if (frame.type === "notice" && frame.notice.kind === "roll_call") {
         rollCall = frame.notice;
         confirmed.clear();
         drawRollCall();

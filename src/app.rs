@@ -36,6 +36,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
     pub noticeboard: Noticeboard,
+    /// Active checks of the sites' equipment.
+    pub devices: crate::prober::Devices,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -123,6 +125,7 @@ impl App {
             hub,
             timekeeper,
             noticeboard,
+            devices: Default::default(),
             store,
             metrics,
             clock,
@@ -159,11 +162,12 @@ impl App {
     ) -> std::io::Result<()> {
         let state = self.state;
         let token = state.shutdown.clone();
-        let background = [
+        let mut background = vec![
             tokio::spawn(publish_links(state.clone())),
             tokio::spawn(state.timekeeper.clone().run_auto_stop()),
             tokio::spawn(pause_on_site_loss(state.clone(), self.offline)),
         ];
+        background.extend(crate::prober::spawn_all(&state));
         let listener = self.listener.tap_io(|tcp| {
             // Probes are tiny: do not let Nagle hold them back.
             let _ = tcp.set_nodelay(true);

@@ -25,7 +25,28 @@ pub struct Config {
     pub protocol: ProtocolConfig,
     pub timer: TimerConfig,
     pub rehearsal: RehearsalConfig,
+    pub checks: ChecksConfig,
     pub metrics: MetricsConfig,
+}
+
+/// Active checks of the sites' `probe` addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChecksConfig {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Failed checks in a row before the device counts as down.
+    pub failures_to_down: u32,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 10_000,
+            timeout_ms: 3000,
+            failures_to_down: 3,
+        }
+    }
 }
 
 /// The rehearsal check: phases and the rubric.
@@ -119,6 +140,7 @@ impl Default for Config {
             protocol: ProtocolConfig::default(),
             timer: TimerConfig::default(),
             rehearsal: RehearsalConfig::default(),
+            checks: ChecksConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -288,6 +310,12 @@ impl Config {
         if t.slot_seconds == 0 || t.danger_seconds > t.warning_seconds {
             return Err(invalid(
                 "timer.slot_seconds must be above 0 and danger_seconds ≤ warning_seconds",
+            ));
+        }
+        let c = &self.checks;
+        if c.interval_ms == 0 || c.timeout_ms == 0 || c.failures_to_down == 0 {
+            return Err(invalid(
+                "checks.interval_ms, timeout_ms and failures_to_down must be above 0",
             ));
         }
         let r = &self.rehearsal;

@@ -113,6 +113,11 @@ async fn site(
     // history never lags the state shown beside it.
     app.store.flush().await?;
     view["transitions"] = json!(app.store.recent_transitions(site_id, SITE_HISTORY).await?);
+    if site.probe.is_some() {
+        view["device"] = json!(app.devices.get(idx));
+        view["device_transitions"] =
+            json!(app.store.device_transitions(site_id, SITE_HISTORY).await?);
+    }
     Ok(Json(view))
 }
 

@@ -10,6 +10,7 @@
 //! - [`timer`] — the speaker timer: slots, phases, commands
 //! - [`rehearsal`] — the connection check's rubric and figures
 //! - [`notices`] — roll call and messages, with who confirmed
+//! - [`device`] — active checks of a site's video equipment
 //!
 //! The shell reads the clock, calls the core under a short lock, then does the I/O:
 //! - [`clock`] — the only clock reader (injectable)
@@ -20,6 +21,7 @@
 //! - [`timekeeper`] — runs the timer: stored commands, broadcasts, auto-pause, auto_stop
 //! - [`bridge`], [`live`] — the two websocket endpoints
 //! - [`check`] — a rehearsal check running on a bridge connection
+//! - [`prober`], [`noticeboard`] — active checks; roll call and message delivery
 //! - [`http`], [`error`] — routes and the HTTP error type
 //! - [`export`] — CSV for spreadsheets (UTF-8 with BOM, Vietnamese times)
 //! - [`web`] — the pages and their embedded assets
@@ -36,6 +38,7 @@ pub mod check;
 pub mod clock;
 pub mod clocksync;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod export;
 pub mod http;
@@ -46,6 +49,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod noticeboard;
 pub mod notices;
+pub mod prober;
 pub mod protocol;
 pub mod rehearsal;
 pub mod sessions;

@@ -44,6 +44,13 @@ async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
     let snapshot = |app: &AppState| {
         let (receiver, seq, mut snapshot) = app.hub.subscribe(|snapshot| {
             snapshot.insert("timer".into(), json!(app.timekeeper.snapshot()));
+            let devices: serde_json::Map<String, serde_json::Value> = app
+                .devices
+                .all()
+                .into_iter()
+                .map(|(idx, check)| (app.roster.site(idx).id.to_string(), json!(check)))
+                .collect();
+            snapshot.insert("devices".into(), serde_json::Value::Object(devices));
         });
         if timer_only {
             snapshot

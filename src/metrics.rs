@@ -83,6 +83,8 @@ pub struct Metrics {
     timer_remaining: FloatGauge,
     timer_overtime: Counter<f64, AtomicU64>,
     timer_state: Family<StateLabels, Gauge>,
+    /// By site index; only sites with a probe address have them.
+    devices: std::collections::HashMap<SiteIdx, (Gauge, FloatGauge)>,
 }
 
 /// Values of `diemcau_timer_state{state}`.
@@ -231,7 +233,39 @@ impl Metrics {
                 .set(1);
         }
 
+        let probe_success = Family::<SiteLabels, Gauge>::default();
+        registry.register(
+            "probe_success",
+            "1 when the last active check of the site's equipment succeeded",
+            probe_success.clone(),
+        );
+        let probe_duration = Family::<SiteLabels, FloatGauge>::default();
+        registry.register(
+            "probe_duration_seconds",
+            "How long the last active check took",
+            probe_duration.clone(),
+        );
+        let devices = roster
+            .sites()
+            .iter()
+            .enumerate()
+            .filter(|(_, site)| site.probe.is_some())
+            .map(|(idx, site)| {
+                let label = SiteLabels {
+                    site: site.id.to_string(),
+                };
+                (
+                    idx,
+                    (
+                        probe_success.get_or_create_owned(&label),
+                        probe_duration.get_or_create_owned(&label),
+                    ),
+                )
+            })
+            .collect();
+
         Metrics {
+            devices,
             registry,
             sites_by_state,
             per_site,
@@ -316,6 +350,14 @@ impl Metrics {
         }
         self.timer_remaining
             .set(remaining_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0));
+    }
+
+    /// One active check: its success and how long it took.
+    pub fn device_check(&self, site: SiteIdx, connect_ms: Option<f64>, took_seconds: f64) {
+        if let Some((success, duration)) = self.devices.get(&site) {
+            success.set(connect_ms.is_some() as i64);
+            duration.set(took_seconds);
+        }
     }
 
     fn ws_gauge(&self, kind: SocketKind) -> Gauge {

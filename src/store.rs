@@ -81,6 +81,15 @@ const MIGRATIONS: &[&str] = &[
          site TEXT NOT NULL,
          at_ms INTEGER NOT NULL,
          PRIMARY KEY (notice, site));",
+    // 6: active checks of the sites' video equipment.
+    "CREATE TABLE device_transitions (
+         id INTEGER PRIMARY KEY,
+         site TEXT NOT NULL,
+         from_state TEXT NOT NULL,
+         to_state TEXT NOT NULL,
+         at_ms INTEGER NOT NULL,
+         reason TEXT NOT NULL);
+     CREATE INDEX device_transitions_by_site ON device_transitions (site, id);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +295,29 @@ impl Store {
                     detected_at_ms: row.get(3)?,
                     reason: row.get(4)?,
                 })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The newest device-check transitions of a site, newest first.
+    pub async fn device_transitions(
+        &self,
+        site: SiteId,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT from_state, to_state, at_ms, reason FROM device_transitions WHERE site = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![site.as_str(), limit], |row| {
+                Ok(serde_json::json!({
+                    "from": row.get::<_, String>(0)?,
+                    "to": row.get::<_, String>(1)?,
+                    "at_ms": row.get::<_, i64>(2)?,
+                    "reason": row.get::<_, String>(3)?,
+                }))
             })?;
             rows.collect()
         })

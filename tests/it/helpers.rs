@@ -61,6 +61,28 @@ pub async fn spawn_app_at(
     listen: &str,
     tweak: impl FnOnce(&mut Config),
 ) -> TestApp {
+    let mut loaded = Loaded::load(&Sources::default()).expect("embedded config loads");
+    tweak(&mut loaded.config);
+    start(loaded, data_dir, listen).await
+}
+
+/// A server with its own roster (CSV text), e.g. with `probe` addresses.
+pub async fn spawn_app_with_roster(sites_csv: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let sites = dir.path().join("sites.csv");
+    std::fs::write(&sites, sites_csv).unwrap();
+    let mut loaded = Loaded::load(&Sources {
+        sites: Some(sites),
+        ..Sources::default()
+    })
+    .expect("roster loads");
+    tweak(&mut loaded.config);
+    let mut app = start(loaded, &dir.path().join("data"), "127.0.0.1:0").await;
+    app._dir = Some(dir);
+    app
+}
+
+async fn start(loaded: Loaded, data_dir: &Path, listen: &str) -> TestApp {
     // Logs stay silent unless asked for: DIEMCAU_TEST_LOG=debug cargo test -- --nocapture
     if let Ok(filter) = std::env::var("DIEMCAU_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -68,8 +90,6 @@ pub async fn spawn_app_at(
             .with_test_writer()
             .try_init();
     }
-    let mut loaded = Loaded::load(&Sources::default()).expect("embedded config loads");
-    tweak(&mut loaded.config);
     let app = App::build(
         loaded,
         data_dir.to_path_buf(),

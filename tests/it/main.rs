@@ -4,6 +4,7 @@ mod api;
 mod bridge;
 mod browser;
 mod cli;
+mod devices;
 mod helpers;
 mod live;
 mod metrics;
