@@ -26,7 +26,23 @@ pub struct Config {
     pub timer: TimerConfig,
     pub rehearsal: RehearsalConfig,
     pub checks: ChecksConfig,
+    pub report: ReportConfig,
     pub metrics: MetricsConfig,
+}
+
+/// The conference window of the evidence report (RFC 3339, e.g. 2026-11-28T08:00:00+07:00).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+/// Parses an RFC 3339 time into epoch milliseconds.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("`{text}` is not a time like 2026-11-28T08:00:00+07:00 ({e})"))
 }
 
 /// Active checks of the sites' `probe` addresses.
@@ -141,6 +157,7 @@ impl Default for Config {
             timer: TimerConfig::default(),
             rehearsal: RehearsalConfig::default(),
             checks: ChecksConfig::default(),
+            report: ReportConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -317,6 +334,9 @@ impl Config {
             return Err(invalid(
                 "checks.interval_ms, timeout_ms and failures_to_down must be above 0",
             ));
+        }
+        for time in [&self.report.start, &self.report.end].into_iter().flatten() {
+            parse_time(time).map_err(|e| invalid(&format!("report: {e}")))?;
         }
         let r = &self.rehearsal;
         if r.window_ms == 0

@@ -160,6 +160,78 @@ pub fn rehearsals_csv(roster: &crate::sites::Roster, attempts: &[serde_json::Val
     writer.into_inner().expect("flushing to memory")
 }
 
+/// The evidence report: the sites, a blank line, then the presentations (as the agenda).
+pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> Vec<u8> {
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(BOM.to_vec());
+    let window = &report["window"];
+    writer
+        .write_record([
+            "Báo cáo minh chứng điểm cầu".to_string(),
+            format!(
+                "từ {} đến {}",
+                window["from_ms"]
+                    .as_i64()
+                    .map(local_date_time)
+                    .unwrap_or_default(),
+                window["to_ms"]
+                    .as_i64()
+                    .map(local_date_time)
+                    .unwrap_or_default()
+            ),
+        ])
+        .expect("writing to memory");
+    writer
+        .write_record([
+            "Mã",
+            "Điểm cầu",
+            "Huyện cũ",
+            "Thời gian trực tuyến (%)",
+            "Số lần mất kết nối",
+            "Tổng thời gian mất",
+            "Lần mất lâu nhất",
+            "RTT trung vị (ms)",
+            "Kiểm tra kết nối",
+            "Điểm danh",
+        ])
+        .expect("writing to memory");
+    for site in report["sites"].as_array().into_iter().flatten() {
+        let ms = |key: &str| site[key].as_i64().map(minutes_seconds).unwrap_or_default();
+        let verdict = match site["rehearsal"].as_str() {
+            Some("pass") => "Đạt",
+            Some("warn") => "Cần lưu ý",
+            Some("fail") => "Không đạt",
+            _ => "Chưa kiểm tra",
+        };
+        writer
+            .write_record([
+                site["id"].as_str().unwrap_or("").to_string(),
+                site["name"].as_str().unwrap_or("").to_string(),
+                site["former_district"].as_str().unwrap_or("").to_string(),
+                format!("{:.1}", site["uptime"].as_f64().unwrap_or(0.0) * 100.0),
+                site["outages"].to_string(),
+                ms("outage_total_ms"),
+                ms("outage_longest_ms"),
+                site["rtt_ms"]
+                    .as_f64()
+                    .map(|v| format!("{v:.0}"))
+                    .unwrap_or_default(),
+                verdict.to_string(),
+                site["roll_call_confirmed_ms"]
+                    .as_i64()
+                    .map(local_time)
+                    .unwrap_or_else(|| "chưa xác nhận".into()),
+            ])
+            .expect("writing to memory");
+    }
+    writer.write_record([""]).expect("writing to memory");
+    let mut out = writer.into_inner().expect("flushing to memory");
+    // The presentations table is the agenda's, without a second byte-order mark.
+    out.extend_from_slice(&agenda_csv(presentations)[BOM.len()..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

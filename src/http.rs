@@ -36,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/agenda.csv", get(agenda_csv))
         .route("/api/rollcall", get(roll_call).post(start_roll_call))
         .route("/api/messages", get(messages).post(send_message))
+        .route("/api/report", get(crate::evidence::report))
+        .route("/api/report.csv", get(crate::evidence::report_csv))
         .route("/api/rehearsals", get(rehearsals))
         .route("/api/rehearsals.csv", get(rehearsals_csv))
         .route("/ws/bridge", get(crate::bridge::upgrade))

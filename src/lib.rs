@@ -11,6 +11,7 @@
 //! - [`rehearsal`] — the connection check's rubric and figures
 //! - [`notices`] — roll call and messages, with who confirmed
 //! - [`device`] — active checks of a site's video equipment
+//! - [`report`] — availability figures for the evidence report
 //!
 //! The shell reads the clock, calls the core under a short lock, then does the I/O:
 //! - [`clock`] — the only clock reader (injectable)
@@ -24,6 +25,7 @@
 //! - [`prober`], [`noticeboard`] — active checks; roll call and message delivery
 //! - [`http`], [`error`] — routes and the HTTP error type
 //! - [`export`] — CSV for spreadsheets (UTF-8 with BOM, Vietnamese times)
+//! - [`evidence`] — the evidence report over the conference window
 //! - [`web`] — the pages and their embedded assets
 //! - [`app`] — build, run, shut down
 //! - [`agent`] — `diemcau agent`, a headless bridge client
@@ -40,6 +42,7 @@ pub mod clocksync;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod evidence;
 pub mod export;
 pub mod http;
 pub mod hub;
@@ -52,6 +55,7 @@ pub mod notices;
 pub mod prober;
 pub mod protocol;
 pub mod rehearsal;
+pub mod report;
 pub mod sessions;
 pub mod sites;
 pub mod store;

@@ -301,6 +301,40 @@ impl Store {
         .await
     }
 
+    /// Every transition before `before_ms` as (site, state, time), oldest first.
+    pub async fn transitions_before(
+        &self,
+        before_ms: EpochMs,
+    ) -> Result<Vec<(String, SiteState, EpochMs)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT site, to_state, at_ms FROM transitions WHERE at_ms < ?1 ORDER BY at_ms, id",
+            )?;
+            let rows = stmt.query_map(params![before_ms], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    parse_state(row.get::<_, String>(1)?),
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// When this store first started.
+    pub async fn tracking_since(&self) -> Result<EpochMs, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT value FROM meta WHERE key = 'created_ms'",
+                [],
+                |row| row.get::<_, String>(0),
+            )
+            .map(|v| v.parse().unwrap_or(0))
+        })
+        .await
+    }
+
     /// The newest device-check transitions of a site, newest first.
     pub async fn device_transitions(
         &self,

@@ -36,16 +36,18 @@ pub enum Page {
     Display,
     Bridge,
     Rehearsals,
+    Report,
 }
 
 impl Page {
-    const ALL: [Page; 6] = [
+    const ALL: [Page; 7] = [
         Page::Landing,
         Page::Wall,
         Page::Console,
         Page::Display,
         Page::Bridge,
         Page::Rehearsals,
+        Page::Report,
     ];
 
     fn path(&self) -> &'static str {
@@ -56,6 +58,7 @@ impl Page {
             Page::Display => "/display",
             Page::Bridge => "/bridge",
             Page::Rehearsals => "/rehearsals",
+            Page::Report => "/report",
         }
     }
 
@@ -67,6 +70,7 @@ impl Page {
             Page::Display => "display.html",
             Page::Bridge => "bridge.html",
             Page::Rehearsals => "rehearsals.html",
+            Page::Report => "report.html",
         }
     }
 
@@ -78,6 +82,7 @@ impl Page {
             Page::Display => "Màn hình hội trường",
             Page::Bridge => "Điểm cầu",
             Page::Rehearsals => "Kết quả kiểm tra kết nối",
+            Page::Report => "Báo cáo minh chứng",
         }
     }
 
@@ -90,7 +95,9 @@ impl Page {
                 caller.is_any_of(&[Role::Admin, Role::Operator, Role::Secretary, Role::Display])
             }
             Page::Bridge => matches!(caller, Caller::Site(_)),
-            Page::Rehearsals => caller.is_any_of(&[Role::Admin, Role::Operator, Role::Secretary]),
+            Page::Rehearsals | Page::Report => {
+                caller.is_any_of(&[Role::Admin, Role::Operator, Role::Secretary])
+            }
         }
     }
 }

@@ -599,3 +599,19 @@ async fn a_roll_call_from_the_wall_is_confirmed_on_a_bridge_page_and_counted_liv
     assert_eq!(message["confirmed"][0]["site"], SITE);
     wall.screenshot("wall-roll-call").await;
 }
+
+#[tokio::test]
+async fn the_report_page_lists_every_site_and_presentation_for_printing() {
+    let _turn = TURN.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/report?key={}", app.key("operator")))
+        .await;
+    browser
+        .text_until("#total-slots", |t| t.contains("0/26"))
+        .await;
+    assert_eq!(browser.texts("#sites tr").await.len(), 92);
+    assert_eq!(browser.texts("#presentations tr").await.len(), 26);
+    browser.screenshot("report").await;
+}

@@ -10,5 +10,6 @@ mod live;
 mod metrics;
 mod notices;
 mod rehearsal;
+mod report;
 mod restart;
 mod timer;

@@ -1,0 +1,60 @@
+// The printable evidence report: totals, every site, every presentation.
+import { $, el, whoami, getJson, fail } from "/assets/common.js";
+
+const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt", not_checked: "Chưa kiểm tra" };
+const dateTime = new Intl.DateTimeFormat("vi-VN", { timeZone: "Asia/Ho_Chi_Minh", dateStyle: "short", timeStyle: "medium" });
+const time = new Intl.DateTimeFormat("vi-VN", { timeZone: "Asia/Ho_Chi_Minh", timeStyle: "medium" });
+const minutes = (ms) => {
+  if (ms === null || ms === undefined) return "";
+  const s = Math.floor(Math.abs(ms) / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+};
+const percent = (ratio) => `${(ratio * 100).toFixed(1)} %`;
+
+async function main() {
+  let report;
+  try {
+    await whoami();
+    const query = location.search.replace(/^\?/, "");
+    report = await getJson(`/api/report${query ? `?${query}` : ""}`);
+  } catch (error) {
+    fail(error.message);
+    return;
+  }
+  $("#print").addEventListener("click", () => window.print());
+  $("#window").textContent = `Từ ${dateTime.format(new Date(report.window.from_ms))} đến ${dateTime.format(new Date(report.window.to_ms))} (giờ Việt Nam) · lập lúc ${dateTime.format(new Date(report.generated_ms))}`;
+  const t = report.totals;
+  const total = (label, value, id) => el("div", { class: "total", id }, label, el("b", {}, value));
+  $("#totals").replaceChildren(
+    total("Điểm cầu", String(t.sites)),
+    total("Trực tuyến trung bình", percent(t.average_uptime ?? 0), "total-uptime"),
+    total("Điểm cầu có mất kết nối", `${t.sites_with_outages} (${t.outages} lần)`, "total-outages"),
+    total("Xác nhận điểm danh", `${t.roll_call_confirmed}/${t.sites}`),
+    total("Kiểm tra đạt / lưu ý / không đạt", `${t.rehearsal.pass} / ${t.rehearsal.warn} / ${t.rehearsal.fail}`),
+    total("Chưa kiểm tra", String(t.rehearsal.not_checked)),
+    total("Tham luận đã trình bày", `${t.slots_done}/${t.slots}`, "total-slots"),
+    total("Tổng vượt giờ", minutes(t.overtime_ms)),
+  );
+  $("#sites").replaceChildren(...report.sites.map((s) =>
+    el("tr", { "data-site": s.id },
+      el("td", {}, s.id),
+      el("td", {}, s.name),
+      el("td", {}, percent(s.uptime)),
+      el("td", {}, String(s.outages)),
+      el("td", {}, minutes(s.outage_total_ms)),
+      el("td", {}, minutes(s.outage_longest_ms)),
+      el("td", {}, s.rtt_ms == null ? "" : `${Math.round(s.rtt_ms)} ms`),
+      el("td", {}, VERDICTS[s.rehearsal]),
+      el("td", {}, s.roll_call_confirmed_ms ? time.format(new Date(s.roll_call_confirmed_ms)) : "—"))));
+  $("#presentations").replaceChildren(...report.presentations.map((p) =>
+    el("tr", {},
+      el("td", {}, String(p.order)),
+      el("td", {}, p.unit),
+      el("td", {}, minutes(p.planned_ms + p.added_ms)),
+      el("td", {}, minutes(p.actual_ms)),
+      el("td", {}, p.overtime_ms ? minutes(p.overtime_ms) : ""),
+      el("td", {}, String(p.pauses)),
+      el("td", {}, String(p.interruptions.length)))));
+}
+
+main();
