@@ -1,5 +1,5 @@
 // The commune's page: opening it *is* the bridge (protocol v1 over /ws/bridge).
-import { $, el, whoami, fail, countdown, animate, connectBridge, ServerClock, clockTime } from "/assets/common.js";
+import { $, el, whoami, getJson, fail, countdown, animate, connectBridge, ServerClock, clockTime, dateTime } from "/assets/common.js";
 
 const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt" };
 
@@ -149,6 +149,14 @@ async function main() {
   document.title = `${site.name} — điểm cầu`;
   $("#site-name").textContent = `Điểm cầu ${site.name}`;
   $("#check-start").addEventListener("click", startCheck);
+  getJson("/api/rehearsals")
+    .then(({ slot, attempts }) => {
+      const parts = [];
+      if (slot) parts.push(`Lịch kiểm tra của điểm cầu: ${dateTime(slot.starts_ms)} – ${clockTime(slot.ends_ms).slice(0, 5)}.`);
+      if (attempts.length) parts.push(`Đã kiểm tra ${attempts.length} lần.`);
+      $("#check-slot").textContent = parts.join(" ");
+    })
+    .catch(() => {});
   bridge = connectBridge(site.id, {
     clock,
     onBinary,

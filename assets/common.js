@@ -59,6 +59,21 @@ const timeFormat = new Intl.DateTimeFormat("vi-VN", {
   hour12: false,
 });
 
+const dateTimeFormat = new Intl.DateTimeFormat("vi-VN", {
+  timeZone: "Asia/Ho_Chi_Minh",
+  day: "2-digit",
+  month: "2-digit",
+  year: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  hour12: false,
+});
+
+/** Date and time in Vietnam, e.g. "08:30 25/11/2026". */
+export function dateTime(ms) {
+  return ms ? dateTimeFormat.format(new Date(ms)) : "";
+}
+
 /** Wall-clock time in Vietnam, HH:MM:SS. */
 export function clockTime(ms) {
   return ms ? timeFormat.format(new Date(ms)) : "—";

@@ -1,14 +1,14 @@
 // The organisers' board: every site's latest rehearsal verdict, history, filters, CSV.
-import { $, el, whoami, getJson, fail, connectLive, ServerClock } from "/assets/common.js";
+import { $, el, whoami, getJson, postJson, fail, connectLive, ServerClock, dateTime } from "/assets/common.js";
 
 const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt", not_checked: "Chưa kiểm tra" };
-const dateTime = new Intl.DateTimeFormat("vi-VN", { timeZone: "Asia/Ho_Chi_Minh", dateStyle: "short", timeStyle: "medium" });
-const when = (ms) => (ms ? dateTime.format(new Date(ms)) : "");
+const COUNTS = { ...VERDICTS, retest: "Cần kiểm tra lại" };
+const when = dateTime;
 let board = null;
 
 function render() {
   $("#counts").replaceChildren(
-    ...Object.entries(VERDICTS).map(([key, label]) =>
+    ...Object.entries(COUNTS).map(([key, label]) =>
       el("span", { class: `count verdict-${key}`, id: `count-${key}` }, label, el("b", {}, String(board.counts[key] ?? 0))),
     ),
   );
@@ -16,7 +16,8 @@ function render() {
   const district = $("#district").value;
   const rows = board.sites.filter((s) => {
     const v = s.latest?.verdict ?? "not_checked";
-    return (!verdict || v === verdict) && (!district || s.former_district === district);
+    const matches = !verdict || v === verdict || (verdict === "retest" && s.retest);
+    return matches && (!district || s.former_district === district);
   });
   $("#board").replaceChildren(
     ...rows.map((s) => {
@@ -25,7 +26,8 @@ function render() {
         el("td", {}, s.id),
         el("td", {}, s.name),
         el("td", {}, s.former_district),
-        el("td", { class: `verdict-${v}` }, VERDICTS[v]),
+        el("td", {}, s.slot ? when(s.slot.starts_ms) : "—"),
+        el("td", { class: `verdict-${v}` }, VERDICTS[v], s.retest ? el("span", { class: "retest" }, " · cần kiểm tra lại") : null),
         el("td", {}, when(s.latest?.started_ms)),
         el("td", {}, s.latest?.technician ?? ""),
         el("td", {}, String(s.attempts)));
@@ -71,6 +73,27 @@ async function main() {
     fail(error.message);
     return;
   }
+  $("#schedule-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const days = $("#schedule-days").value.split(",").map((d) => d.trim()).filter(Boolean);
+      const answer = await postJson("/api/rehearsals/schedule", {
+        days, day_start: $("#schedule-start").value, day_end: $("#schedule-end").value, minutes: Number($("#schedule-minutes").value),
+      });
+      $("#schedule-status").textContent = `Đã lập lịch cho ${answer.slots} điểm cầu.`;
+      refresh();
+    } catch (error) {
+      $("#schedule-status").textContent = error.message;
+    }
+  });
+  $("#schedule-file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    const response = await fetch("/api/rehearsals/schedule", { method: "POST", credentials: "same-origin", headers: { "Content-Type": "text/csv" }, body: await file.text() });
+    const body = await response.json().catch(() => ({}));
+    $("#schedule-status").textContent = response.ok ? `Đã nhập lịch cho ${body.slots} điểm cầu.` : body.message;
+    refresh();
+  });
   $("#verdict").addEventListener("change", render);
   $("#district").addEventListener("change", render);
   connectLive({

@@ -1,8 +1,7 @@
 // The printable evidence report: totals, every site, every presentation.
-import { $, el, whoami, getJson, fail } from "/assets/common.js";
+import { $, el, whoami, getJson, fail, dateTime } from "/assets/common.js";
 
 const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt", not_checked: "Chưa kiểm tra" };
-const dateTime = new Intl.DateTimeFormat("vi-VN", { timeZone: "Asia/Ho_Chi_Minh", dateStyle: "short", timeStyle: "medium" });
 const time = new Intl.DateTimeFormat("vi-VN", { timeZone: "Asia/Ho_Chi_Minh", timeStyle: "medium" });
 const minutes = (ms) => {
   if (ms === null || ms === undefined) return "";
@@ -22,7 +21,7 @@ async function main() {
     return;
   }
   $("#print").addEventListener("click", () => window.print());
-  $("#window").textContent = `Từ ${dateTime.format(new Date(report.window.from_ms))} đến ${dateTime.format(new Date(report.window.to_ms))} (giờ Việt Nam) · lập lúc ${dateTime.format(new Date(report.generated_ms))}`;
+  $("#window").textContent = `Từ ${dateTime(report.window.from_ms)} đến ${dateTime(report.window.to_ms)} (giờ Việt Nam) · lập lúc ${dateTime(report.generated_ms)}`;
   const t = report.totals;
   const total = (label, value, id) => el("div", { class: "total", id }, label, el("b", {}, value));
   $("#totals").replaceChildren(

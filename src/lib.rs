@@ -12,6 +12,7 @@
 //! - [`notices`] — roll call and messages, with who confirmed
 //! - [`device`] — active checks of a site's video equipment
 //! - [`report`] — availability figures for the evidence report
+//! - [`schedule`] — rehearsal slots per site, and who must check again
 //!
 //! The shell reads the clock, calls the core under a short lock, then does the I/O:
 //! - [`clock`] — the only clock reader (injectable)
@@ -56,6 +57,7 @@ pub mod prober;
 pub mod protocol;
 pub mod rehearsal;
 pub mod report;
+pub mod schedule;
 pub mod sessions;
 pub mod sites;
 pub mod store;

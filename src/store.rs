@@ -90,6 +90,11 @@ const MIGRATIONS: &[&str] = &[
          at_ms INTEGER NOT NULL,
          reason TEXT NOT NULL);
      CREATE INDEX device_transitions_by_site ON device_transitions (site, id);",
+    // 7: the rehearsal schedule, one slot per site.
+    "CREATE TABLE rehearsal_slots (
+         site TEXT PRIMARY KEY,
+         starts_ms INTEGER NOT NULL,
+         ends_ms INTEGER NOT NULL);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +336,51 @@ impl Store {
                 |row| row.get::<_, String>(0),
             )
             .map(|v| v.parse().unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Replaces the whole rehearsal schedule.
+    pub async fn replace_schedule(
+        &self,
+        slots: Vec<crate::schedule::RehearsalSlot>,
+    ) -> Result<(), StoreError> {
+        self.write_durable(move |tx| {
+            tx.execute("DELETE FROM rehearsal_slots", [])?;
+            for slot in &slots {
+                tx.execute(
+                    "INSERT INTO rehearsal_slots (site, starts_ms, ends_ms) VALUES (?1, ?2, ?3)",
+                    params![slot.site.as_str(), slot.starts_ms, slot.ends_ms],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The rehearsal schedule, in time order.
+    pub async fn schedule(&self) -> Result<Vec<crate::schedule::RehearsalSlot>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT site, starts_ms, ends_ms FROM rehearsal_slots ORDER BY starts_ms",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })?;
+            Ok(rows
+                .filter_map(Result::ok)
+                .filter_map(|(site, starts_ms, ends_ms)| {
+                    Some(crate::schedule::RehearsalSlot {
+                        site: site.parse().ok()?,
+                        starts_ms,
+                        ends_ms,
+                    })
+                })
+                .collect())
         })
         .await
     }

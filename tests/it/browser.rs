@@ -615,3 +615,35 @@ async fn the_report_page_lists_every_site_and_presentation_for_printing() {
     assert_eq!(browser.texts("#presentations tr").await.len(), 26);
     browser.screenshot("report").await;
 }
+
+#[tokio::test]
+async fn the_operator_sets_the_rehearsal_schedule_from_the_board() {
+    let _turn = TURN.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/rehearsals?key={}", app.key("operator")))
+        .await;
+    browser
+        .text_until("#count-not_checked", |t| t.ends_with("92"))
+        .await;
+    browser.script("document.querySelector('details.schedule').open = true; document.querySelector(arguments[0]).value = '2030-01-07, 2030-01-08'; return null;", "#schedule-days").await;
+    browser
+        .script(
+            "document.querySelector(arguments[0]).requestSubmit(); return null;",
+            "#schedule-form",
+        )
+        .await;
+    browser
+        .text_until("#schedule-status", |t| {
+            t.contains("Đã lập lịch cho 92 điểm cầu")
+        })
+        .await;
+    let row = browser
+        .text_until(&format!("#board tr[data-site=\"{SITE}\"]"), |t| {
+            t.contains("07/01/2030")
+        })
+        .await;
+    assert!(row.contains("08:00"), "{row}");
+    browser.screenshot("rehearsals-schedule").await;
+}

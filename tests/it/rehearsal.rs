@@ -211,3 +211,94 @@ async fn the_agent_reconnects_after_the_server_restarts() {
     assert_eq!(site["reconnects"], 1);
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_schedule_is_generated_or_imported_and_missed_slots_are_listed_for_a_retest() {
+    let app = spawn_app(fast).await;
+    let post = |body: reqwest::Body, content_type: &'static str, key: String| {
+        let request = app
+            .http
+            .post(app.url("/api/rehearsals/schedule"))
+            .bearer_auth(key)
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let operator = app.key("operator").to_string();
+    let generate = json!({"days": ["2026-11-24", "2026-11-25"], "day_start": "08:00", "day_end": "16:00", "minutes": 10});
+    let (status, answer) = post(
+        generate.to_string().into(),
+        "application/json",
+        operator.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["slots"].as_u64()),
+        (200, Some(92)),
+        "{answer}"
+    );
+    let (status, answer) = post(
+        json!({"days": ["2026-11-24"], "day_end": "09:00"})
+            .to_string()
+            .into(),
+        "application/json",
+        operator.clone(),
+    )
+    .await;
+    assert_eq!(status, 400, "too little time: {answer}");
+    assert!(answer["message"].as_str().unwrap().contains("not 92"));
+    assert_eq!(
+        post("{}".into(), "application/json", app.key(SITE).to_string())
+            .await
+            .0,
+        403
+    );
+
+    // Import one slot that is already over: the site missed it.
+    let csv = "code,start,minutes\n05443,24/11/2026 08:30,15\n";
+    let (status, answer) = post(csv.into(), "text/csv", operator.clone()).await;
+    assert_eq!((status, answer["slots"].as_u64()), (200, Some(1)));
+    let (status, answer) = post(
+        "code,start,minutes\n05443,tomorrow,15\n".into(),
+        "text/csv",
+        operator,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("schedule.csv:2:"),
+        "{answer}"
+    );
+
+    let (_, board) = app.get("/api/rehearsals", Some(app.key("operator"))).await;
+    assert_eq!(board["counts"]["retest"], 1);
+    let site = board["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == SITE)
+        .unwrap()
+        .clone();
+    assert_eq!(site["retest"], true);
+    assert_eq!(
+        site["slot"]["ends_ms"].as_i64().unwrap() - site["slot"]["starts_ms"].as_i64().unwrap(),
+        15 * 60_000
+    );
+    let (_, own) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+    assert!(
+        own["slot"]["starts_ms"].is_number(),
+        "the bridge page shows the site its slot"
+    );
+}
