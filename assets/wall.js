@@ -10,6 +10,7 @@ const droppedAt = new Map(); // id → server ms of the drop (highlight for a wh
 let timer = null;
 let soundOn = false;
 let rollCall = null; // latest roll call summary
+const messages = new Map(); // id → message summary (with `missing` sites)
 const confirmed = new Set(); // sites that confirmed the latest roll call
 const devices = new Map(); // id → active check of the site's video equipment
 const HIGHLIGHT_MS = 60_000;
@@ -115,7 +116,20 @@ function drawRollCall() {
     : "Chưa điểm danh";
 }
 
+/** Sent messages, each with who has not acknowledged it yet. */
+function drawMessages() {
+  const recent = [...messages.values()].slice(-5).reverse();
+  $("#sent").replaceChildren(...recent.map((m) => {
+    const names = m.missing.map((id) => sites.get(id)?.name ?? id);
+    return el("span", { class: `notice ${names.length ? "pending" : ""}`, title: names.join(", ") },
+      `“${m.text.slice(0, 40)}” — ${names.length ? `${names.length}/${m.recipients} chưa xác nhận` : "tất cả đã xác nhận"}`);
+  }));
+}
+
 async function loadNotices() {
+  const { notices } = await getJson("/api/messages");
+  for (const n of notices) if (n.kind === "message") messages.set(n.id, n);
+  drawMessages();
   const { roll_call } = await getJson("/api/rollcall");
   rollCall = roll_call;
   confirmed.clear();
@@ -222,9 +236,16 @@ async function main() {
         rollCall = frame.notice;
         confirmed.clear();
         drawRollCall();
+      } else if (frame.type === "notice" && frame.notice.kind === "message") {
+        messages.set(frame.notice.id, frame.notice);
+        drawMessages();
       } else if (frame.type === "ack" && frame.notice === rollCall?.id) {
         confirmed.add(frame.site);
         drawRollCall();
+      } else if (frame.type === "ack" && messages.has(frame.notice)) {
+        const m = messages.get(frame.notice);
+        m.missing = m.missing.filter((id) => id !== frame.site);
+        drawMessages();
       }
       else if (frame.type === "alert") alertBox(`⚠ ${frame.message}`);
       render();

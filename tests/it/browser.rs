@@ -586,8 +586,12 @@ async fn a_roll_call_from_the_wall_is_confirmed_on_a_bridge_page_and_counted_liv
     bridge
         .text_until("#messages", |t| t.contains("Chuẩn bị phát biểu sau 5 phút"))
         .await;
+    wall.text_until("#sent", |t| t.contains("92/92 chưa xác nhận"))
+        .await;
     bridge.click("#messages .message button").await;
     bridge.text_until("#messages", |t| t.is_empty()).await;
+    wall.text_until("#sent", |t| t.contains("91/92 chưa xác nhận"))
+        .await;
     let (_, all) = app.get("/api/messages", Some(app.key("operator"))).await;
     let message = all["notices"]
         .as_array()
