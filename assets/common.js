@@ -343,6 +343,18 @@ export function beep(times = 2) {
   }
 }
 
+/** An alert at the top of the page (into `#alerts`) until someone presses "Đã biết". */
+export function alertBox(text, id) {
+  const box = el("div", { class: "alert", role: "alert", id }, text, " ", el("button", { type: "button", onclick: () => box.remove() }, "Đã biết"));
+  $("#alerts").prepend(box);
+}
+
+/** Shows the live feed's state in `#conn`. */
+export function showConnection(status) {
+  $("#conn").textContent = status === "online" ? "Đã kết nối máy chủ" : "Mất kết nối máy chủ — đang thử lại…";
+  $("#conn").className = `conn ${status}`;
+}
+
 /** Shows a clear error instead of the page's data. */
 export function fail(message) {
   document.body.replaceChildren(

@@ -1,7 +1,7 @@
 // The secretary's console: run the 26 slots with buttons and keyboard shortcuts.
 import {
   $, el, whoami, getJson, postJson, fail, countdown, animate, connectLive, ServerClock,
-  STATE_LABELS, STATE_ICONS, SLOT_LABELS, clockTime,
+  STATE_LABELS, STATE_ICONS, alertBox, showConnection, SLOT_LABELS, clockTime,
 } from "/assets/common.js";
 
 const clock = new ServerClock();
@@ -82,11 +82,6 @@ async function refreshAgenda() {
   }
 }
 
-function alertBox(text) {
-  const box = el("div", { class: "alert", role: "alert", id: "presenter-alert" }, text, " ", el("button", { type: "button", onclick: () => box.remove() }, "Đã biết"));
-  $("#alerts").prepend(box);
-}
-
 async function main() {
   try {
     await whoami();
@@ -110,10 +105,7 @@ async function main() {
   });
   connectLive({
     clock,
-    onStatus: (status) => {
-      $("#conn").textContent = status === "online" ? "Đã kết nối máy chủ" : "Mất kết nối máy chủ — đang thử lại…";
-      $("#conn").className = `conn ${status}`;
-    },
+    onStatus: showConnection,
     onSnapshot: (snapshot) => {
       for (const s of snapshot.sites ?? []) sites.set(s.id, s);
       timer = snapshot.timer;
@@ -127,7 +119,7 @@ async function main() {
         sites.set(frame.site.id, frame.site);
         render();
       } else if (frame.type === "alert") {
-        alertBox(`⚠ ${frame.message} (${clockTime(frame.at_ms)})`);
+        alertBox(`⚠ ${frame.message} (${clockTime(frame.at_ms)})`, "presenter-alert");
       }
     },
   });

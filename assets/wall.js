@@ -1,7 +1,7 @@
 // The bridge wall: 92 tiles, counters, search, detail, and an alarm when a site drops.
 import {
   $, el, fold, clockTime, ago, ms, beep, whoami, getJson, postJson, fail, countdown, animate,
-  connectLive, ServerClock, STATE_LABELS, STATE_ICONS,
+  connectLive, ServerClock, STATE_LABELS, STATE_ICONS, alertBox, showConnection,
 } from "/assets/common.js";
 
 const clock = new ServerClock();
@@ -145,11 +145,6 @@ function deviceText(device) {
   return "đang kiểm tra…";
 }
 
-function alertBox(text) {
-  const box = el("div", { class: "alert", role: "alert" }, text, " ", el("button", { type: "button", onclick: () => box.remove() }, "Đã biết"));
-  $("#alerts").prepend(box);
-}
-
 function onSiteChange(site, transition) {
   sites.set(site.id, site);
   if (transition?.to === "offline") {
@@ -204,10 +199,7 @@ async function main() {
   await loadNotices();
   connectLive({
     clock,
-    onStatus: (status) => {
-      $("#conn").textContent = status === "online" ? "Đã kết nối máy chủ" : "Mất kết nối máy chủ — đang thử lại…";
-      $("#conn").className = `conn ${status}`;
-    },
+    onStatus: showConnection,
     onSnapshot: (snapshot) => {
       sites.clear();
       for (const s of snapshot.sites) sites.set(s.id, s);

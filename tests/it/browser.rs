@@ -433,15 +433,7 @@ async fn a_page_without_a_key_or_with_a_wrong_one_says_so_and_shows_no_data() {
 #[tokio::test]
 async fn a_commune_runs_the_rehearsal_check_from_its_bridge_page() {
     let _turn = TURN.lock().await;
-    let app = spawn_app(|c| {
-        let r = &mut c.rehearsal;
-        r.idle_seconds = 1;
-        r.throughput_seconds = 1;
-        r.probe_interval_ms = 100;
-        r.window_ms = 100;
-        r.warmup_ms = 200;
-    })
-    .await;
+    let app = spawn_app(short_check).await;
     let browser = Browser::start().await;
     browser
         .open(&app, &format!("/bridge?key={}", app.key(SITE)))
@@ -487,15 +479,7 @@ async fn a_commune_runs_the_rehearsal_check_from_its_bridge_page() {
 #[tokio::test]
 async fn the_rehearsal_board_shows_each_sites_latest_verdict_and_filters() {
     let _turn = TURN.lock().await;
-    let app = spawn_app(|c| {
-        let r = &mut c.rehearsal;
-        r.idle_seconds = 1;
-        r.throughput_seconds = 1;
-        r.probe_interval_ms = 100;
-        r.window_ms = 100;
-        r.warmup_ms = 200;
-    })
-    .await;
+    let app = spawn_app(short_check).await;
     let browser = Browser::start().await;
     browser
         .open(&app, &format!("/rehearsals?key={}", app.key("operator")))

@@ -43,6 +43,16 @@ pub fn fast(config: &mut Config) {
     config.liveness.echo_timeout_ms = 500;
 }
 
+/// A rehearsal check of about three seconds instead of two minutes.
+pub fn short_check(config: &mut Config) {
+    let r = &mut config.rehearsal;
+    r.idle_seconds = 1;
+    r.throughput_seconds = 1;
+    r.probe_interval_ms = 100;
+    r.window_ms = 100;
+    r.warmup_ms = 200;
+}
+
 pub async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let path = dir.path().to_path_buf();

@@ -3,22 +3,11 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use diemcau::config::Config;
 use serde_json::json;
 
 use crate::helpers::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_diemcau");
-
-/// A check of about three seconds instead of two minutes.
-fn short_check(config: &mut Config) {
-    let r = &mut config.rehearsal;
-    r.idle_seconds = 1;
-    r.throughput_seconds = 1;
-    r.probe_interval_ms = 100;
-    r.window_ms = 100;
-    r.warmup_ms = 200;
-}
 
 async fn agent(app: &TestApp, extra: &[&str]) -> (i32, String) {
     let output = tokio::process::Command::new(BIN)
