@@ -30,6 +30,7 @@
 //! - [`web`] — the pages and their embedded assets
 //! - [`app`] — build, run, shut down
 //! - [`agent`] — `diemcau agent`, a headless bridge client
+//! - [`simulate`] — `diemcau simulate`, many simulated bridges with faults
 
 pub mod access;
 pub mod agenda;
@@ -59,6 +60,7 @@ pub mod rehearsal;
 pub mod report;
 pub mod schedule;
 pub mod sessions;
+pub mod simulate;
 pub mod sites;
 pub mod store;
 pub mod table;

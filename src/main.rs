@@ -85,6 +85,31 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_name = "ITEMS")]
         checked: Vec<String>,
     },
+    /// Write a generated roster of N sites (CSV on standard output) and their keys into
+    /// DIR/secrets.toml, for drills and benchmarks: `diemcau serve --sites` takes it.
+    Roster {
+        /// How many sites (ids 00001…).
+        #[arg(long, value_name = "N")]
+        synthetic: u32,
+        /// Where the keys go (secrets.toml).
+        #[arg(long, env = "DIEMCAU_DATA_DIR", value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// Connect N simulated bridges (agent `sim`) and keep them alive, some with faults.
+    Simulate {
+        /// The service, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "DIEMCAU_SERVER", value_name = "URL")]
+        server: String,
+        /// How many sites to simulate (the first N of the keys file).
+        #[arg(long, value_name = "N")]
+        sites: usize,
+        /// The service's keys file.
+        #[arg(long, value_name = "FILE", default_value = "data/secrets.toml")]
+        keys: PathBuf,
+        /// Shares of sites with trouble, e.g. drop=0.05,late=0.05,silent=0.02,flap=0.02.
+        #[arg(long, value_name = "SPEC", default_value = "")]
+        faults: String,
+    },
     /// Check the configuration, roster and agenda without starting anything.
     Check {
         #[command(flatten)]
@@ -108,6 +133,16 @@ fn main() -> anyhow::Result<()> {
         } => serve(config, listen, log_format),
         Command::Links { config, base_url } => links(config, &base_url),
         Command::Check { config } => check(config),
+        Command::Roster {
+            synthetic,
+            data_dir,
+        } => roster(synthetic, &data_dir),
+        Command::Simulate {
+            server,
+            sites,
+            keys,
+            faults,
+        } => simulate(&server, sites, &keys, &faults),
         Command::Agent {
             server,
             site,
@@ -213,6 +248,74 @@ fn links_text(secrets: &Secrets, loaded: &Loaded, base: &str) -> String {
         }
     }
     out
+}
+
+fn roster(n: u32, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if !(1..100_000).contains(&n) {
+        bail!("--synthetic takes 1 to 99999 sites");
+    }
+    let roster = diemcau::sites::Roster::synthetic(n);
+    Secrets::load_or_create(data_dir, &roster)?;
+    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+    out.write_record(["code", "name", "kind", "former_district"])?;
+    for site in roster.sites() {
+        out.write_record([
+            site.id.as_str(),
+            &site.name,
+            site.kind.as_str(),
+            &site.former_district,
+        ])?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{n} sites; keys in {}",
+        data_dir.join(SECRETS_FILE).display()
+    );
+    Ok(())
+}
+
+fn simulate(server: &str, n: usize, keys: &std::path::Path, faults: &str) -> anyhow::Result<()> {
+    use diemcau::simulate::{FaultMix, FaultTiming, SimStats, site_keys, spawn_site};
+    let mix = FaultMix::parse(faults).map_err(anyhow::Error::msg)?;
+    let text = std::fs::read_to_string(keys)
+        .with_context(|| format!("cannot read the keys file {}", keys.display()))?;
+    let keys = site_keys(&text).map_err(anyhow::Error::msg)?;
+    if keys.len() < n {
+        bail!("the keys file has keys for {} sites, not {n}", keys.len());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let stats = SimStats::new(n);
+        for (i, (site, key)) in keys.into_iter().take(n).enumerate() {
+            spawn_site(
+                server,
+                i,
+                site,
+                key,
+                mix.fault_of(i, n),
+                FaultTiming::default(),
+                stats.clone(),
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
+        println!("{n} simulated sites started against {server}; Ctrl-C to stop");
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    println!(
+                        "connected {}/{n} · connections {} · probes answered {}",
+                        stats.connected.load(Relaxed),
+                        stats.connects.load(Relaxed),
+                        stats.probes.load(Relaxed)
+                    );
+                }
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        anyhow::Ok(())
+    })
 }
 
 fn check(args: ConfigArgs) -> anyhow::Result<()> {

@@ -337,3 +337,52 @@ async fn after_kill_9_the_timer_is_exactly_where_it_was() {
     assert_eq!(agenda["slots"][2]["added_ms"], 45_000, "history intact");
     assert_eq!(agenda["slots"][2]["pauses"], 1);
 }
+
+#[test]
+fn a_synthetic_roster_and_its_keys_are_ready_for_serve_and_simulate() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["roster", "--synthetic", "3321", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let csv = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(csv.lines().count(), 3322);
+    assert!(csv.starts_with("code,name,kind,former_district\n00001,"));
+    let sites = dir.path().join("sites.csv");
+    std::fs::write(&sites, &csv).unwrap();
+    let check = Command::new(BIN)
+        .args(["check", "--sites"])
+        .arg(&sites)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("3321 sites"),
+        "{check:?}"
+    );
+    let keys = diemcau::simulate::site_keys(
+        &std::fs::read_to_string(dir.path().join("secrets.toml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(keys.len(), 3321);
+
+    let too_many = Command::new(BIN)
+        .args([
+            "simulate",
+            "--server",
+            "http://127.0.0.1:9",
+            "--sites",
+            "4000",
+            "--keys",
+        ])
+        .arg(dir.path().join("secrets.toml"))
+        .output()
+        .unwrap();
+    assert!(!too_many.status.success());
+    assert!(String::from_utf8_lossy(&too_many.stderr).contains("keys for 3321 sites, not 4000"));
+}

@@ -78,11 +78,26 @@ pub async fn spawn_app_at(
 
 /// A server with its own roster (CSV text), e.g. with `probe` addresses.
 pub async fn spawn_app_with_roster(sites_csv: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_files(sites_csv, None, tweak).await
+}
+
+/// A server with its own roster and, if given, agenda (CSV texts).
+pub async fn spawn_app_with_files(
+    sites_csv: &str,
+    agenda_csv: Option<&str>,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
     let sites = dir.path().join("sites.csv");
     std::fs::write(&sites, sites_csv).unwrap();
+    let agenda = agenda_csv.map(|text| {
+        let path = dir.path().join("agenda.csv");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
     let mut loaded = Loaded::load(&Sources {
         sites: Some(sites),
+        agenda,
         ..Sources::default()
     })
     .expect("roster loads");

@@ -12,4 +12,5 @@ mod notices;
 mod rehearsal;
 mod report;
 mod restart;
+mod simulate;
 mod timer;
