@@ -1,5 +1,6 @@
 //! Integration tests: real server on port 0, real websocket and HTTP clients.
 
+mod access;
 mod api;
 mod bridge;
 mod browser;
