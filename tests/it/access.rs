@@ -3,36 +3,117 @@
 use crate::helpers::*;
 
 /// Columns of the table, in this order.
-const CALLERS: [&str; 8] = ["admin", "operator", "secretary", "display", "site", "other_site", "none", "wrong"];
+const CALLERS: [&str; 8] = [
+    "admin",
+    "operator",
+    "secretary",
+    "display",
+    "site",
+    "other_site",
+    "none",
+    "wrong",
+];
 
 /// (method, path, expected status per caller). A 409/400 means the role passed and
 /// the request itself was refused; the table is about who gets past the door.
 const MATRIX: &[(&str, &str, [u16; 8])] = &[
     ("GET", "/healthz", [200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET", "/metrics", [200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET", "/api/status", [200, 200, 200, 403, 403, 403, 401, 401]),
-    ("GET", "/api/sites", [200, 200, 200, 403, 403, 403, 401, 401]),
-    ("GET", "/api/sites/05443", [200, 200, 200, 403, 200, 403, 401, 401]),
-    ("GET", "/api/timer", [200, 200, 200, 200, 200, 200, 401, 401]),
-    ("GET", "/api/agenda", [200, 200, 200, 200, 200, 200, 401, 401]),
-    ("GET", "/api/agenda.csv", [200, 200, 200, 200, 200, 200, 401, 401]),
-    ("POST", "/api/timer/pause", [409, 403, 409, 403, 403, 403, 401, 401]),
-    ("GET", "/api/rehearsals", [200, 200, 200, 403, 200, 200, 401, 401]),
-    ("GET", "/api/rehearsals.csv", [200, 200, 200, 403, 403, 403, 401, 401]),
-    ("POST", "/api/rehearsals/schedule", [400, 400, 403, 403, 403, 403, 401, 401]),
-    ("GET", "/api/rollcall", [200, 200, 200, 403, 403, 403, 401, 401]),
-    ("POST", "/api/rollcall", [200, 200, 403, 403, 403, 403, 401, 401]),
-    ("GET", "/api/messages", [200, 200, 200, 403, 403, 403, 401, 401]),
-    ("POST", "/api/messages", [200, 200, 200, 403, 403, 403, 401, 401]),
-    ("GET", "/api/report", [200, 200, 200, 403, 200, 200, 401, 401]),
-    ("GET", "/api/report.csv", [200, 200, 200, 403, 200, 200, 401, 401]),
-    ("GET", "/api/whoami", [200, 200, 200, 200, 200, 200, 401, 401]),
+    (
+        "GET",
+        "/api/status",
+        [200, 200, 200, 403, 403, 403, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/sites",
+        [200, 200, 200, 403, 403, 403, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/sites/05443",
+        [200, 200, 200, 403, 200, 403, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/timer",
+        [200, 200, 200, 200, 200, 200, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/agenda",
+        [200, 200, 200, 200, 200, 200, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/agenda.csv",
+        [200, 200, 200, 200, 200, 200, 401, 401],
+    ),
+    (
+        "POST",
+        "/api/timer/pause",
+        [409, 403, 409, 403, 403, 403, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/rehearsals",
+        [200, 200, 200, 403, 200, 200, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/rehearsals.csv",
+        [200, 200, 200, 403, 403, 403, 401, 401],
+    ),
+    (
+        "POST",
+        "/api/rehearsals/schedule",
+        [400, 400, 403, 403, 403, 403, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/rollcall",
+        [200, 200, 200, 403, 403, 403, 401, 401],
+    ),
+    (
+        "POST",
+        "/api/rollcall",
+        [200, 200, 403, 403, 403, 403, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/messages",
+        [200, 200, 200, 403, 403, 403, 401, 401],
+    ),
+    (
+        "POST",
+        "/api/messages",
+        [200, 200, 200, 403, 403, 403, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/report",
+        [200, 200, 200, 403, 200, 200, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/report.csv",
+        [200, 200, 200, 403, 200, 200, 401, 401],
+    ),
+    (
+        "GET",
+        "/api/whoami",
+        [200, 200, 200, 200, 200, 200, 401, 401],
+    ),
     ("PAGE", "/", [200, 200, 200, 200, 200, 200, 200, 401]),
     ("PAGE", "/wall", [200, 200, 200, 403, 403, 403, 401, 401]),
     ("PAGE", "/console", [200, 403, 200, 403, 403, 403, 401, 401]),
     ("PAGE", "/display", [200, 200, 200, 200, 403, 403, 401, 401]),
     ("PAGE", "/bridge", [403, 403, 403, 403, 200, 200, 401, 401]),
-    ("PAGE", "/rehearsals", [200, 200, 200, 403, 403, 403, 401, 401]),
+    (
+        "PAGE",
+        "/rehearsals",
+        [200, 200, 200, 403, 403, 403, 401, 401],
+    ),
     ("PAGE", "/report", [200, 200, 200, 403, 403, 403, 401, 401]),
 ];
 
@@ -62,8 +143,16 @@ async fn every_route_answers_each_caller_as_the_design_says() {
                     app.http.get(url)
                 }
                 "POST" => {
-                    let body = if path.ends_with("messages") { r#"{"text": "kiểm tra quyền"}"# } else { "{}" };
-                    let request = app.http.post(app.url(path)).header("content-type", "application/json").body(body);
+                    let body = if path.ends_with("messages") {
+                        r#"{"text": "kiểm tra quyền"}"#
+                    } else {
+                        "{}"
+                    };
+                    let request = app
+                        .http
+                        .post(app.url(path))
+                        .header("content-type", "application/json")
+                        .body(body);
                     match &key {
                         Some(key) => request.bearer_auth(key),
                         None => request,
@@ -79,7 +168,9 @@ async fn every_route_answers_each_caller_as_the_design_says() {
             };
             let status = request.send().await.unwrap().status().as_u16();
             if status != *want {
-                wrong.push(format!("{method} {path} as {caller}: {status}, expected {want}"));
+                wrong.push(format!(
+                    "{method} {path} as {caller}: {status}, expected {want}"
+                ));
             }
         }
     }

@@ -130,3 +130,40 @@ async fn the_grafana_dashboard_uses_only_metrics_the_service_serves() {
     }
     assert!(checked >= 10);
 }
+
+/// Runs promtool with `args` in config/prometheus; fails the test with its output.
+fn promtool(args: &[&str]) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus");
+    let output = Command::new("promtool")
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("promtool is needed for this test ({e}): run scripts/test, or `apt-get install prometheus`"));
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "promtool {args:?} failed:\n{report}"
+    );
+    report
+}
+
+#[tokio::test]
+async fn the_alert_rules_are_valid_unit_tested_and_use_only_served_metrics() {
+    promtool(&["check", "config", "prometheus.yml"]);
+    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("5 rules found"));
+    assert!(promtool(&["test", "rules", "alerts_test.yml"]).contains("SUCCESS"));
+
+    let app = spawn_app(fast).await;
+    let (_, text) = app.get_text("/metrics").await;
+    let rules = include_str!("../../config/prometheus/alerts.yml");
+    for name in metric_names(rules) {
+        assert!(
+            text.contains(&format!("\n{name}")),
+            "alerts.yml uses {name}, which /metrics does not serve"
+        );
+    }
+}
