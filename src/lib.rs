@@ -31,12 +31,14 @@
 //! - [`app`] — build, run, shut down
 //! - [`agent`] — `diemcau agent`, a headless bridge client
 //! - [`simulate`] — `diemcau simulate`, many simulated bridges with faults
+//! - [`bench`] — `diemcau bench`, the service measured against a bare baseline
 
 pub mod access;
 pub mod agenda;
 pub mod agent;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod bridge;
 pub mod check;
 pub mod clock;

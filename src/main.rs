@@ -110,6 +110,30 @@ enum Command {
         #[arg(long, value_name = "SPEC", default_value = "")]
         faults: String,
     },
+    /// Measure the service under N simulated bridges, side by side with a bare
+    /// tokio-tungstenite echo server; prints a table and writes JSON.
+    Bench {
+        /// How many sites (a synthetic roster).
+        #[arg(long, default_value_t = 3321)]
+        sites: u32,
+        /// How long the steady state is measured, for each of service and baseline.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Probe interval (the service's default is 2000).
+        #[arg(long, default_value_t = 2000)]
+        probe_interval_ms: u64,
+        /// Where the JSON report goes.
+        #[arg(long, value_name = "FILE", default_value = "bench.json")]
+        json: PathBuf,
+    },
+    /// The bench's baseline: a bare websocket server that probes and reads echoes.
+    #[command(hide = true)]
+    BenchBaseline {
+        #[arg(long)]
+        listen: String,
+        #[arg(long, default_value_t = 2000)]
+        probe_interval_ms: u64,
+    },
     /// Check the configuration, roster and agenda without starting anything.
     Check {
         #[command(flatten)]
@@ -137,6 +161,35 @@ fn main() -> anyhow::Result<()> {
             synthetic,
             data_dir,
         } => roster(synthetic, &data_dir),
+        Command::Bench {
+            sites,
+            seconds,
+            probe_interval_ms,
+            json,
+        } => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let options = diemcau::bench::BenchOptions {
+                sites,
+                seconds,
+                probe_interval_ms,
+            };
+            let report = runtime.block_on(diemcau::bench::run(options))?;
+            print!("{}", report.table());
+            std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+                .with_context(|| format!("cannot write {}", json.display()))?;
+            println!("JSON: {}", json.display());
+            Ok(())
+        }
+        Command::BenchBaseline {
+            listen,
+            probe_interval_ms,
+        } => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(diemcau::bench::baseline_server(&listen, probe_interval_ms))?;
+            Ok(())
+        }
         Command::Simulate {
             server,
             sites,

@@ -386,3 +386,48 @@ fn a_synthetic_roster_and_its_keys_are_ready_for_serve_and_simulate() {
     assert!(!too_many.status.success());
     assert!(String::from_utf8_lossy(&too_many.stderr).contains("keys for 3321 sites, not 4000"));
 }
+
+#[test]
+fn bench_measures_the_service_beside_the_baseline_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let output = Command::new(BIN)
+        .args([
+            "bench",
+            "--sites",
+            "30",
+            "--seconds",
+            "1",
+            "--probe-interval-ms",
+            "200",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("CPU per round trip, service ÷ baseline"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for side in ["service", "baseline"] {
+        assert!(
+            report[side]["probe_round_trips"].as_u64().unwrap() > 0,
+            "{side}: {report}"
+        );
+        assert!(report[side]["rss_peak_bytes"].as_u64().unwrap() > 0);
+    }
+    assert!(report["cpu_ratio"].as_f64().unwrap().is_finite());
+    assert_eq!(
+        report["timer_fanout"]["samples"], 300,
+        "10 commands × 30 sites"
+    );
+    assert_eq!(report["close_to_offline"]["samples"], 20);
+}
