@@ -460,13 +460,12 @@ async fn detection(
             let Ok(value) = serde_json::from_str::<Value>(&text) else {
                 continue;
             };
-            if value["type"] == "site" && value["site"]["state"] == "offline" {
-                if let Some(id) = value["site"]["id"].as_str() {
-                    seen.lock()
-                        .unwrap()
-                        .entry(id.to_string())
-                        .or_insert_with(Instant::now);
-                }
+            let offline = value["type"] == "site" && value["site"]["state"] == "offline";
+            if let Some(id) = value["site"]["id"].as_str().filter(|_| offline) {
+                seen.lock()
+                    .unwrap()
+                    .entry(id.to_string())
+                    .or_insert_with(Instant::now);
             }
         }
     });
