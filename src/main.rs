@@ -167,8 +167,7 @@ fn main() -> anyhow::Result<()> {
             probe_interval_ms,
             json,
         } => {
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let runtime = runtime()?;
             let options = diemcau::bench::BenchOptions {
                 sites,
                 seconds,
@@ -185,8 +184,7 @@ fn main() -> anyhow::Result<()> {
             listen,
             probe_interval_ms,
         } => {
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let runtime = runtime()?;
             runtime.block_on(diemcau::bench::baseline_server(&listen, probe_interval_ms))?;
             Ok(())
         }
@@ -204,8 +202,7 @@ fn main() -> anyhow::Result<()> {
             technician,
             checked,
         } => {
-            let runtime =
-                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            let runtime = runtime()?;
             let options = diemcau::agent::AgentOptions {
                 server,
                 site,
@@ -237,7 +234,7 @@ fn serve(args: ConfigArgs, listen: Option<String>, log_format: LogFormat) -> any
     init_logs(log_format);
     let (loaded, data_dir) = load(&args)?;
     let listen = listen.unwrap_or_else(|| loaded.config.listen.clone());
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async move {
         let (sites, slots) = (loaded.roster.len(), loaded.agenda.len());
         let app = App::build(loaded, data_dir.clone(), &listen, Arc::new(SystemClock::new())).await?;
@@ -336,7 +333,7 @@ fn simulate(server: &str, n: usize, keys: &std::path::Path, faults: &str) -> any
     if keys.len() < n {
         bail!("the keys file has keys for {} sites, not {n}", keys.len());
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     runtime.block_on(async move {
         let stats = SimStats::new(n);
         for (i, (site, key)) in keys.into_iter().take(n).enumerate() {
@@ -381,6 +378,10 @@ fn check(args: ConfigArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
     Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
 fn init_logs(format: LogFormat) {
