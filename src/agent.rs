@@ -80,9 +80,11 @@ enum SessionEnd {
 pub async fn run(options: AgentOptions) -> Result<i32, AgentError> {
     let url = bridge_url(&options.server)?;
     let mut attempt = 0u32;
+    // Asked once: after a drop the server carries on with the same check.
+    let mut check_requested = false;
     loop {
         let mut welcomed = false;
-        match session(&options, &url, &mut welcomed).await? {
+        match session(&options, &url, &mut welcomed, &mut check_requested).await? {
             SessionEnd::Done(code) => return Ok(code),
             SessionEnd::Lost(reason) => {
                 if welcomed {
@@ -113,6 +115,7 @@ async fn session(
     options: &AgentOptions,
     url: &str,
     welcomed: &mut bool,
+    check_requested: &mut bool,
 ) -> Result<SessionEnd, AgentError> {
     let (socket, _) = match tokio_tungstenite::connect_async(url).await {
         Ok(connected) => connected,
@@ -197,7 +200,8 @@ async fn session(
                     frame["site"]["name"].as_str().unwrap_or(""),
                     options.site
                 );
-                if options.rehearse {
+                if options.rehearse && !*check_requested {
+                    *check_requested = true;
                     let checklist: BTreeMap<&str, bool> = CHECKLIST
                         .iter()
                         .map(|item| (*item, options.checked.iter().any(|c| c == item)))

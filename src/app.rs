@@ -38,6 +38,9 @@ pub struct Shared {
     pub noticeboard: Noticeboard,
     /// Active checks of the sites' equipment.
     pub devices: crate::prober::Devices,
+    /// Rehearsal checks whose connection dropped, waiting for the site to come back.
+    pub parked_checks:
+        std::sync::Mutex<std::collections::HashMap<crate::sites::SiteIdx, crate::check::CheckRun>>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
@@ -126,6 +129,7 @@ impl App {
             timekeeper,
             noticeboard,
             devices: Default::default(),
+            parked_checks: Default::default(),
             store,
             metrics,
             clock,

@@ -260,6 +260,21 @@ async fn run_session(
         if greeting.into_iter().any(|msg| queue.send(&msg).is_err()) {
             break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
         }
+        let parked = app
+            .parked_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&hello.idx);
+        if let Some(mut run) = parked {
+            tracing::info!(check = %run.id, "site back within the grace: the check goes on");
+            probes = tokio::time::interval(Duration::from_millis(rehearsal.probe_interval_ms));
+            if let Some(msg) = run.resume(rehearsal, &out, presenting(app)) {
+                if queue.send(&msg).is_err() {
+                    break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
+                }
+            }
+            check = Some(run);
+        }
         loop {
             let sleep = deadline.map(|at| {
                 let wait = (at - app.clock.now_ms()).max(0) as u64;
@@ -423,10 +438,16 @@ async fn run_session(
 
     // Mark the site first: detection latency matters more than the close handshake.
     app.hub.disconnected(hello.idx, session, &ending.reason);
-    if let Some(run) = check {
-        // A check cut short by a drop is still evidence: stored, and failed on that row.
-        let result = run.finish(rehearsal, &app.store, true, app.clock.now_ms());
-        announce_check(app, &result);
+    if let Some(mut run) = check {
+        if ending.code.is_none() {
+            // Dropped: the site has a grace to come back and carry on with its check.
+            run.suspend();
+            park_check(app, hello.idx, run);
+        } else {
+            // Closed by the server: still evidence, stored and failed on that row.
+            let result = run.finish(rehearsal, &app.store, true, app.clock.now_ms());
+            announce_check(app, &result);
+        }
     }
     tracing::info!(reason = %ending.reason, "site disconnected");
     match ending.code {
@@ -446,6 +467,30 @@ async fn run_session(
 /// Throughput tests never run while a presentation is under way.
 fn presenting(app: &AppState) -> bool {
     matches!(app.timekeeper.snapshot().state, "running" | "paused")
+}
+
+/// Keeps a dropped site's check for the grace; after it, the check is stored as failed.
+fn park_check(app: &AppState, site: SiteIdx, run: CheckRun) {
+    let id = run.id;
+    app.parked_checks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(site, run);
+    let app = app.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(
+            app.config.rehearsal.reconnect_grace_seconds,
+        ))
+        .await;
+        let mut parked = app.parked_checks.lock().unwrap_or_else(|e| e.into_inner());
+        // Only this check: the site may have come back and started another since.
+        if parked.get(&site).is_some_and(|run| run.id == id) {
+            let run = parked.remove(&site).expect("present");
+            drop(parked);
+            let result = run.finish(&app.config.rehearsal, &app.store, true, app.clock.now_ms());
+            announce_check(&app, &result);
+        }
+    });
 }
 
 /// Logs a finished check and tells the live feed (the rehearsal board).

@@ -64,6 +64,8 @@ pub struct CheckRun {
     upload_windows: Vec<u64>,
     offset_uncertainty_ms: Option<f64>,
     sender: Option<JoinHandle<()>>,
+    /// Drops during the check that the site came back from within the grace.
+    reconnects: u32,
 }
 
 /// A finished check as stored and shown.
@@ -106,6 +108,7 @@ impl CheckRun {
             upload_windows: Vec::new(),
             offset_uncertainty_ms: None,
             sender: None,
+            reconnects: 0,
         };
         let msg = run.start_msg("latency", config.idle_seconds, config);
         (run, msg)
@@ -221,7 +224,63 @@ impl CheckRun {
         }
     }
 
-    /// Judges and stores the check; `disconnected` when the connection dropped during it.
+    /// The connection dropped: stop sending, keep what was measured.
+    pub fn suspend(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            sender.abort();
+        }
+    }
+
+    /// The site is back within the grace: carry on, redoing a throughput test that the
+    /// drop cut short (its figures were lost with the connection). Returns the frame
+    /// that tells the client which phase it is in.
+    pub fn resume(
+        &mut self,
+        config: &RehearsalConfig,
+        out: &mpsc::Sender<Outbound>,
+        presenting: bool,
+    ) -> Option<ServerMsg> {
+        self.reconnects += 1;
+        match self.phase {
+            Phase::Latency => {
+                let left = self
+                    .phase_ends
+                    .saturating_duration_since(Instant::now())
+                    .as_secs();
+                Some(self.start_msg("latency", left, config))
+            }
+            // Back to just before the download or the upload, which start at once.
+            Phase::Download | Phase::AwaitReport => {
+                self.phase = Phase::Latency;
+                self.download_windows = None;
+                self.advance_now(config, out, presenting)
+            }
+            Phase::Upload => {
+                self.phase = Phase::AwaitReport;
+                self.upload_windows.clear();
+                self.upload_started = None;
+                self.advance_now(config, out, presenting)
+            }
+        }
+    }
+
+    fn advance_now(
+        &mut self,
+        config: &RehearsalConfig,
+        out: &mpsc::Sender<Outbound>,
+        presenting: bool,
+    ) -> Option<ServerMsg> {
+        match self.advance(config, out, presenting) {
+            Step::Next(msg) => Some(*msg),
+            Step::Wait | Step::Finished => {
+                self.phase_ends = Instant::now();
+                None
+            }
+        }
+    }
+
+    /// Judges and stores the check; `disconnected` when the connection dropped during it
+    /// and did not come back.
     pub fn finish(
         mut self,
         config: &RehearsalConfig,
@@ -249,8 +308,8 @@ impl CheckRun {
             jitter_ms: jitter,
             loaded_rise_ms: rise,
             stalled_pct: stalled,
-            disconnects: disconnected as u32,
-            back_within_10s: false,
+            disconnects: self.reconnects + disconnected as u32,
+            back_within_10s: self.reconnects == 1 && !disconnected,
             offset_uncertainty_ms: self.offset_uncertainty_ms,
         };
         let (verdict, rows) = judge(&figures, &config.rubric);

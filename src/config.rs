@@ -79,6 +79,8 @@ pub struct RehearsalConfig {
     /// …and the windows of the first seconds are left out.
     pub warmup_ms: u64,
     pub frame_bytes: usize,
+    /// A site that drops during its check may come back within this and carry on.
+    pub reconnect_grace_seconds: u64,
     pub rubric: crate::rehearsal::Rubric,
 }
 
@@ -91,6 +93,7 @@ impl Default for RehearsalConfig {
             window_ms: 250,
             warmup_ms: 2000,
             frame_bytes: 64 * 1024,
+            reconnect_grace_seconds: 10,
             rubric: crate::rehearsal::Rubric::default(),
         }
     }

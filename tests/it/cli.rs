@@ -389,6 +389,7 @@ fn a_synthetic_roster_and_its_keys_are_ready_for_serve_and_simulate() {
 
 #[test]
 fn bench_measures_the_service_beside_the_baseline_and_writes_json() {
+    let _turn = EXCLUSIVE.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let output = Command::new(BIN)

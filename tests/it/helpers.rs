@@ -19,6 +19,10 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// Tests whose figures depend on the machine being quiet (browsers, rehearsal checks,
+/// load) take turns; the rest run beside them.
+pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long any single expected event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -292,6 +296,19 @@ impl Client {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
+        }
+    }
+
+    /// The next frame within `wait`: `Ok(json)` for text, `Err(length)` for binary data.
+    pub async fn recv_any(&mut self, wait: Duration) -> Option<Result<Value, usize>> {
+        match tokio::time::timeout(wait, self.ws.next()).await {
+            Err(_) => None,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                Some(Ok(serde_json::from_str(&text).expect("JSON frame")))
+            }
+            Ok(Some(Ok(Message::Binary(data)))) => Some(Err(data.len())),
+            Ok(Some(Ok(_))) => None,
+            Ok(other) => panic!("connection ended: {other:?}"),
         }
     }
 

@@ -35,6 +35,7 @@ async fn agent(app: &TestApp, extra: &[&str]) -> (i32, String) {
 
 #[tokio::test]
 async fn agent_rehearse_passes_on_loopback_and_the_result_is_stored_and_exported() {
+    let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(short_check).await;
     let (code, stdout) = agent(
         &app,
@@ -135,10 +136,11 @@ async fn the_throughput_test_is_refused_while_a_slot_runs() {
 }
 
 #[tokio::test]
-async fn a_check_cut_short_by_a_disconnect_is_stored_as_failed() {
+async fn a_check_whose_site_does_not_come_back_is_stored_as_failed() {
     let app = spawn_app(|c| {
         short_check(c);
         c.rehearsal.idle_seconds = 30;
+        c.rehearsal.reconnect_grace_seconds = 1;
     })
     .await;
     let mut client = Client::join(&app, SITE).await;
@@ -155,6 +157,7 @@ async fn a_check_cut_short_by_a_disconnect_is_stored_as_failed() {
         if let Some(attempt) = own["attempts"].as_array().and_then(|a| a.first()) {
             assert_eq!(attempt["verdict"], "fail");
             assert_eq!(attempt["figures"]["disconnects"], 1);
+            assert_eq!(attempt["figures"]["back_within_10s"], false);
             break;
         }
         assert!(
@@ -165,8 +168,125 @@ async fn a_check_cut_short_by_a_disconnect_is_stored_as_failed() {
     }
 }
 
+/// Plays the client's half of a check until its result: echoes, download windows,
+/// upload frames.
+async fn finish_check(client: &mut Client) -> serde_json::Value {
+    let mut download: Option<(
+        std::time::Instant,
+        std::time::Instant,
+        u64,
+        Vec<u64>,
+        serde_json::Value,
+    )> = None;
+    let mut upload: Option<(std::time::Instant, usize)> = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no check_result");
+        // Upload data spread over the whole test, as a real client sends it.
+        if let Some((until, bytes)) = upload {
+            if std::time::Instant::now() < until {
+                client.send_binary(vec![0; bytes]).await;
+            } else {
+                upload = None;
+            }
+        }
+        if let Some((_, ends, _, windows, check)) = &download {
+            if std::time::Instant::now() >= *ends {
+                client.send(json!({"type": "check_report", "check": check, "phase": "download", "windows_bytes": windows})).await;
+                download = None;
+            }
+        }
+        let frame = match client.recv_any(Duration::from_millis(10)).await {
+            None => continue,
+            Some(Err(bytes)) => {
+                if let Some((started, _, window_ms, windows, _)) = download.as_mut() {
+                    let i = (started.elapsed().as_millis() as u64 / *window_ms) as usize;
+                    if windows.len() <= i {
+                        windows.resize(i + 1, 0);
+                    }
+                    windows[i] += bytes as u64;
+                }
+                continue;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        match frame["type"].as_str().unwrap_or("") {
+            "probe" => {
+                let now = now_ms();
+                client.send(json!({"type": "echo", "seq": frame["seq"], "server_ms": frame["server_ms"], "client_recv_ms": now, "client_send_ms": now})).await;
+            }
+            "check_start" if frame["phase"] == "download" => {
+                let started = std::time::Instant::now();
+                let ends = started + Duration::from_secs(frame["seconds"].as_u64().unwrap());
+                download = Some((
+                    started,
+                    ends,
+                    frame["window_ms"].as_u64().unwrap(),
+                    Vec::new(),
+                    frame["check"].clone(),
+                ));
+            }
+            "check_start" if frame["phase"] == "upload" => {
+                let seconds = frame["seconds"].as_u64().unwrap();
+                upload = Some((
+                    std::time::Instant::now() + Duration::from_secs(seconds),
+                    frame["frame_bytes"].as_u64().unwrap() as usize,
+                ));
+            }
+            "check_result" => return frame,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_site_back_within_the_grace_carries_on_and_the_drop_is_a_warning() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|c| {
+        short_check(c);
+        c.rehearsal.idle_seconds = 2;
+    })
+    .await;
+    let mut client = Client::join(&app, SITE).await;
+    client
+        .send(json!({"type": "check_request", "technician": "An", "checklist": {}}))
+        .await;
+    assert_eq!(client.recv_type("check_start").await["phase"], "latency");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut back = Client::join(&app, SITE).await;
+    let resumed = back.recv_type("check_start").await;
+    assert_eq!(
+        resumed["phase"], "latency",
+        "the check carries on where it was"
+    );
+    let result = finish_check(&mut back).await;
+    let row = result["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric"] == "disconnects")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["figure"].as_f64(), row["verdict"].as_str()),
+        (Some(1.0), Some("warn")),
+        "{result}"
+    );
+    assert_eq!(result["verdict"], "warn", "{result}");
+    let (_, own) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+    assert_eq!(
+        own["attempts"].as_array().unwrap().len(),
+        1,
+        "one check, not two"
+    );
+    assert_eq!(own["attempts"][0]["figures"]["back_within_10s"], true);
+}
+
 #[tokio::test]
 async fn the_agent_reconnects_after_the_server_restarts() {
+    let _turn = EXCLUSIVE.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

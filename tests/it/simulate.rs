@@ -35,6 +35,7 @@ async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_simulated_sites_stay_online_and_all_receive_a_timer_change() {
+    let _turn = EXCLUSIVE.lock().await;
     const N: usize = 500;
     let agenda = "order,unit,unit_kind,topic\n1,Đơn vị thử,so_nganh,Chủ đề thử\n";
     let app = spawn_app_with_files(&synthetic_csv(N as u32), Some(agenda), |c| {
