@@ -268,10 +268,10 @@ async fn run_session(
         if let Some(mut run) = parked {
             tracing::info!(check = %run.id, "site back within the grace: the check goes on");
             probes = tokio::time::interval(Duration::from_millis(rehearsal.probe_interval_ms));
-            if let Some(msg) = run.resume(rehearsal, &out, presenting(app)) {
-                if queue.send(&msg).is_err() {
-                    break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
-                }
+            if let Some(msg) = run.resume(rehearsal, &out, presenting(app))
+                && queue.send(&msg).is_err()
+            {
+                break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
             }
             check = Some(run);
         }

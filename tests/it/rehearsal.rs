@@ -190,11 +190,11 @@ async fn finish_check(client: &mut Client) -> serde_json::Value {
                 upload = None;
             }
         }
-        if let Some((_, ends, _, windows, check)) = &download {
-            if std::time::Instant::now() >= *ends {
-                client.send(json!({"type": "check_report", "check": check, "phase": "download", "windows_bytes": windows})).await;
-                download = None;
-            }
+        if let Some((_, ends, _, windows, check)) = &download
+            && std::time::Instant::now() >= *ends
+        {
+            client.send(json!({"type": "check_report", "check": check, "phase": "download", "windows_bytes": windows})).await;
+            download = None;
         }
         let frame = match client.recv_any(Duration::from_millis(10)).await {
             None => continue,
