@@ -22,14 +22,20 @@ struct Served {
     child: Child,
     addr: SocketAddr,
     stdout: String,
+    /// Everything the server logged so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Served {
     fn start(data_dir: &Path) -> Served {
+        Served::start_with(data_dir, "info")
+    }
+
+    fn start_with(data_dir: &Path, log_level: &str) -> Served {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -45,11 +51,20 @@ impl Served {
         }
         let addr = addr.expect("the serving line names the address");
         // Keep draining the log so the server never writes into a closed pipe.
-        std::thread::spawn(move || stderr.for_each(drop));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         Served {
             child,
             addr,
             stdout: String::new(),
+            log,
         }
     }
 
@@ -431,4 +446,55 @@ fn bench_measures_the_service_beside_the_baseline_and_writes_json() {
         "10 commands × 30 sites"
     );
     assert_eq!(report["close_to_offline"]["samples"], 20);
+}
+
+#[tokio::test]
+async fn no_key_ever_reaches_the_log_even_at_debug_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start_with(dir.path(), "debug");
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let site_key = secrets
+        .site_key(SITE.parse().unwrap())
+        .unwrap()
+        .expose()
+        .to_string();
+    let operator = secrets.role_key(Role::Operator).expose().to_string();
+
+    let bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
+    let mut refused = Client::connect_at(served.addr, "/ws/bridge").await;
+    refused
+        .hello(SITE, "0123456789abcdef0123456789abcdef")
+        .await;
+    assert_eq!(refused.expect_close().await, 4401);
+    let http = reqwest::Client::new();
+    http.get(format!("http://{}/api/status", served.addr))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("http://{}/wall?key={operator}", served.addr))
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("http://{}/api/status", served.addr))
+        .bearer_auth("wrong-key-abc")
+        .send()
+        .await
+        .unwrap();
+    bridge.close().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let log = served.log.lock().unwrap().clone();
+    assert!(log.contains("site connected"), "the log is captured: {log}");
+    for key in [
+        site_key.as_str(),
+        operator.as_str(),
+        "0123456789abcdef0123456789abcdef",
+        "wrong-key-abc",
+    ] {
+        assert!(!log.contains(key), "a key reached the log");
+    }
+    for role in Role::ALL {
+        assert!(!log.contains(secrets.role_key(role).expose()));
+    }
 }
