@@ -182,18 +182,6 @@ impl Drop for Browser {
     }
 }
 
-async fn start_slot(app: &TestApp, slot: u32) {
-    let response = app
-        .http
-        .post(app.url("/api/timer/start"))
-        .bearer_auth(app.key("secretary"))
-        .json(&json!({"slot": slot}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-}
-
 #[tokio::test]
 async fn the_bridge_page_is_the_bridge_online_within_3s_and_offline_when_closed() {
     let _turn = EXCLUSIVE.lock().await;
@@ -296,7 +284,7 @@ async fn the_hall_display_and_a_bridge_show_the_same_second_of_the_countdown() {
         .text_until("#unit", |t| t.contains("Hội nghị"))
         .await;
 
-    start_slot(&app, 4).await;
+    app.start_slot(4).await;
     display
         .text_until("#unit", |t| t == "Sở Khoa học và Công nghệ")
         .await;

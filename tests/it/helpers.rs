@@ -189,6 +189,47 @@ impl TestApp {
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
+    /// POST a JSON body with an optional bearer key: status and JSON answer.
+    pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(self.url(path)).json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Starts a slot as the secretary.
+    pub async fn start_slot(&self, slot: u32) {
+        let (status, answer) = self
+            .post(
+                "/api/timer/start",
+                Some(self.key("secretary")),
+                json!({"slot": slot}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// A CSV export: checks its type and the byte-order mark Excel needs; returns the text.
+    pub async fn get_csv(&self, path: &str, key: &str) -> String {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/csv; charset=utf-8"
+        );
+        let bytes = response.bytes().await.unwrap();
+        assert!(bytes.starts_with(b"\xEF\xBB\xBF"), "UTF-8 BOM for Excel");
+        String::from_utf8(bytes[3..].to_vec()).expect("UTF-8")
+    }
+
     pub async fn get_text(&self, path: &str) -> (u16, String) {
         let response = self.http.get(self.url(path)).send().await.expect("request");
         (response.status().as_u16(), response.text().await.unwrap())

@@ -1,21 +1,8 @@
 //! Roll call and messages: sent, delivered, acknowledged, counted.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
-
-async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(app.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test]
 async fn a_roll_call_reaches_every_bridge_and_the_wall_counts_confirmations() {
@@ -24,13 +11,13 @@ async fn a_roll_call_reaches_every_bridge_and_the_wall_counts_confirmations() {
     let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("operator"))).await;
     feed.recv_type("snapshot").await;
 
-    let (status, answer) = post(
-        &app,
-        "/api/rollcall",
-        app.key("operator"),
-        json!({"deadline_seconds": 120}),
-    )
-    .await;
+    let (status, answer) = app
+        .post(
+            "/api/rollcall",
+            Some(app.key("operator")),
+            json!({"deadline_seconds": 120}),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["delivered_now"], 1);
     let roll_call = present.recv_type("roll_call").await;
@@ -56,13 +43,13 @@ async fn a_roll_call_reaches_every_bridge_and_the_wall_counts_confirmations() {
     assert_eq!(roll_call["confirmed"][0]["site"], SITE);
     assert_eq!(roll_call["missing"].as_array().unwrap().len(), 91);
     assert_eq!(
-        post(&app, "/api/rollcall", app.key("secretary"), json!({}))
+        app.post("/api/rollcall", Some(app.key("secretary")), json!({}))
             .await
             .0,
         403
     );
     assert_eq!(
-        post(&app, "/api/rollcall", app.key(SITE), json!({}))
+        app.post("/api/rollcall", Some(app.key(SITE)), json!({}))
             .await
             .0,
         403
@@ -74,10 +61,7 @@ async fn a_message_to_a_group_is_delivered_acknowledged_and_survives_a_restart()
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_in(dir.path(), fast).await;
     let mut phuong = Client::join(&app, SITE).await; // Phường Phan Đình Phùng
-    let (status, answer) = post(
-        &app,
-        "/api/messages",
-        app.key("secretary"),
+    let (status, answer) = app.post("/api/messages", Some(app.key("secretary")),
         json!({"text": "Các phường bật micro chuẩn bị phát biểu", "level": "warning", "to": "phuong"}),
     )
     .await;
@@ -119,7 +103,7 @@ async fn a_message_to_a_group_is_delivered_acknowledged_and_survives_a_restart()
         (json!({"text": "x", "to": "district:Không có"}), "no site"),
     ] {
         assert_eq!(
-            post(&app, "/api/messages", app.key("operator"), body)
+            app.post("/api/messages", Some(app.key("operator")), body)
                 .await
                 .0,
             400,
@@ -127,10 +111,9 @@ async fn a_message_to_a_group_is_delivered_acknowledged_and_survives_a_restart()
         );
     }
     assert_eq!(
-        post(
-            &app,
+        app.post(
             "/api/messages",
-            app.key("display"),
+            Some(app.key("display")),
             json!({"text": "x"})
         )
         .await

@@ -93,16 +93,9 @@ async fn agent_rehearse_passes_on_loopback_and_the_result_is_stored_and_exported
     );
     let (status, _) = app.get("/api/rehearsals", Some(app.key("display"))).await;
     assert_eq!(status, 403);
-    let csv = app
-        .http
-        .get(app.url("/api/rehearsals.csv"))
-        .bearer_auth(app.key("operator"))
-        .send()
-        .await
-        .unwrap();
-    let bytes = csv.bytes().await.unwrap();
-    assert!(bytes.starts_with(b"\xEF\xBB\xBF"));
-    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    let text = app
+        .get_csv("/api/rehearsals.csv", app.key("operator"))
+        .await;
     assert_eq!(text.lines().count(), 2);
     assert!(
         text.lines()
@@ -116,15 +109,7 @@ async fn agent_rehearse_passes_on_loopback_and_the_result_is_stored_and_exported
 #[tokio::test]
 async fn the_throughput_test_is_refused_while_a_slot_runs() {
     let app = spawn_app(short_check).await;
-    let started = app
-        .http
-        .post(app.url("/api/timer/start"))
-        .bearer_auth(app.key("secretary"))
-        .json(&json!({"slot": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 200);
+    app.start_slot(1).await;
     let (code, stdout) = agent(&app, &["--rehearse", "--technician", "An"]).await;
     assert_eq!(code, 3, "{stdout}");
     assert!(stdout.contains("Đang có phần tham luận"), "{stdout}");

@@ -25,17 +25,11 @@ async fn the_report_counts_uptime_outages_roll_call_and_speaker_times() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let _back = EchoingBridge::join(&app, SITE).await; // …and back
     app.wait_for_state(SITE, "online", WAIT).await;
-    for command in ["start", "stop"] {
-        let response = app
-            .http
-            .post(app.url(&format!("/api/timer/{command}")))
-            .bearer_auth(app.key("secretary"))
-            .json(&json!({"slot": 1}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
+    app.start_slot(1).await;
+    let (status, _) = app
+        .post("/api/timer/stop", Some(app.key("secretary")), json!({}))
+        .await;
+    assert_eq!(status, 200);
     let to = now_ms() + 1;
 
     let (status, report) = app
@@ -87,16 +81,7 @@ async fn the_report_counts_uptime_outages_roll_call_and_speaker_times() {
         400
     );
 
-    let csv = app
-        .http
-        .get(app.url("/api/report.csv"))
-        .bearer_auth(app.key("operator"))
-        .send()
-        .await
-        .unwrap();
-    let bytes = csv.bytes().await.unwrap();
-    assert!(bytes.starts_with(b"\xEF\xBB\xBF"));
-    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    let text = app.get_csv("/api/report.csv", app.key("operator")).await;
     assert!(text.contains("05443,Phường Phan Đình Phùng,"));
     assert!(
         text.contains("STT,Đơn vị,Chủ đề"),

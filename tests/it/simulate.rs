@@ -4,7 +4,6 @@ use std::time::{Duration, Instant};
 
 use diemcau::simulate::{Fault, FaultTiming, SimStats, spawn_site};
 use diemcau::sites::Roster;
-use serde_json::json;
 
 use crate::helpers::*;
 
@@ -65,15 +64,7 @@ async fn five_hundred_simulated_sites_stay_online_and_all_receive_a_timer_change
     })
     .await;
 
-    let started = app
-        .http
-        .post(app.url("/api/timer/start"))
-        .bearer_auth(app.key("secretary"))
-        .json(&json!({"slot": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 200);
+    app.start_slot(1).await;
     wait_until("every site got the timer", WAIT, async || {
         stats.sites_at_rev(1) == N
     })

@@ -10,16 +10,7 @@ use crate::helpers::*;
 const CHO_RA: &str = "01912";
 
 async fn command(app: &TestApp, name: &str, body: Value, key: Option<&str>) -> (u16, Value) {
-    let mut request = app
-        .http
-        .post(app.url(&format!("/api/timer/{name}")))
-        .json(&body);
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.post(&format!("/api/timer/{name}"), key, body).await
 }
 
 async fn secretary(app: &TestApp, name: &str, body: Value) -> Value {
@@ -332,20 +323,7 @@ async fn the_agenda_lists_planned_and_actual_times_and_exports_csv_for_excel() {
     assert_eq!(slots[1]["state"], "pending");
     assert_eq!(app.get("/api/agenda", None).await.0, 401);
 
-    let response = app
-        .http
-        .get(app.url("/api/agenda.csv"))
-        .bearer_auth(app.key("display"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/csv; charset=utf-8"
-    );
-    let bytes = response.bytes().await.unwrap();
-    assert!(bytes.starts_with(b"\xEF\xBB\xBF"), "UTF-8 BOM for Excel");
-    let text = String::from_utf8(bytes[3..].to_vec()).unwrap();
+    let text = app.get_csv("/api/agenda.csv", app.key("display")).await;
     assert_eq!(text.lines().count(), 27);
     assert!(text.starts_with("STT,Đơn vị,Chủ đề"));
     assert!(
