@@ -5,10 +5,13 @@ use std::process::{Command, Stdio};
 
 use crate::helpers::*;
 
-/// Runs `promtool check metrics` on the text; fails the test with how to install it.
-pub fn promtool_check_metrics(text: &str) -> String {
+/// Runs promtool in config/prometheus, feeding it `stdin`; fails the test with its
+/// output, or with how to install it.
+fn promtool_with(args: &[&str], stdin: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus");
     let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
+        .args(args)
+        .current_dir(&dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -20,7 +23,7 @@ pub fn promtool_check_metrics(text: &str) -> String {
         .stdin
         .take()
         .unwrap()
-        .write_all(text.as_bytes())
+        .write_all(stdin.as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
     let report = format!(
@@ -30,9 +33,14 @@ pub fn promtool_check_metrics(text: &str) -> String {
     );
     assert!(
         output.status.success(),
-        "promtool rejected the metrics:\n{report}"
+        "promtool {args:?} failed:\n{report}"
     );
     report
+}
+
+/// Runs `promtool check metrics` on the text.
+pub fn promtool_check_metrics(text: &str) -> String {
+    promtool_with(&["check", "metrics"], text)
 }
 
 #[tokio::test]
@@ -131,24 +139,8 @@ async fn the_grafana_dashboard_uses_only_metrics_the_service_serves() {
     assert!(checked >= 10);
 }
 
-/// Runs promtool with `args` in config/prometheus; fails the test with its output.
 fn promtool(args: &[&str]) -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/prometheus");
-    let output = Command::new("promtool")
-        .args(args)
-        .current_dir(&dir)
-        .output()
-        .unwrap_or_else(|e| panic!("promtool is needed for this test ({e}): run scripts/test, or `apt-get install prometheus`"));
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "promtool {args:?} failed:\n{report}"
-    );
-    report
+    promtool_with(args, "")
 }
 
 #[tokio::test]
