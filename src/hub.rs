@@ -68,6 +68,9 @@ struct SiteRuntime {
 struct Inner {
     sites: Vec<SiteRuntime>,
     seq: u64,
+    /// Sites per state, in `SiteState::ALL` order; kept up to date by `after_change`
+    /// rather than counted over every site at each transition.
+    counts: [usize; 4],
 }
 
 /// Everything a page or API client sees about one site.
@@ -200,12 +203,15 @@ impl Hub {
             clock,
             store,
             metrics,
-            inner: Mutex::new(Inner { sites, seq: 0 }),
+            inner: Mutex::new(Inner {
+                counts: [sites.len(), 0, 0, 0],
+                sites,
+                seq: 0,
+            }),
             live,
             offline,
         };
-        hub.metrics
-            .set_state_counts(&hub.lock().state_counts_array());
+        hub.metrics.set_state_counts(&hub.lock().counts);
         hub
     }
 
@@ -419,6 +425,10 @@ impl Hub {
 
     /// Link figures of connected sites, as one live frame (sent every probe interval).
     pub fn publish_links(&self) {
+        // Nobody watching: no need to build a frame of every connected site.
+        if self.live.receiver_count() == 0 {
+            return;
+        }
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let links: Vec<_> = inner
@@ -497,6 +507,8 @@ impl Hub {
         }
         let id = self.roster.site(site).id;
         for t in &transitions {
+            inner.counts[state_index(t.from)] -= 1;
+            inner.counts[state_index(t.to)] += 1;
             inner.sites[site].uptime.apply(t.to, t.at_ms);
             self.store.record_transition(id, t);
             self.metrics.site_transition(site, t.to);
@@ -505,13 +517,21 @@ impl Hub {
             }
             tracing::info!(site = %id, from = %t.from, to = %t.to, reason = %t.reason, "site state changed");
         }
-        self.metrics.set_state_counts(&inner.state_counts_array());
+        self.metrics.set_state_counts(&inner.counts);
         let view = self.view(inner, site, now);
         let last = transitions.last().cloned();
         self.publish_locked(inner, Topic::Sites, |seq| {
             json!({"type": "site", "seq": seq, "site": view, "transition": last}).to_string()
         });
     }
+}
+
+/// Position of a state in `SiteState::ALL` (and in `Inner::counts`).
+fn state_index(state: SiteState) -> usize {
+    SiteState::ALL
+        .iter()
+        .position(|s| *s == state)
+        .expect("every state is listed")
 }
 
 /// Queues a frame for a connected site; a full queue tells it to close instead.
@@ -538,20 +558,8 @@ impl Inner {
         (rt.conn.as_ref()?.session == session).then_some(rt)
     }
 
-    fn state_counts_array(&self) -> [usize; 4] {
-        let mut counts = [0; 4];
-        for rt in &self.sites {
-            let i = SiteState::ALL
-                .iter()
-                .position(|s| *s == rt.liveness.state())
-                .expect("listed");
-            counts[i] += 1;
-        }
-        counts
-    }
-
     fn state_counts(&self) -> StateCounts {
-        let [never_seen, online, degraded, offline] = self.state_counts_array();
+        let [never_seen, online, degraded, offline] = self.counts;
         StateCounts {
             total: self.sites.len(),
             online,
