@@ -65,7 +65,7 @@ pub fn backoff(attempt: u32, random_unit: f64) -> Duration {
     Duration::from_millis((base * (0.5 + random_unit)) as u64)
 }
 
-fn random_unit() -> f64 {
+pub fn random_unit() -> f64 {
     getrandom::u32().map_or(0.5, |r| r as f64 / u32::MAX as f64)
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::agent::{backoff, random_unit};
 use crate::auth::{Role, Secrets};
 use crate::sites::Roster;
 
@@ -61,15 +62,28 @@ pub struct BenchReport {
     pub baseline: ProcessCost,
     /// Service CPU per probe round trip ÷ the baseline's.
     pub cpu_ratio: f64,
-    /// From the service's own histogram (bucketed: an upper bound per bucket).
+    /// From the service's own histogram over the measured window (bucketed: each
+    /// figure is the upper edge of its bucket).
     pub probe_rtt: Percentiles,
+    /// Probe sent → read by the client (one way, whole ms), service and baseline.
+    pub probe_one_way: Percentiles,
+    pub baseline_probe_one_way: Percentiles,
     /// Timer command sent → a site has the new snapshot, over every site and command.
     pub timer_fanout: Percentiles,
     /// Timer command sent → the last site has it, per command.
     pub timer_fanout_last_site: Percentiles,
+    /// The same for the bare baseline broadcasting a frame of the same shape.
+    pub baseline_fanout: Percentiles,
+    pub baseline_fanout_last_site: Percentiles,
     /// A site's socket closes → the live feed shows it offline.
     pub close_to_offline: Percentiles,
     pub connect_all_seconds: f64,
+    /// Failed handshakes while every site connected at once.
+    pub handshake_failures: u64,
+    /// Healthy sites marked degraded from the connection burst to the end of the
+    /// measured window (should be 0).
+    pub degraded_transitions: u64,
+    pub reconnect: Reconnect,
 }
 
 fn percentiles(mut values: Vec<f64>) -> Percentiles {
@@ -138,84 +152,183 @@ impl Drop for ChildProcess {
     }
 }
 
-/// One bridge: answers probes, notes when each timer revision arrived.
+/// What the bench's clients count together.
+#[derive(Default)]
+struct ClientStats {
+    round_trips: AtomicU64,
+    /// Sites welcomed on their current connection.
+    connected: AtomicUsize,
+    /// TCP connected, but the upgrade or the hello → welcome failed.
+    handshake_failures: AtomicU64,
+    /// Probe sent (server clock) → read by the client (same machine, same clock), per
+    /// whole millisecond; the last bucket holds everything slower. Counted while
+    /// `measuring`, for the service and the baseline alike.
+    one_way: Vec<AtomicU64>,
+    measuring: std::sync::atomic::AtomicBool,
+}
+
+const ONE_WAY_BUCKETS: usize = 256;
+
+impl ClientStats {
+    fn one_way_percentiles(&self) -> Percentiles {
+        let counts: Vec<u64> = self
+            .one_way
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let at = |q: f64| {
+            let target = (q * total as f64).ceil() as u64;
+            let mut seen = 0;
+            counts
+                .iter()
+                .position(|c| {
+                    seen += c;
+                    seen >= target.max(1)
+                })
+                .map_or(f64::NAN, |ms| ms as f64)
+        };
+        Percentiles {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            samples: total as usize,
+        }
+    }
+}
+
+/// One bridge: answers probes, notes when each timer revision arrived, and reconnects
+/// like a real agent (1 s ± 50 %, doubling) until the bench closes it.
 struct Bridge {
     close: Option<oneshot::Sender<()>>,
     timer_seen: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
-async fn connect(
-    url: &str,
-    site: &str,
-    key: &str,
-    round_trips: Arc<AtomicU64>,
-) -> Result<Bridge, BenchError> {
-    let (socket, _) = tokio_tungstenite::connect_async(url).await.map_err(fail)?;
-    let (mut sink, mut stream) = socket.split();
-    let hello =
-        json!({"type": "hello", "site": site, "key": key, "agent": "sim", "version": "bench"});
-    sink.send(Message::text(hello.to_string()))
-        .await
-        .map_err(fail)?;
+/// How one connection ended.
+enum Ended {
+    /// The bench closed it (or dropped the bridge): stop.
+    Closed,
+    /// Welcomed, then lost.
+    Lost,
+    /// Nothing listening: the service is down.
+    Refused,
+    HandshakeFailed,
+}
+
+fn spawn_bridge(url: String, site: String, key: String, stats: Arc<ClientStats>) -> Bridge {
     let (close, mut closing) = oneshot::channel();
     let timer_seen = Arc::new(Mutex::new(HashMap::new()));
     let seen = timer_seen.clone();
     tokio::spawn(async move {
+        let mut attempt = 0;
         loop {
-            let frame = tokio::select! {
-                _ = &mut closing => {
-                    let _ = sink.send(Message::Close(None)).await;
-                    return;
+            match connection(&url, &site, &key, &stats, &seen, &mut closing).await {
+                Ended::Closed => return,
+                Ended::Lost => attempt = 0,
+                Ended::Refused => attempt += 1,
+                Ended::HandshakeFailed => {
+                    stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    attempt += 1;
                 }
-                frame = stream.next() => frame,
-            };
-            let text = match frame {
-                Some(Ok(Message::Text(text))) => text,
-                Some(Ok(_)) => continue,
-                _ => return,
-            };
-            // The clients must cost little, or they measure themselves: read only the
-            // fields that matter, with typed parsing.
-            match serde_json::from_str::<BenchFrame>(&text) {
-                Ok(BenchFrame {
-                    kind,
-                    seq,
-                    server_ms,
-                    ..
-                }) if kind == "probe" => {
-                    round_trips.fetch_add(1, Ordering::Relaxed);
-                    let now = now_ms();
-                    let echo = format!(
-                        r#"{{"type":"echo","seq":{},"server_ms":{},"client_recv_ms":{now},"client_send_ms":{now}}}"#,
-                        seq.unwrap_or(0),
-                        server_ms.unwrap_or(0)
-                    );
-                    if sink.send(Message::text(echo)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(BenchFrame {
-                    kind,
-                    rev: Some(rev),
-                    ..
-                }) if kind == "timer" => {
-                    seen.lock().unwrap().entry(rev).or_insert_with(Instant::now);
-                }
-                _ => {}
+            }
+            tokio::select! {
+                _ = &mut closing => return,
+                _ = tokio::time::sleep(backoff(attempt, random_unit())) => {}
             }
         }
     });
-    Ok(Bridge {
+    Bridge {
         close: Some(close),
         timer_seen,
-    })
+    }
+}
+
+async fn connection(
+    url: &str,
+    site: &str,
+    key: &str,
+    stats: &ClientStats,
+    seen: &Mutex<HashMap<u64, Instant>>,
+    closing: &mut oneshot::Receiver<()>,
+) -> Ended {
+    use tokio_tungstenite::tungstenite::Error;
+    let socket = match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => socket,
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Ended::Refused;
+        }
+        Err(_) => return Ended::HandshakeFailed,
+    };
+    let (mut sink, mut stream) = socket.split();
+    let hello =
+        json!({"type": "hello", "site": site, "key": key, "agent": "sim", "version": "bench"});
+    if sink.send(Message::text(hello.to_string())).await.is_err() {
+        return Ended::HandshakeFailed;
+    }
+    let mut welcomed = false;
+    let ended = loop {
+        let frame = tokio::select! {
+            _ = &mut *closing => {
+                let _ = sink.send(Message::Close(None)).await;
+                break Ended::Closed;
+            }
+            frame = stream.next() => frame,
+        };
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                break if welcomed {
+                    Ended::Lost
+                } else {
+                    Ended::HandshakeFailed
+                };
+            }
+            Some(Ok(_)) => continue,
+        };
+        // The clients must cost little, or they measure themselves: read only the
+        // fields that matter, with typed parsing.
+        let Ok(frame) = serde_json::from_str::<BenchFrame>(&text) else {
+            continue;
+        };
+        match frame.kind {
+            "welcome" if !welcomed => {
+                welcomed = true;
+                stats.connected.fetch_add(1, Ordering::Relaxed);
+            }
+            "probe" => {
+                stats.round_trips.fetch_add(1, Ordering::Relaxed);
+                let now = now_ms();
+                if stats.measuring.load(Ordering::Relaxed) {
+                    let late = (now - frame.server_ms.unwrap_or(now)).clamp(0, ONE_WAY_BUCKETS as i64 - 1);
+                    stats.one_way[late as usize].fetch_add(1, Ordering::Relaxed);
+                }
+                let echo = format!(
+                    r#"{{"type":"echo","seq":{},"server_ms":{},"client_recv_ms":{now},"client_send_ms":{now}}}"#,
+                    frame.seq.unwrap_or(0),
+                    frame.server_ms.unwrap_or(0)
+                );
+                if sink.send(Message::text(echo)).await.is_err() {
+                    break Ended::Lost;
+                }
+            }
+            "timer" => {
+                if let Some(rev) = frame.rev {
+                    seen.lock().unwrap().entry(rev).or_insert_with(Instant::now);
+                }
+            }
+            _ => {}
+        }
+    };
+    if welcomed {
+        stats.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+    ended
 }
 
 /// The few fields of a server frame the bench clients look at.
 #[derive(serde::Deserialize)]
-struct BenchFrame {
-    #[serde(rename = "type")]
-    kind: String,
+struct BenchFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
     seq: Option<u64>,
     server_ms: Option<i64>,
     rev: Option<u64>,
@@ -238,34 +351,65 @@ async fn wait_listening(addr: &str) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// A loaded server: what it cost, and the bridges still connected to it.
+struct Loaded {
+    cost: ProcessCost,
+    bridges: Vec<Bridge>,
+    stats: Arc<ClientStats>,
+    connect_all_seconds: f64,
+    /// Probe RTT over the measured window, from the service's histogram.
+    rtt: Option<Percentiles>,
+    /// Sites the service marked degraded since it started (all are healthy).
+    degraded: Option<u64>,
+}
+
 /// Connects every site to `url`, lets the burst settle, then measures `pid` for `seconds`.
 async fn load(
     pid: u32,
     url: &str,
     keys: &[(String, String)],
     seconds: u64,
-) -> Result<(ProcessCost, Vec<Bridge>, f64), BenchError> {
-    let round_trips = Arc::new(AtomicU64::new(0));
+    metrics_url: Option<&str>,
+) -> Result<Loaded, BenchError> {
+    let stats = Arc::new(ClientStats {
+        one_way: (0..ONE_WAY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        ..ClientStats::default()
+    });
     let (_, rss_idle, _) = proc_usage(pid)?;
     let started = Instant::now();
-    let mut bridges = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(250) {
-        let connecting = chunk
-            .iter()
-            .map(|(site, key)| connect(url, site, key, round_trips.clone()));
-        for bridge in futures_util::future::join_all(connecting).await {
-            bridges.push(bridge?);
-        }
-    }
-    let connect_all = started.elapsed().as_secs_f64();
+    let bridges: Vec<Bridge> = keys
+        .iter()
+        .map(|(site, key)| spawn_bridge(url.into(), site.clone(), key.clone(), stats.clone()))
+        .collect();
+    wait_connected(&stats, keys.len(), Duration::from_secs(60)).await?;
+    let connect_all_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let histogram_before = match metrics_url {
+        Some(url) => Some(probe_rtt_buckets(&fetch_text(url).await?)),
+        None => None,
+    };
     let (ticks_before, _, _) = proc_usage(pid)?;
-    let trips_before = round_trips.load(Ordering::Relaxed);
+    let trips_before = stats.round_trips.load(Ordering::Relaxed);
     let measuring = Instant::now();
+    stats.measuring.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stats.measuring.store(false, Ordering::Relaxed);
     let elapsed = measuring.elapsed().as_secs_f64();
     let (ticks_after, rss, peak) = proc_usage(pid)?;
-    let trips = round_trips.load(Ordering::Relaxed) - trips_before;
+    let trips = stats.round_trips.load(Ordering::Relaxed) - trips_before;
+    let (rtt, degraded) = match (metrics_url, histogram_before) {
+        (Some(url), Some(before)) => {
+            let metrics = fetch_text(url).await?;
+            (
+                Some(bucket_quantiles(&subtract(
+                    &probe_rtt_buckets(&metrics),
+                    &before,
+                ))),
+                Some(degraded_transitions(&metrics)),
+            )
+        }
+        _ => (None, None),
+    };
     let cpu_seconds = ticks_after.saturating_sub(ticks_before) as f64 / ticks_per_second();
     let cost = ProcessCost {
         cpu_cores: cpu_seconds / elapsed,
@@ -276,12 +420,48 @@ async fn load(
         probe_round_trips: trips,
         cpu_us_per_round_trip: cpu_seconds * 1e6 / trips.max(1) as f64,
     };
-    Ok((cost, bridges, connect_all))
+    Ok(Loaded {
+        cost,
+        bridges,
+        stats,
+        connect_all_seconds,
+        rtt,
+        degraded,
+    })
 }
 
-/// Quantiles of `diemcau_probe_rtt_seconds` from its cumulative buckets, in ms.
-fn histogram_quantiles(metrics: &str) -> Percentiles {
-    let buckets: Vec<(f64, f64)> = metrics
+async fn wait_connected(
+    stats: &ClientStats,
+    sites: usize,
+    within: Duration,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + within;
+    while stats.connected.load(Ordering::Relaxed) < sites {
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "only {} of {sites} sites connected within {} s ({} failed handshakes)",
+                stats.connected.load(Ordering::Relaxed),
+                within.as_secs(),
+                stats.handshake_failures.load(Ordering::Relaxed)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn fetch_text(url: &str) -> Result<String, BenchError> {
+    reqwest::get(url)
+        .await
+        .map_err(fail)?
+        .text()
+        .await
+        .map_err(fail)
+}
+
+/// The cumulative buckets of `diemcau_probe_rtt_seconds`: (upper bound in s, count).
+fn probe_rtt_buckets(metrics: &str) -> Vec<(f64, f64)> {
+    metrics
         .lines()
         .filter_map(|l| l.strip_prefix("diemcau_probe_rtt_seconds_bucket{le=\""))
         .filter_map(|rest| {
@@ -293,7 +473,34 @@ fn histogram_quantiles(metrics: &str) -> Percentiles {
             };
             Some((le, count.trim().parse().ok()?))
         })
-        .collect();
+        .collect()
+}
+
+/// How many times any site went degraded, from `diemcau_site_transitions_total`.
+fn degraded_transitions(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("diemcau_site_transitions_total{") && l.contains("to=\"degraded\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Only what was observed between two scrapes (the connection burst stays out).
+fn subtract(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after
+        .iter()
+        .map(|&(le, count)| {
+            let earlier = before
+                .iter()
+                .find(|(b, _)| *b == le)
+                .map_or(0.0, |(_, c)| *c);
+            (le, count - earlier)
+        })
+        .collect()
+}
+
+/// Quantiles from cumulative buckets, in ms (each an upper bound: the bucket's edge).
+fn bucket_quantiles(buckets: &[(f64, f64)]) -> Percentiles {
     let total = buckets.last().map_or(0.0, |(_, c)| *c);
     let at = |q: f64| {
         let target = q * total;
@@ -309,9 +516,197 @@ fn histogram_quantiles(metrics: &str) -> Percentiles {
     }
 }
 
+/// What sends a timer change to every site: the service's timer API, or the
+/// baseline's broadcast of a frame of the same shape.
+enum Trigger {
+    Service {
+        http: reqwest::Client,
+        base: String,
+        secretary: String,
+    },
+    Baseline {
+        control: futures_util::stream::SplitSink<
+            tokio_tungstenite::WebSocketStream<
+                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+            >,
+            Message,
+        >,
+    },
+}
+
+impl Trigger {
+    /// Sends change number `i`; returns the timer revision the sites will see.
+    async fn fire(&mut self, i: u64) -> Result<u64, BenchError> {
+        match self {
+            Trigger::Service {
+                http,
+                base,
+                secretary,
+            } => {
+                let (path, body) = if i == 0 {
+                    ("start", json!({"slot": 1}))
+                } else {
+                    (
+                        "adjust",
+                        json!({"seconds": if i % 2 == 0 { 1 } else { -1 }}),
+                    )
+                };
+                let answer: Value = http
+                    .post(format!("{base}/api/timer/{path}"))
+                    .bearer_auth(&*secretary)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(fail)?
+                    .json()
+                    .await
+                    .map_err(fail)?;
+                answer["rev"]
+                    .as_u64()
+                    .ok_or_else(|| fail(format!("timer command refused: {answer}")))
+            }
+            Trigger::Baseline { control } => {
+                let rev = 1000 + i;
+                let order = json!({"type": "broadcast", "frame": timer_like_frame(rev)});
+                control
+                    .send(Message::text(order.to_string()))
+                    .await
+                    .map_err(fail)?;
+                Ok(rev)
+            }
+        }
+    }
+}
+
+/// A frame shaped like the service's timer snapshot (DESIGN.md), for the baseline.
+fn timer_like_frame(rev: u64) -> String {
+    let now = now_ms();
+    json!({"type": "timer", "rev": rev, "state": "running",
+        "slot": {"order": 4, "unit": "Sở Khoa học và Công nghệ", "topic": "Chuyển đổi số cấp xã sau một năm vận hành", "venue": "hall"},
+        "next": {"order": 5, "unit": "Sở Nội vụ", "venue": "hall"},
+        "duration_ms": 420000, "added_ms": 0, "deadline_ms": now + 420000, "remaining_ms": null,
+        "warning_ms": 60000, "danger_ms": 30000, "server_ms": now})
+    .to_string()
+}
+
+/// Timer fan-out: ten changes, each timed until every site has it.
+/// Returns (every site's latency, the last site's latency per change), in ms.
+async fn fanout(
+    bridges: &[Bridge],
+    trigger: &mut Trigger,
+) -> Result<(Vec<f64>, Vec<f64>), BenchError> {
+    let (mut per_site, mut last_site) = (Vec::new(), Vec::new());
+    for i in 0..10u64 {
+        let sent = Instant::now();
+        let rev = trigger.fire(i).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let times = loop {
+            let times: Vec<Instant> = bridges
+                .iter()
+                .filter_map(|b| b.timer_seen.lock().unwrap().get(&rev).copied())
+                .collect();
+            if times.len() == bridges.len() || Instant::now() > deadline {
+                break times;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        if times.len() < bridges.len() {
+            return Err(fail(format!(
+                "timer change {i} reached {} of {} sites within 10 s",
+                times.len(),
+                bridges.len()
+            )));
+        }
+        let latencies: Vec<f64> = times
+            .iter()
+            .map(|t| t.duration_since(sent).as_secs_f64() * 1000.0)
+            .collect();
+        last_site.push(latencies.iter().copied().fold(0.0, f64::max));
+        per_site.extend(latencies);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok((per_site, last_site))
+}
+
+fn start_service(exe: &Path, addr: &str, dir: &Path) -> Result<ChildProcess, BenchError> {
+    Ok(ChildProcess(
+        Command::new(exe)
+            .args(["serve", "--listen", addr, "--data-dir"])
+            .arg(dir)
+            .arg("--config")
+            .arg(dir.join("bench.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(fail)?,
+    ))
+}
+
+/// After `kill -9` and a restart on the same port and data dir: how long until the
+/// service shows every still-open site online again.
+#[derive(Debug, Serialize)]
+pub struct Reconnect {
+    pub sites: usize,
+    /// Kill → the restarted service listens.
+    pub listening_seconds: f64,
+    /// Kill → the service's status shows all of them online.
+    pub all_online_seconds: f64,
+    /// Connections accepted whose upgrade or hello → welcome failed.
+    pub handshake_failures: u64,
+}
+
+async fn mass_reconnect(
+    service: &mut ChildProcess,
+    restart: impl FnOnce() -> Result<ChildProcess, BenchError>,
+    addr: &str,
+    operator: &str,
+    stats: &ClientStats,
+    sites: usize,
+) -> Result<Reconnect, BenchError> {
+    let failures_before = stats.handshake_failures.load(Ordering::Relaxed);
+    let _ = service.0.kill();
+    let _ = service.0.wait();
+    let killed = Instant::now();
+    *service = restart()?;
+    wait_listening(addr).await?;
+    let listening_seconds = killed.elapsed().as_secs_f64();
+    let http = reqwest::Client::new();
+    let deadline = killed + Duration::from_secs(60);
+    loop {
+        let online = match http
+            .get(format!("http://{addr}/api/status"))
+            .bearer_auth(operator)
+            .send()
+            .await
+        {
+            Ok(answer) => answer.json::<Value>().await.map_err(fail)?["sites"]["online"]
+                .as_u64()
+                .unwrap_or(0) as usize,
+            Err(_) => 0,
+        };
+        if online >= sites {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "after a restart only {online} of {sites} sites were online within 60 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Reconnect {
+        sites,
+        listening_seconds,
+        all_online_seconds: killed.elapsed().as_secs_f64(),
+        handshake_failures: stats.handshake_failures.load(Ordering::Relaxed) - failures_before,
+    })
+}
+
 pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     let n = options.sites;
-    let needed = n as u64 * 2 + 512;
+    // The clients here and the service's sockets in its own process (which inherits
+    // the limit): each side needs one descriptor per site, plus room.
+    let needed = n as u64 + 1024;
     let _ = rlimit::increase_nofile_limit(needed);
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(fail)?;
     if soft < needed {
@@ -351,116 +746,82 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
             .map_err(fail)?,
     );
     wait_listening(&addr).await?;
-    let (baseline_cost, bridges, _) = load(
-        baseline.0.id(),
-        &format!("ws://{addr}/ws/bridge"),
-        &keys,
-        options.seconds,
-    )
-    .await?;
-    drop(bridges);
+    let url = format!("ws://{addr}/ws/bridge");
+    let base_run = load(baseline.0.id(), &url, &keys, options.seconds, None).await?;
+    let (control, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .map_err(fail)?;
+    let (mut control, _) = control.split();
+    control
+        .send(Message::text(r#"{"type":"hello"}"#))
+        .await
+        .map_err(fail)?;
+    let (baseline_per_site, baseline_last_site) =
+        fanout(&base_run.bridges, &mut Trigger::Baseline { control }).await?;
+    drop(base_run.bridges);
     drop(baseline);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Then the service, as the organisers run it.
     let addr = format!("127.0.0.1:{}", free_port()?);
-    let service = ChildProcess(
-        Command::new(&exe)
-            .args(["serve", "--listen", &addr, "--data-dir"])
-            .arg(dir.path())
-            .arg("--config")
-            .arg(dir.path().join("bench.toml"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(fail)?,
-    );
+    let mut service = start_service(&exe, &addr, dir.path())?;
     wait_listening(&addr).await?;
-    let (service_cost, mut bridges, connect_all_seconds) = load(
+    let base = format!("http://{addr}");
+    let mut run = load(
         service.0.id(),
         &format!("ws://{addr}/ws/bridge"),
         &keys,
         options.seconds,
+        Some(&format!("{base}/metrics")),
     )
     .await?;
+    let initial_handshake_failures = run.stats.handshake_failures.load(Ordering::Relaxed);
 
-    let http = reqwest::Client::new();
-    let base = format!("http://{addr}");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .map_err(fail)?
-        .text()
-        .await
-        .map_err(fail)?;
-    let probe_rtt = histogram_quantiles(&metrics);
-
-    // Timer fan-out: ten commands, each timed until every site has it.
     let secretary = secrets.role_key(Role::Secretary).expose().to_string();
-    let (mut per_site, mut last_site) = (Vec::new(), Vec::new());
-    for i in 0..10u64 {
-        let (path, body) = if i == 0 {
-            ("start", json!({"slot": 1}))
-        } else {
-            (
-                "adjust",
-                json!({"seconds": if i % 2 == 0 { 1 } else { -1 }}),
-            )
-        };
-        let sent = Instant::now();
-        let answer: Value = http
-            .post(format!("{base}/api/timer/{path}"))
-            .bearer_auth(&secretary)
-            .json(&body)
-            .send()
-            .await
-            .map_err(fail)?
-            .json()
-            .await
-            .map_err(fail)?;
-        let rev = answer["rev"]
-            .as_u64()
-            .ok_or_else(|| fail(format!("timer command refused: {answer}")))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let times = loop {
-            let times: Vec<Instant> = bridges
-                .iter()
-                .filter_map(|b| b.timer_seen.lock().unwrap().get(&rev).copied())
-                .collect();
-            if times.len() == bridges.len() || Instant::now() > deadline {
-                break times;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        let latencies: Vec<f64> = times
-            .iter()
-            .map(|t| t.duration_since(sent).as_secs_f64() * 1000.0)
-            .collect();
-        last_site.push(latencies.iter().copied().fold(0.0, f64::max));
-        per_site.extend(latencies);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut trigger = Trigger::Service {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        secretary,
+    };
+    let (per_site, last_site) = fanout(&run.bridges, &mut trigger).await?;
 
     // Close → offline: sockets closed one by one, watched on the live feed.
     let operator = secrets.role_key(Role::Operator).expose().to_string();
-    let close_to_offline = detection(&addr, &operator, &mut bridges, &keys).await?;
+    let close_to_offline = detection(&addr, &operator, &mut run.bridges, &keys).await?;
+    let still_open = run.bridges.iter().filter(|b| b.close.is_some()).count();
+    let reconnect = mass_reconnect(
+        &mut service,
+        || start_service(&exe, &addr, dir.path()),
+        &addr,
+        &operator,
+        &run.stats,
+        still_open,
+    )
+    .await?;
+    drop(run.bridges);
     drop(service);
 
-    let cpu_ratio = service_cost.cpu_us_per_round_trip
-        / baseline_cost.cpu_us_per_round_trip.max(f64::MIN_POSITIVE);
+    let cpu_ratio = run.cost.cpu_us_per_round_trip
+        / base_run.cost.cpu_us_per_round_trip.max(f64::MIN_POSITIVE);
     Ok(BenchReport {
         sites: n,
         seconds: options.seconds,
         probe_interval_ms: options.probe_interval_ms,
-        service: service_cost,
-        baseline: baseline_cost,
+        service: run.cost,
+        baseline: base_run.cost,
         cpu_ratio,
-        probe_rtt,
+        probe_rtt: run.rtt.unwrap_or_else(|| percentiles(Vec::new())),
+        probe_one_way: run.stats.one_way_percentiles(),
+        baseline_probe_one_way: base_run.stats.one_way_percentiles(),
         timer_fanout: percentiles(per_site),
         timer_fanout_last_site: percentiles(last_site),
+        baseline_fanout: percentiles(baseline_per_site),
+        baseline_fanout_last_site: percentiles(baseline_last_site),
         close_to_offline,
-        connect_all_seconds,
+        connect_all_seconds: run.connect_all_seconds,
+        handshake_failures: initial_handshake_failures,
+        degraded_transitions: run.degraded.unwrap_or(0),
+        reconnect,
     })
 }
 
@@ -537,19 +898,31 @@ fn write_files(dir: &Path, roster: &Roster, probe_interval_ms: u64) -> Result<()
     std::fs::write(dir.join("bench.toml"), config).map_err(fail)
 }
 
-/// The baseline: accepts bridges, reads their hello, probes every interval and reads
-/// the echoes — the same frames as the service, and nothing else.
+/// The baseline: accepts bridges, reads their hello, welcomes them, probes every
+/// interval and reads the echoes — the same frames as the service, and nothing else.
+/// A `broadcast` frame from any client sends its `frame` to every connection (the
+/// bench's timer fan-out, done the bare way).
 pub async fn baseline_server(listen: &str, probe_interval_ms: u64) -> std::io::Result<()> {
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    let (everyone, _) = tokio::sync::broadcast::channel::<Utf8Bytes>(16);
     loop {
-        let (stream, _) = listener.accept().await?;
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let everyone = everyone.clone();
         tokio::spawn(async move {
             let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
                 return;
             };
+            let mut broadcasts = everyone.subscribe();
             let (mut sink, mut stream) = socket.split();
             if !matches!(stream.next().await, Some(Ok(Message::Text(_)))) {
+                return;
+            }
+            let welcome = json!({"type": "welcome", "server_ms": now_ms(), "probe_interval_ms": probe_interval_ms});
+            if sink.send(Message::text(welcome.to_string())).await.is_err() {
                 return;
             }
             let mut every = tokio::time::interval(Duration::from_millis(probe_interval_ms));
@@ -563,9 +936,24 @@ pub async fn baseline_server(listen: &str, probe_interval_ms: u64) -> std::io::R
                             return;
                         }
                     }
+                    frame = broadcasts.recv() => match frame {
+                        Ok(frame) => {
+                            if sink.send(Message::Text(frame)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
                     frame = stream.next() => match frame {
                         Some(Ok(Message::Text(text))) => {
-                            let _ = serde_json::from_str::<Value>(&text);
+                            let Ok(value) = serde_json::from_str::<Value>(&text) else {
+                                continue;
+                            };
+                            if value["type"] == "broadcast" {
+                                let frame = value["frame"].as_str().unwrap_or_default();
+                                let _ = everyone.send(Utf8Bytes::from(frame));
+                            }
                         }
                         Some(Ok(_)) => {}
                         _ => return,
@@ -588,10 +976,13 @@ impl BenchReport {
              {:<34} {:>10.1} KiB {:>8.1} KiB\n\
              {:<34} {:>12.1} {:>12.1}\n\
              CPU per round trip, service ÷ baseline: {:.2}\n\
-             probe RTT p50 / p99 (histogram bucket): {:.1} / {:.1} ms\n\
+             probe RTT p50 / p99 (histogram bucket, measured window): {:.1} / {:.1} ms\n\
+             probe one way p50 / p99, service: {:.0} / {:.0} ms; bare baseline: {:.0} / {:.0} ms\n\
              timer fan-out p50 / p99 (per site): {:.1} / {:.1} ms; last site p99 {:.1} ms\n\
+             bare baseline fan-out p50 / p99: {:.1} / {:.1} ms; last site p99 {:.1} ms\n\
              close → offline p50 / p99: {:.1} / {:.1} ms ({} sites)\n\
-             all sites connected in {:.2} s\n",
+             all sites connected in {:.2} s ({} failed handshakes); healthy sites marked degraded: {}\n\
+             kill -9 and restart: listening after {:.2} s, all {} sites online after {:.2} s ({} failed handshakes)\n",
             self.sites,
             self.seconds,
             self.probe_interval_ms,
@@ -613,13 +1004,26 @@ impl BenchReport {
             self.cpu_ratio,
             self.probe_rtt.p50_ms,
             self.probe_rtt.p99_ms,
+            self.probe_one_way.p50_ms,
+            self.probe_one_way.p99_ms,
+            self.baseline_probe_one_way.p50_ms,
+            self.baseline_probe_one_way.p99_ms,
             self.timer_fanout.p50_ms,
             self.timer_fanout.p99_ms,
             self.timer_fanout_last_site.p99_ms,
+            self.baseline_fanout.p50_ms,
+            self.baseline_fanout.p99_ms,
+            self.baseline_fanout_last_site.p99_ms,
             self.close_to_offline.p50_ms,
             self.close_to_offline.p99_ms,
             self.close_to_offline.samples,
             self.connect_all_seconds,
+            self.handshake_failures,
+            self.degraded_transitions,
+            self.reconnect.listening_seconds,
+            self.reconnect.sites,
+            self.reconnect.all_online_seconds,
+            self.reconnect.handshake_failures,
         )
     }
 }
@@ -633,8 +1037,32 @@ mod tests {
         let metrics = "diemcau_probe_rtt_seconds_bucket{le=\"0.001\"} 50\n\
                        diemcau_probe_rtt_seconds_bucket{le=\"0.005\"} 99\n\
                        diemcau_probe_rtt_seconds_bucket{le=\"+Inf\"} 100\n";
-        let q = histogram_quantiles(metrics);
+        let q = bucket_quantiles(&probe_rtt_buckets(metrics));
         assert_eq!((q.p50_ms, q.p99_ms, q.samples), (1.0, 5.0, 100));
+    }
+
+    #[test]
+    fn the_window_leaves_out_what_came_before_it() {
+        let before = probe_rtt_buckets(
+            "diemcau_probe_rtt_seconds_bucket{le=\"0.001\"} 0\n\
+             diemcau_probe_rtt_seconds_bucket{le=\"0.05\"} 100\n\
+             diemcau_probe_rtt_seconds_bucket{le=\"+Inf\"} 100\n",
+        );
+        let after = probe_rtt_buckets(
+            "diemcau_probe_rtt_seconds_bucket{le=\"0.001\"} 100\n\
+             diemcau_probe_rtt_seconds_bucket{le=\"0.05\"} 200\n\
+             diemcau_probe_rtt_seconds_bucket{le=\"+Inf\"} 200\n",
+        );
+        let q = bucket_quantiles(&subtract(&after, &before));
+        assert_eq!((q.p99_ms, q.samples), (1.0, 100), "the burst's slow probes are not in the window");
+    }
+
+    #[test]
+    fn degraded_transitions_are_summed_over_sites() {
+        let metrics = "diemcau_site_transitions_total{site=\"00001\",to=\"degraded\"} 2\n\
+                       diemcau_site_transitions_total{site=\"00001\",to=\"offline\"} 5\n\
+                       diemcau_site_transitions_total{site=\"00002\",to=\"degraded\"} 1\n";
+        assert_eq!(degraded_transitions(metrics), 3);
     }
 
     #[test]

@@ -246,6 +246,7 @@ async fn run_session(
     probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outstanding: VecDeque<(u64, EpochMs)> = VecDeque::new();
     let mut next_seq = 0u64;
+    let (mut synced, mut pending_sync) = (false, None::<ServerMsg>);
     let mut flood = FloodGuard::new(protocol.max_frames_per_second);
     let mut bad_frames = 0u32;
     let echo_timeout = liveness.echo_timeout_ms as i64;
@@ -334,7 +335,14 @@ async fn run_session(
                                     }
                                     if let Some(sync) = outcome.sync {
                                         let msg = ServerMsg::Sync { offset_ms: sync.offset_ms, rtt_ms: sync.rtt_ms, uncertainty_ms: sync.uncertainty_ms };
-                                        if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
+                                        // The first estimate goes at once; later ones ride with the
+                                        // next probe in the same write (one syscall, not two).
+                                        if synced {
+                                            pending_sync = Some(msg);
+                                        } else {
+                                            synced = true;
+                                            if queue.send(&msg).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
+                                        }
                                     }
                                 }
                                 // Late (already counted as stalled) or unknown: still a sign of life.
@@ -404,6 +412,9 @@ async fn run_session(
                     outstanding.push_back((next_seq, now));
                     app.hub.probe_sent(hello.idx, session);
                     if let Some(check) = check.as_mut() { check.probe_sent(); }
+                    if pending_sync.take().is_some_and(|sync| queue.send(&sync).is_err()) {
+                        break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
+                    }
                     if queue.send(&ServerMsg::Probe { seq: next_seq, server_ms: now }).is_err() {
                         break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
                     }
@@ -533,11 +544,18 @@ async fn write_frames(
             }
             next = queue.recv() => match next {
                 Some(outbound) => {
-                    let message = match outbound {
-                        Outbound::Text(text) => Message::Text(text),
-                        Outbound::Binary(data) => Message::Binary(data),
-                    };
-                    if sink.send(message).await.is_err() {
+                    // Everything already queued goes out in one flush: one write, one wake-up
+                    // of the peer.
+                    let mut batch = Some(outbound);
+                    let mut written = Ok(());
+                    while let Some(outbound) = batch.take() {
+                        written = sink.feed(outbound.into_message()).await;
+                        if written.is_err() {
+                            break;
+                        }
+                        batch = queue.try_recv().ok();
+                    }
+                    if written.is_err() || sink.flush().await.is_err() {
                         break;
                     }
                 }

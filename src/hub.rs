@@ -31,6 +31,15 @@ pub enum Outbound {
     Binary(axum::body::Bytes),
 }
 
+impl Outbound {
+    pub fn into_message(self) -> axum::extract::ws::Message {
+        match self {
+            Outbound::Text(text) => axum::extract::ws::Message::Text(text),
+            Outbound::Binary(data) => axum::extract::ws::Message::Binary(data),
+        }
+    }
+}
+
 /// One frame of the live feed, encoded once for every subscriber.
 #[derive(Clone, Debug)]
 pub struct LiveFrame {
