@@ -72,6 +72,8 @@ pub struct BenchReport {
     pub timer_fanout: Percentiles,
     /// Timer command sent → the last site has it, per command.
     pub timer_fanout_last_site: Percentiles,
+    /// Timer command sent → its HTTP answer (stored, applied, queued to every site).
+    pub timer_command_answered: Percentiles,
     /// The same for the bare baseline broadcasting a frame of the same shape.
     pub baseline_fanout: Percentiles,
     pub baseline_fanout_last_site: Percentiles,
@@ -298,7 +300,8 @@ async fn connection(
                 stats.round_trips.fetch_add(1, Ordering::Relaxed);
                 let now = now_ms();
                 if stats.measuring.load(Ordering::Relaxed) {
-                    let late = (now - frame.server_ms.unwrap_or(now)).clamp(0, ONE_WAY_BUCKETS as i64 - 1);
+                    let late =
+                        (now - frame.server_ms.unwrap_or(now)).clamp(0, ONE_WAY_BUCKETS as i64 - 1);
                     stats.one_way[late as usize].fetch_add(1, Ordering::Relaxed);
                 }
                 let echo = format!(
@@ -480,7 +483,9 @@ fn probe_rtt_buckets(metrics: &str) -> Vec<(f64, f64)> {
 fn degraded_transitions(metrics: &str) -> u64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("diemcau_site_transitions_total{") && l.contains("to=\"degraded\""))
+        .filter(|l| {
+            l.starts_with("diemcau_site_transitions_total{") && l.contains("to=\"degraded\"")
+        })
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -589,16 +594,21 @@ fn timer_like_frame(rev: u64) -> String {
     .to_string()
 }
 
-/// Timer fan-out: ten changes, each timed until every site has it.
-/// Returns (every site's latency, the last site's latency per change), in ms.
-async fn fanout(
-    bridges: &[Bridge],
-    trigger: &mut Trigger,
-) -> Result<(Vec<f64>, Vec<f64>), BenchError> {
-    let (mut per_site, mut last_site) = (Vec::new(), Vec::new());
+/// Timer fan-out, ten changes, each timed until every site has it, in ms.
+#[derive(Default)]
+struct Fanout {
+    per_site: Vec<f64>,
+    last_site: Vec<f64>,
+    /// Sent → the trigger answered (the service's command stored and applied).
+    answered: Vec<f64>,
+}
+
+async fn fanout(bridges: &[Bridge], trigger: &mut Trigger) -> Result<Fanout, BenchError> {
+    let mut fanout = Fanout::default();
     for i in 0..10u64 {
         let sent = Instant::now();
         let rev = trigger.fire(i).await?;
+        fanout.answered.push(sent.elapsed().as_secs_f64() * 1000.0);
         let deadline = Instant::now() + Duration::from_secs(10);
         let times = loop {
             let times: Vec<Instant> = bridges
@@ -621,11 +631,13 @@ async fn fanout(
             .iter()
             .map(|t| t.duration_since(sent).as_secs_f64() * 1000.0)
             .collect();
-        last_site.push(latencies.iter().copied().fold(0.0, f64::max));
-        per_site.extend(latencies);
+        fanout
+            .last_site
+            .push(latencies.iter().copied().fold(0.0, f64::max));
+        fanout.per_site.extend(latencies);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok((per_site, last_site))
+    Ok(fanout)
 }
 
 fn start_service(exe: &Path, addr: &str, dir: &Path) -> Result<ChildProcess, BenchError> {
@@ -748,16 +760,13 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     wait_listening(&addr).await?;
     let url = format!("ws://{addr}/ws/bridge");
     let base_run = load(baseline.0.id(), &url, &keys, options.seconds, None).await?;
-    let (control, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .map_err(fail)?;
+    let (control, _) = tokio_tungstenite::connect_async(&url).await.map_err(fail)?;
     let (mut control, _) = control.split();
     control
         .send(Message::text(r#"{"type":"hello"}"#))
         .await
         .map_err(fail)?;
-    let (baseline_per_site, baseline_last_site) =
-        fanout(&base_run.bridges, &mut Trigger::Baseline { control }).await?;
+    let baseline_fanout = fanout(&base_run.bridges, &mut Trigger::Baseline { control }).await?;
     drop(base_run.bridges);
     drop(baseline);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -783,7 +792,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         base: base.clone(),
         secretary,
     };
-    let (per_site, last_site) = fanout(&run.bridges, &mut trigger).await?;
+    let service_fanout = fanout(&run.bridges, &mut trigger).await?;
 
     // Close → offline: sockets closed one by one, watched on the live feed.
     let operator = secrets.role_key(Role::Operator).expose().to_string();
@@ -801,8 +810,8 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     drop(run.bridges);
     drop(service);
 
-    let cpu_ratio = run.cost.cpu_us_per_round_trip
-        / base_run.cost.cpu_us_per_round_trip.max(f64::MIN_POSITIVE);
+    let cpu_ratio =
+        run.cost.cpu_us_per_round_trip / base_run.cost.cpu_us_per_round_trip.max(f64::MIN_POSITIVE);
     Ok(BenchReport {
         sites: n,
         seconds: options.seconds,
@@ -813,10 +822,11 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         probe_rtt: run.rtt.unwrap_or_else(|| percentiles(Vec::new())),
         probe_one_way: run.stats.one_way_percentiles(),
         baseline_probe_one_way: base_run.stats.one_way_percentiles(),
-        timer_fanout: percentiles(per_site),
-        timer_fanout_last_site: percentiles(last_site),
-        baseline_fanout: percentiles(baseline_per_site),
-        baseline_fanout_last_site: percentiles(baseline_last_site),
+        timer_fanout: percentiles(service_fanout.per_site),
+        timer_fanout_last_site: percentiles(service_fanout.last_site),
+        timer_command_answered: percentiles(service_fanout.answered),
+        baseline_fanout: percentiles(baseline_fanout.per_site),
+        baseline_fanout_last_site: percentiles(baseline_fanout.last_site),
         close_to_offline,
         connect_all_seconds: run.connect_all_seconds,
         handshake_failures: initial_handshake_failures,
@@ -978,7 +988,7 @@ impl BenchReport {
              CPU per round trip, service ÷ baseline: {:.2}\n\
              probe RTT p50 / p99 (histogram bucket, measured window): {:.1} / {:.1} ms\n\
              probe one way p50 / p99, service: {:.0} / {:.0} ms; bare baseline: {:.0} / {:.0} ms\n\
-             timer fan-out p50 / p99 (per site): {:.1} / {:.1} ms; last site p99 {:.1} ms\n\
+             timer fan-out p50 / p99 (per site): {:.1} / {:.1} ms; last site p99 {:.1} ms; command answered p99 {:.1} ms\n\
              bare baseline fan-out p50 / p99: {:.1} / {:.1} ms; last site p99 {:.1} ms\n\
              close → offline p50 / p99: {:.1} / {:.1} ms ({} sites)\n\
              all sites connected in {:.2} s ({} failed handshakes); healthy sites marked degraded: {}\n\
@@ -1011,6 +1021,7 @@ impl BenchReport {
             self.timer_fanout.p50_ms,
             self.timer_fanout.p99_ms,
             self.timer_fanout_last_site.p99_ms,
+            self.timer_command_answered.p99_ms,
             self.baseline_fanout.p50_ms,
             self.baseline_fanout.p99_ms,
             self.baseline_fanout_last_site.p99_ms,
@@ -1054,7 +1065,11 @@ mod tests {
              diemcau_probe_rtt_seconds_bucket{le=\"+Inf\"} 200\n",
         );
         let q = bucket_quantiles(&subtract(&after, &before));
-        assert_eq!((q.p99_ms, q.samples), (1.0, 100), "the burst's slow probes are not in the window");
+        assert_eq!(
+            (q.p99_ms, q.samples),
+            (1.0, 100),
+            "the burst's slow probes are not in the window"
+        );
     }
 
     #[test]

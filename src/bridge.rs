@@ -202,6 +202,23 @@ fn close_message(code: u16, reason: &str) -> Message {
     }))
 }
 
+/// A read error: broken framing or text that is not UTF-8 gets its RFC 6455 close
+/// code (1002, 1007); anything else is a lost connection.
+fn broken(e: &axum::Error) -> Ending {
+    use tokio_tungstenite::tungstenite::Error;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        match err.downcast_ref::<Error>() {
+            Some(Error::Utf8(_)) => return Ending::close(1007, "text frames must be UTF-8"),
+            Some(Error::Protocol(p)) => {
+                return Ending::close(1002, format!("websocket protocol error: {p}"));
+            }
+            _ => source = err.source(),
+        }
+    }
+    Ending::gone("connection lost")
+}
+
 fn is_too_large(e: &axum::Error) -> bool {
     use tokio_tungstenite::tungstenite::Error;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -303,7 +320,14 @@ async fn run_session(
                                 deadline = app.hub.heard(hello.idx, session);
                                 continue;
                             }
-                            if !flood.allow() { break 'session Ending::close(close::FLOODING, "too many frames per second"); }
+                            match flood.check() {
+                                Flow::Allow => {}
+                                Flow::Throttle { warn } => {
+                                    if warn && queue.send(&slow_down()).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
+                                    continue;
+                                }
+                                Flow::Close => break 'session Ending::close(close::FLOODING, "too many frames per second"),
+                            }
                             bad_frames += 1;
                             if queue.send(&ServerMsg::error("binary_not_allowed", "binary frames are only accepted during a throughput test")).is_err() {
                                 break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
@@ -316,10 +340,18 @@ async fn run_session(
                             break 'session Ending::gone(format!("socket closed by the site ({code})"));
                         }
                         Some(Err(e)) if is_too_large(&e) => break 'session Ending::close(close::TOO_LARGE, "frame exceeds the size limit"),
-                        Some(Err(_)) | None => break 'session Ending::gone("connection lost"),
+                        Some(Err(e)) => break 'session broken(&e),
+                        None => break 'session Ending::gone("connection lost"),
                     };
-                    if !flood.allow() {
-                        break 'session Ending::close(close::FLOODING, "too many frames per second");
+                    match flood.check() {
+                        Flow::Allow => {}
+                        Flow::Throttle { warn } => {
+                            if warn && queue.send(&slow_down()).is_err() {
+                                break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
+                            }
+                            continue;
+                        }
+                        Flow::Close => break 'session Ending::close(close::FLOODING, "too many frames per second"),
                     }
                     match ClientMsg::decode(&text) {
                         Ok(ClientMsg::Echo { seq, client_recv_ms, client_send_ms, .. }) => {
@@ -572,7 +604,20 @@ async fn write_frames(
     let _ = sink.close().await;
 }
 
-/// Counts frames in one-second windows.
+/// What to do with one more inbound frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Allow,
+    /// Over the limit: the frame is dropped unread (`warn`: the first time this window).
+    Throttle {
+        warn: bool,
+    },
+    /// Twice the limit within one window: a flood, not a burst.
+    Close,
+}
+
+/// Counts frames in one-second windows: a burst over the limit is throttled, a flood
+/// (twice the limit) is closed with 4429.
 struct FloodGuard {
     limit: u32,
     window_start: Instant,
@@ -588,14 +633,63 @@ impl FloodGuard {
         }
     }
 
-    /// Whether one more frame is within the limit.
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
+    fn check(&mut self) -> Flow {
+        self.check_at(Instant::now())
+    }
+
+    fn check_at(&mut self, now: Instant) -> Flow {
         if now.duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
             self.count = 0;
         }
         self.count += 1;
-        self.count <= self.limit
+        if self.count <= self.limit {
+            Flow::Allow
+        } else if self.count <= self.limit.saturating_mul(2) {
+            Flow::Throttle {
+                warn: self.count == self.limit + 1,
+            }
+        } else {
+            Flow::Close
+        }
+    }
+}
+
+fn slow_down() -> ServerMsg {
+    ServerMsg::error(
+        "slow_down",
+        "too many frames per second: frames are dropped; twice the limit closes the socket (4429)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_throttled_a_flood_is_closed_and_the_next_second_starts_afresh() {
+        let start = Instant::now();
+        let mut guard = FloodGuard {
+            limit: 3,
+            window_start: start,
+            count: 0,
+        };
+        let flows: Vec<Flow> = (0..7).map(|_| guard.check_at(start)).collect();
+        assert_eq!(
+            flows,
+            [
+                Flow::Allow,
+                Flow::Allow,
+                Flow::Allow,
+                Flow::Throttle { warn: true },
+                Flow::Throttle { warn: false },
+                Flow::Throttle { warn: false },
+                Flow::Close
+            ]
+        );
+        assert_eq!(
+            guard.check_at(start + Duration::from_millis(1000)),
+            Flow::Allow
+        );
     }
 }

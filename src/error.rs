@@ -21,6 +21,12 @@ pub enum ApiError {
     /// 400: the request itself is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// 413: a body over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: a body that is not of the type the route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 409: a valid request that the current state does not allow.
     #[error("{0}")]
     Conflict(String),
@@ -40,6 +46,10 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -63,5 +73,15 @@ impl IntoResponse for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge("the body is over 2 MB".into())
+        } else {
+            ApiError::BadRequest(format!("cannot read the body: {rejection}"))
+        }
     }
 }

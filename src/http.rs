@@ -1,6 +1,7 @@
 //! HTTP routes: health, status, sites, metrics, and the two websocket endpoints.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -142,10 +143,12 @@ async fn timer_command(
     State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body?;
     caller.require(TIMER_CONTROL)?;
-    let body: CommandBody = json_body(&body, r#"{"slot": 4}"#)?;
+    let body: CommandBody = json_body(&headers, &body, r#"{"slot": 4}"#)?;
     if body
         .command_id
         .as_ref()
@@ -267,8 +270,9 @@ async fn set_schedule(
     State(app): State<AppState>,
     caller: Caller,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body?;
     caller.require(&[Role::Admin, Role::Operator])?;
     let is_csv = headers
         .get(header::CONTENT_TYPE)
@@ -280,7 +284,7 @@ async fn set_schedule(
     } else {
         let example =
             r#"{"days": ["2026-11-25"], "day_start": "08:00", "day_end": "17:00", "minutes": 10}"#;
-        let body: GenerateBody = json_body(&body, example)?;
+        let body: GenerateBody = json_body(&headers, &body, example)?;
         let date = |d: &String| {
             chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
                 .map_err(|_| ApiError::BadRequest(format!("day `{d}` must look like 2026-11-25")))
@@ -326,12 +330,22 @@ async fn rehearsals_csv(
 }
 
 /// Parses an optional JSON body (empty means `{}`), with a 400 that shows the shape.
+/// A JSON body (an empty body means the defaults); any other declared type is refused.
 fn json_body<T: serde::de::DeserializeOwned + Default>(
+    headers: &axum::http::HeaderMap,
     body: &[u8],
     example: &str,
 ) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
+    }
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase());
+    if declared.is_some_and(|t| !t.starts_with("application/json")) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the body as JSON with Content-Type: application/json (curl: --json)".into(),
+        ));
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("body must be JSON like {example}: {e}")))
@@ -346,10 +360,12 @@ struct RollCallBody {
 async fn start_roll_call(
     State(app): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body?;
     caller.require(&[Role::Admin, Role::Operator])?;
-    let body: RollCallBody = json_body(&body, r#"{"deadline_seconds": 300}"#)?;
+    let body: RollCallBody = json_body(&headers, &body, r#"{"deadline_seconds": 300}"#)?;
     let seconds = body.deadline_seconds.unwrap_or(300);
     if !(10..=3600).contains(&seconds) {
         return Err(ApiError::BadRequest(
@@ -382,10 +398,16 @@ struct MessageBody {
 async fn send_message(
     State(app): State<AppState>,
     caller: Caller,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body?;
     caller.require(STAFF)?;
-    let body: MessageBody = json_body(&body, r#"{"text": "…", "level": "info", "to": "all"}"#)?;
+    let body: MessageBody = json_body(
+        &headers,
+        &body,
+        r#"{"text": "…", "level": "info", "to": "all"}"#,
+    )?;
     let text = body.text.trim().to_string();
     if text.is_empty() || text.chars().count() > 1000 {
         return Err(ApiError::BadRequest(

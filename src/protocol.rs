@@ -196,6 +196,7 @@ const KNOWN_TYPES: &[&str] = &[
     "hello",
     "echo",
     "heartbeat",
+    "ack",
     "check_request",
     "check_report",
 ];
@@ -295,5 +296,113 @@ mod tests {
         assert_eq!(json, r#"{"type":"probe","seq":1,"server_ms":2}"#);
         let json = ServerMsg::error("bad_json", "x").to_json();
         assert_eq!(json, r#"{"type":"error","code":"bad_json","message":"x"}"#);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels.
+        fn any_json() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                ".{0,24}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map(".{0,12}", inner, 0..6)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Objects that look like frames: a known or unknown `type` and arbitrary fields,
+        /// some of them the protocol's own names with values of any kind.
+        fn frame_like() -> impl Strategy<Value = serde_json::Value> {
+            let kind = prop_oneof![
+                prop::sample::select(DOCUMENTED_TYPES.to_vec()).prop_map(String::from),
+                ".{0,12}",
+            ];
+            let field = prop::sample::select(vec![
+                "site",
+                "key",
+                "agent",
+                "version",
+                "seq",
+                "server_ms",
+                "client_recv_ms",
+                "client_send_ms",
+                "client_ms",
+                "ref",
+                "check",
+                "phase",
+                "windows_bytes",
+                "technician",
+                "checklist",
+                "media",
+            ]);
+            (kind, prop::collection::vec((field, any_json()), 0..8)).prop_map(|(kind, fields)| {
+                let mut frame = serde_json::Map::new();
+                frame.insert("type".into(), kind.into());
+                for (name, value) in fields {
+                    frame.insert(name.into(), value);
+                }
+                serde_json::Value::Object(frame)
+            })
+        }
+
+        /// Client → server types in DESIGN.md: a bad one of these is `bad_frame`.
+        const DOCUMENTED_TYPES: &[&str] = &[
+            "hello",
+            "echo",
+            "heartbeat",
+            "ack",
+            "check_request",
+            "check_report",
+        ];
+
+        fn documented(result: &Result<ClientMsg, FrameError>) -> bool {
+            match result {
+                Ok(_) => true,
+                Err(e) => {
+                    ["bad_json", "unknown_type", "bad_frame"].contains(&e.code)
+                        && !e.message.is_empty()
+                        && e.message.chars().count() < 300
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_text_decodes_or_gets_a_documented_error(text in "\\PC{0,300}") {
+                prop_assert!(documented(&ClientMsg::decode(&text)));
+            }
+
+            #[test]
+            fn arbitrary_bytes_as_lossy_text_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                prop_assert!(documented(&ClientMsg::decode(&String::from_utf8_lossy(&bytes))));
+            }
+
+            #[test]
+            fn arbitrary_json_decodes_or_gets_a_documented_error(value in any_json()) {
+                prop_assert!(documented(&ClientMsg::decode(&value.to_string())));
+            }
+
+            #[test]
+            fn frame_like_objects_decode_or_get_a_documented_error(frame in frame_like()) {
+                let result = ClientMsg::decode(&frame.to_string());
+                prop_assert!(documented(&result));
+                if let Err(e) = &result {
+                    let known = DOCUMENTED_TYPES.contains(&frame["type"].as_str().unwrap_or_default());
+                    prop_assert_eq!(e.code == "unknown_type", !known, "{}", frame);
+                }
+            }
+        }
     }
 }

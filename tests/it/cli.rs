@@ -446,6 +446,15 @@ fn bench_measures_the_service_beside_the_baseline_and_writes_json() {
         "10 commands × 30 sites"
     );
     assert_eq!(report["close_to_offline"]["samples"], 20);
+    assert_eq!(
+        report["baseline_fanout"]["samples"], 300,
+        "the bare baseline broadcast the same 10 changes"
+    );
+    // kill -9, restart: the 10 sites still open are back, none refused.
+    assert_eq!(report["reconnect"]["sites"], 10, "{report}");
+    assert_eq!(report["reconnect"]["handshake_failures"], 0, "{report}");
+    assert!(report["reconnect"]["all_online_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["degraded_transitions"], 0, "{report}");
 }
 
 #[tokio::test]

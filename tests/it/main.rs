@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod devices;
 mod helpers;
+mod hostile;
 mod live;
 mod metrics;
 mod notices;
