@@ -553,7 +553,7 @@ impl Trigger {
                 } else {
                     (
                         "adjust",
-                        json!({"seconds": if i % 2 == 0 { 1 } else { -1 }}),
+                        json!({"seconds": if i.is_multiple_of(2) { 1 } else { -1 }}),
                     )
                 };
                 let answer: Value = http
