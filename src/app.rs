@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -172,10 +171,13 @@ impl App {
             tokio::spawn(pause_on_site_loss(state.clone(), self.offline)),
         ];
         background.extend(crate::prober::spawn_all(&state));
-        let listener = self.listener.tap_io(|tcp| {
-            // Probes are tiny: do not let Nagle hold them back.
-            let _ = tcp.set_nodelay(true);
-        });
+        let protocol = &state.config.protocol;
+        let listener = crate::listener::GuardedListener::new(
+            self.listener,
+            protocol.max_connections,
+            Duration::from_millis(protocol.handshake_timeout_ms),
+            state.metrics.clone(),
+        );
         let signal = {
             let token = token.clone();
             async move {

@@ -119,6 +119,10 @@ pub struct ProtocolConfig {
     pub send_queue_frames: usize,
     pub max_frames_per_second: u32,
     pub max_bad_frames: u32,
+    /// Open TCP connections (pages, API, websockets); over it a new one gets 503.
+    pub max_connections: usize,
+    /// A new connection must send its first request's headers within this time.
+    pub handshake_timeout_ms: u64,
 }
 
 /// What the timer does when a slot reaches 0:00.
@@ -188,6 +192,8 @@ impl Default for ProtocolConfig {
             send_queue_frames: 64,
             max_frames_per_second: 50,
             max_bad_frames: 10,
+            max_connections: 16_384,
+            handshake_timeout_ms: 10_000,
         }
     }
 }

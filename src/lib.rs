@@ -51,6 +51,7 @@ pub mod export;
 pub mod http;
 pub mod hub;
 pub mod link;
+pub mod listener;
 pub mod live;
 pub mod liveness;
 pub mod metrics;

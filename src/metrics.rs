@@ -80,6 +80,7 @@ pub struct Metrics {
     probe_rtt: Histogram,
     ws_connections: Family<KindLabels, Gauge>,
     store_errors: Counter,
+    connections_refused: Counter,
     timer_remaining: FloatGauge,
     timer_overtime: Counter<f64, AtomicU64>,
     timer_state: Family<StateLabels, Gauge>,
@@ -189,6 +190,12 @@ impl Metrics {
         for kind in ["bridge", "live"] {
             drop(ws_connections.get_or_create(&KindLabels { kind }));
         }
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "New TCP connections refused (503) because max_connections were open",
+            connections_refused.clone(),
+        );
         let store_errors = Counter::default();
         registry.register(
             "store_write_errors",
@@ -274,6 +281,7 @@ impl Metrics {
             probe_rtt,
             ws_connections,
             store_errors,
+            connections_refused,
             timer_remaining,
             timer_overtime,
             timer_state,
@@ -331,6 +339,10 @@ impl Metrics {
 
     pub fn connection_closed(&self, kind: SocketKind) {
         self.ws_gauge(kind).dec();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     pub fn store_error(&self) {

@@ -462,3 +462,83 @@ async fn malformed_http_gets_the_right_4xx_and_never_a_500() {
     let (status, _) = app.get("/healthz", None).await;
     assert_eq!(status, 200, "still serving");
 }
+
+#[tokio::test]
+async fn silent_connections_time_out_and_over_the_cap_new_ones_get_503_while_sites_are_served() {
+    let _turn = EXCLUSIVE.lock().await; // a thousand sockets at once
+    let app = spawn_app(|c| {
+        fast(c);
+        c.liveness.degraded_after_ms = 3000;
+        c.liveness.offline_after_ms = 5000;
+        c.protocol.max_connections = 200;
+        c.protocol.handshake_timeout_ms = 600;
+    })
+    .await;
+    let mut healthy = EchoingBridge::join(&app, OTHER_SITE).await;
+
+    // A connection that never sends a request is closed after the handshake timeout.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(app.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(WAIT, silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed, not answered: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A thousand at once: the cap holds, the rest are told 503 at once.
+    let junk =
+        futures_util::future::join_all((0..1000).map(|_| TcpStream::connect(app.addr))).await;
+    let answers = futures_util::future::join_all(junk.into_iter().map(|tcp| async move {
+        let mut tcp = tcp.expect("the kernel accepts the connection");
+        let mut answer = Vec::new();
+        let started = Instant::now();
+        let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
+        (answer.starts_with(b"HTTP/1.1 503"), started.elapsed())
+    }));
+    // Meanwhile the connected site is still probed and answers.
+    let probed = async {
+        let (mut probes, until) = (0, Instant::now() + Duration::from_millis(500));
+        while Instant::now() < until {
+            if let Ok(Some(frame)) =
+                tokio::time::timeout(Duration::from_millis(100), healthy.frames.recv()).await
+            {
+                probes += usize::from(frame["type"] == "probe");
+            }
+        }
+        probes
+    };
+    let (answers, probes) = tokio::join!(answers, probed);
+    assert!(
+        probes >= 4,
+        "the connected site got {probes} probes in 500 ms"
+    );
+    let refused = answers.iter().filter(|(refused, _)| *refused).count();
+    assert!(
+        (790..=810).contains(&refused),
+        "{refused} of 1,000 refused with a cap of 200"
+    );
+    assert!(
+        answers.iter().all(|(_, took)| *took < WAIT),
+        "every junk connection ended: refused at once or timed out"
+    );
+
+    // The slots are free again: a new site joins, the first is still online.
+    let newcomer = EchoingBridge::join(&app, SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    assert_eq!(app.state_of(OTHER_SITE).await, "online");
+    let (_, metrics) = app.get_text("/metrics").await;
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("diemcau_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the refusals are counted");
+    assert_eq!(counted as usize, refused);
+    newcomer.close().await;
+    healthy.close().await;
+}

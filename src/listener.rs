@@ -1,0 +1,219 @@
+//! The TCP listener behind `axum::serve`, with the two limits a public port needs:
+//! a cap on open connections (over it, a new one gets `503` at once) and a deadline
+//! for the first request's headers (a connection that never sends them is closed).
+//! Websockets keep their connection's slot until they close.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+
+use crate::metrics::Metrics;
+
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+Retry-After: 2\r\nConnection: close\r\nContent-Length: 86\r\n\r\n\
+{\"error\":\"unavailable\",\"message\":\"too many open connections: try again in a moment\"}";
+
+pub struct GuardedListener {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+    handshake_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl GuardedListener {
+    pub fn new(
+        inner: TcpListener,
+        max_connections: usize,
+        handshake_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            inner,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            handshake_timeout,
+            metrics,
+        }
+    }
+}
+
+impl axum::serve::Listener for GuardedListener {
+    type Io = Guarded;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                self.metrics.connection_refused();
+                // Never blocks: the answer fits in a fresh socket's send buffer.
+                let _ = stream.try_write(REFUSAL);
+                continue;
+            };
+            // Probes are tiny: do not let Nagle hold them back.
+            let _ = stream.set_nodelay(true);
+            return (
+                Guarded {
+                    stream,
+                    _slot: slot,
+                    headers: HeadersDeadline::new(self.handshake_timeout),
+                },
+                addr,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Until the first request's headers are complete, reads race a deadline.
+struct HeadersDeadline {
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// How much of "\r\n\r\n" the bytes read so far end with.
+    matched: usize,
+}
+
+impl HeadersDeadline {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            matched: 0,
+        }
+    }
+
+    /// Notes bytes read; true once the end of the headers went by.
+    fn saw(&mut self, bytes: &[u8]) -> bool {
+        const END: &[u8] = b"\r\n\r\n";
+        for &b in bytes {
+            self.matched = if b == END[self.matched] {
+                self.matched + 1
+            } else if b == END[0] {
+                1
+            } else {
+                0
+            };
+            if self.matched == END.len() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// An accepted connection holding one of the listener's slots.
+pub struct Guarded {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    headers: HeadersDeadline,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(deadline) = this.headers.deadline.as_mut() else {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if this.headers.saw(&buf.filled()[before..]) {
+                    this.headers.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                ready!(deadline.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no complete request headers within the handshake timeout",
+                )))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_the_headers_is_found_across_reads() {
+        let mut deadline = HeadersDeadline {
+            deadline: None,
+            matched: 0,
+        };
+        assert!(!deadline.saw(b"GET / HTTP/1.1\r\nHost: x\r"));
+        assert!(!deadline.saw(b"\n\r"));
+        assert!(deadline.saw(b"\nbody"));
+        let mut other = HeadersDeadline {
+            deadline: None,
+            matched: 0,
+        };
+        assert!(
+            !other.saw(b"a\r\n\r\r\nb"),
+            "a broken terminator is not the end"
+        );
+        assert!(other.saw(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_refusal_is_a_complete_http_response() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
+}
