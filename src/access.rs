@@ -64,9 +64,16 @@ fn session_caller(parts: &Parts, state: &AppState) -> Option<Caller> {
 /// A key in the request wins; otherwise the page session, if any.
 pub fn identify(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
     match presented_key(parts) {
-        Some(key) => state.secrets.identify(&key).map(Some).ok_or_else(|| {
-            ApiError::Unauthorized("this key is not valid (ask the operator for a new link)".into())
-        }),
+        Some(key) => state
+            .secrets
+            .current()
+            .identify(&key)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "this key is not valid (ask the operator for a new link)".into(),
+                )
+            }),
         None => Ok(session_caller(parts, state)),
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agenda::Agenda;
-use crate::auth::{Secrets, SecretsError, SecretsOrigin};
+use crate::auth::{Caller, Keyring, Secrets, SecretsError, SecretsOrigin};
 use crate::clock::{Clock, EpochMs};
 use crate::config::{Config, Loaded};
 use crate::hub::Hub;
@@ -30,7 +30,9 @@ pub struct Shared {
     pub config: Config,
     pub roster: Arc<Roster>,
     pub agenda: Agenda,
-    pub secrets: Secrets,
+    pub secrets: Keyring,
+    /// Holders whose key was just rotated: their open live sockets close.
+    pub revoked: tokio::sync::broadcast::Sender<Caller>,
     pub sessions: Sessions,
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
@@ -122,7 +124,8 @@ impl App {
             config,
             roster,
             agenda,
-            secrets,
+            secrets: Keyring::new(secrets, &data_dir),
+            revoked: tokio::sync::broadcast::channel(64).0,
             sessions: Sessions::restore(store.clone())?,
             hub,
             timekeeper,
@@ -169,6 +172,7 @@ impl App {
             tokio::spawn(publish_links(state.clone())),
             tokio::spawn(state.timekeeper.clone().run_auto_stop()),
             tokio::spawn(pause_on_site_loss(state.clone(), self.offline)),
+            tokio::spawn(follow_keys(state.clone())),
         ];
         background.extend(crate::prober::spawn_all(&state));
         let protocol = &state.config.protocol;
@@ -224,6 +228,37 @@ fn bind(listen: &str) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
+}
+
+/// Follows `secrets.toml`: a rotated key stops working at once (within a second), and
+/// its page sessions and open sockets end.
+async fn follow_keys(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match state.secrets.reload_if_changed() {
+            Ok(changed) => {
+                for holder in changed {
+                    revoke(&state, holder);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "secrets.toml changed but cannot be used: the keys in force stay");
+            }
+        }
+    }
+}
+
+fn revoke(state: &AppState, holder: Caller) {
+    tracing::warn!(holder = %holder.label(), "key rotated: its page sessions and sockets end");
+    state.sessions.revoke(holder);
+    if let Caller::Site(id) = holder
+        && let Some(idx) = state.roster.index_of(id)
+    {
+        state.hub.kick(idx, crate::protocol::close::BAD_KEY);
+    }
+    let _ = state.revoked.send(holder);
 }
 
 /// Hands every offline transition to the timekeeper.

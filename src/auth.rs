@@ -1,12 +1,14 @@
-//! Keys and roles: `<data-dir>/secrets.toml`, created once (mode 0600), never rewritten
-//! except to add keys for sites new to the roster. Keys are compared in constant time
-//! and never logged (`Key`'s `Debug` hides it).
+//! Keys and roles: `<data-dir>/secrets.toml`, created once (mode 0600), rewritten only
+//! to add keys for sites new to the roster or to rotate one holder's key
+//! (`diemcau keys rotate`). The running service watches the file (`Keyring`). Keys are
+//! compared in constant time and never logged (`Key`'s `Debug` hides it).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -138,6 +140,8 @@ pub enum SecretsError {
         "{path} is damaged: {message} (restore it from a backup, or move it away to create new keys)"
     )]
     Parse { path: PathBuf, message: String },
+    #[error("{path} has no key for {holder}")]
+    NoSuchHolder { path: PathBuf, holder: String },
 }
 
 /// What `load_or_create` did, so `serve` can say so.
@@ -161,18 +165,7 @@ impl Secrets {
             path: path.clone(),
             source,
         };
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                Some(
-                    toml::from_str::<SecretsFile>(&text).map_err(|e| SecretsError::Parse {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?,
-                )
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(e)),
-        };
+        let file = read_file(&path)?;
         let existed = file.is_some();
         let mut file = file.unwrap_or_else(|| SecretsFile {
             roles: RoleKeys {
@@ -195,23 +188,65 @@ impl Secrets {
             write_private(&path, &toml::to_string(&file).expect("secrets serialize"))
                 .map_err(io)?;
         }
-        let sites = file
-            .sites
-            .iter()
-            .filter_map(|(id, key)| Some((id.parse().ok()?, key.clone())))
-            .collect();
         let origin = match (existed, added) {
             (false, _) => SecretsOrigin::Created,
             (true, 0) => SecretsOrigin::Loaded,
             (true, n) => SecretsOrigin::Extended(n),
         };
-        Ok((
-            Secrets {
-                roles: file.roles,
-                sites,
+        Ok((Secrets::from_file(file), origin))
+    }
+
+    fn from_file(file: SecretsFile) -> Secrets {
+        let sites = file
+            .sites
+            .iter()
+            .filter_map(|(id, key)| Some((id.parse().ok()?, key.clone())))
+            .collect();
+        Secrets {
+            roles: file.roles,
+            sites,
+        }
+    }
+
+    /// Gives `holder` a new key in `<data_dir>/secrets.toml` and returns it. A running
+    /// service sees the change within a second and ends the old key's sessions and sockets.
+    pub fn rotate(data_dir: &Path, holder: Caller) -> Result<Key, SecretsError> {
+        let path = data_dir.join(SECRETS_FILE);
+        let no_such = || SecretsError::NoSuchHolder {
+            path: path.clone(),
+            holder: holder.label(),
+        };
+        let mut file = read_file(&path)?.ok_or_else(no_such)?;
+        let key = Key::generate();
+        let slot = match holder {
+            Caller::Role(Role::Admin) => &mut file.roles.admin,
+            Caller::Role(Role::Operator) => &mut file.roles.operator,
+            Caller::Role(Role::Secretary) => &mut file.roles.secretary,
+            Caller::Role(Role::Display) => &mut file.roles.display,
+            Caller::Site(id) => file.sites.get_mut(&id.to_string()).ok_or_else(no_such)?,
+        };
+        *slot = key.clone();
+        write_private(&path, &toml::to_string(&file).expect("secrets serialize")).map_err(
+            |source| SecretsError::Io {
+                path: path.clone(),
+                source,
             },
-            origin,
-        ))
+        )?;
+        Ok(key)
+    }
+
+    /// The holders whose key is different in `newer` (or gone from it).
+    pub fn changed(&self, newer: &Secrets) -> Vec<Caller> {
+        let roles = Role::ALL
+            .into_iter()
+            .filter(|role| self.role_key(*role) != newer.role_key(*role))
+            .map(Caller::Role);
+        let sites = self
+            .sites
+            .iter()
+            .filter(|(id, key)| newer.site_key(**id) != Some(*key))
+            .map(|(id, _)| Caller::Site(*id));
+        roles.chain(sites).collect()
     }
 
     pub fn role_key(&self, role: Role) -> &Key {
@@ -252,6 +287,83 @@ impl Secrets {
     }
 }
 
+fn read_file(path: &Path) -> Result<Option<SecretsFile>, SecretsError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            toml::from_str::<SecretsFile>(&text)
+                .map(Some)
+                .map_err(|e| SecretsError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SecretsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The keys in force in a running service, following `secrets.toml` on disk.
+pub struct Keyring {
+    current: RwLock<Arc<Secrets>>,
+    path: PathBuf,
+    /// (inode, modification time, length) of the file last looked at.
+    seen: Mutex<Option<(u64, std::time::SystemTime, u64)>>,
+}
+
+impl Keyring {
+    pub fn new(secrets: Secrets, data_dir: &Path) -> Keyring {
+        let path = data_dir.join(SECRETS_FILE);
+        let seen = Mutex::new(file_stamp(&path));
+        Keyring {
+            current: RwLock::new(Arc::new(secrets)),
+            path,
+            seen,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Secrets> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// When the file changed since last time, takes its keys and returns the holders
+    /// whose key changed. A damaged file is an error and the keys in force stay.
+    pub fn reload_if_changed(&self) -> Result<Vec<Caller>, SecretsError> {
+        let stamp = file_stamp(&self.path);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if *seen == stamp {
+                return Ok(Vec::new());
+            }
+            *seen = stamp; // a damaged file is reported once, not every second
+        }
+        let newer = match read_file(&self.path)? {
+            Some(file) => Secrets::from_file(file),
+            None => {
+                return Err(SecretsError::Io {
+                    path: self.path.clone(),
+                    source: std::io::ErrorKind::NotFound.into(),
+                });
+            }
+        };
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let changed = current.changed(&newer);
+        *current = Arc::new(newer);
+        Ok(changed)
+    }
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.modified().ok()?, meta.len()))
+}
+
 /// Writes a file readable only by its owner, atomically (temp file + rename).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("toml.tmp");
@@ -280,6 +392,46 @@ mod tests {
             b"code,name,kind,former_district\n05443,A,phuong,D\n05710,B,phuong,D\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_rotated_key_replaces_only_its_holder_and_the_keyring_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (before, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+        let keyring = Keyring::new(before.clone(), dir.path());
+        assert_eq!(
+            keyring.reload_if_changed().unwrap(),
+            vec![],
+            "nothing changed yet"
+        );
+
+        let site: SiteId = "05443".parse().unwrap();
+        let new_key = Secrets::rotate(dir.path(), Caller::Site(site)).unwrap();
+        assert_eq!(
+            keyring.reload_if_changed().unwrap(),
+            vec![Caller::Site(site)]
+        );
+        let now = keyring.current();
+        assert!(now.is_site_key(site, new_key.expose()));
+        assert!(!now.is_site_key(site, before.site_key(site).unwrap().expose()));
+        assert_eq!(now.role_key(Role::Admin), before.role_key(Role::Admin));
+
+        Secrets::rotate(dir.path(), Caller::Role(Role::Display)).unwrap();
+        assert_eq!(
+            keyring.reload_if_changed().unwrap(),
+            vec![Caller::Role(Role::Display)]
+        );
+        assert!(
+            Secrets::rotate(dir.path(), Caller::Site("99999".parse().unwrap())).is_err(),
+            "a site without a key"
+        );
+
+        std::fs::write(dir.path().join(SECRETS_FILE), "roles = [").unwrap();
+        assert!(keyring.reload_if_changed().is_err());
+        assert!(
+            keyring.current().is_site_key(site, new_key.expose()),
+            "a damaged file changes nothing"
+        );
     }
 
     #[test]

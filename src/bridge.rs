@@ -162,7 +162,7 @@ async fn read_hello(
     let id: SiteId = site.parse().map_err(|_| unknown())?;
     let idx = app.roster.index_of(id).ok_or_else(unknown)?;
     let authorised = match (&key, caller) {
-        (Some(key), _) => app.secrets.is_site_key(id, key),
+        (Some(key), _) => app.secrets.current().is_site_key(id, key),
         // A page whose session already proved the site's key may leave the key out.
         (None, Some(Caller::Site(own))) => own == id,
         (None, _) => false,
@@ -304,7 +304,11 @@ async fn run_session(
                 _ = app.shutdown.cancelled() => break 'session Ending::close(close::GOING_AWAY, "server shutting down"),
                 code = &mut kick => {
                     let code = code.unwrap_or(close::REPLACED);
-                    let reason = if code == close::REPLACED { "replaced by a newer connection" } else { NOT_READING_REASON };
+                    let reason = match code {
+                        close::REPLACED => "replaced by a newer connection",
+                        close::BAD_KEY => "this site's key was rotated: reconnect with the new key",
+                        _ => NOT_READING_REASON,
+                    };
                     break 'session Ending::close(code, reason);
                 }
                 frame = stream.next() => {

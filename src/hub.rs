@@ -283,6 +283,14 @@ impl Hub {
         (session, deadline)
     }
 
+    /// Tells the site's open connection, if any, to close with `code`.
+    pub fn kick(&self, site: SiteIdx, code: u16) {
+        let mut inner = self.lock();
+        if let Some(kick) = inner.sites[site].conn.as_mut().and_then(|c| c.kick.take()) {
+            let _ = kick.send(code);
+        }
+    }
+
     /// Any valid frame from the site; returns the new deadline.
     pub fn heard(&self, site: SiteIdx, session: Uuid) -> Option<EpochMs> {
         let now = self.clock.now_ms();

@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 use crate::metrics::Metrics;
 
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-Retry-After: 2\r\nConnection: close\r\nContent-Length: 86\r\n\r\n\
+Retry-After: 2\r\nConnection: close\r\nContent-Length: 84\r\n\r\n\
 {\"error\":\"unavailable\",\"message\":\"too many open connections: try again in a moment\"}";
 
 pub struct GuardedListener {

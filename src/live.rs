@@ -29,16 +29,17 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin, Role::Operator, Role::Secretary, Role::Display])?;
-    let timer_only = caller == Caller::Role(Role::Display);
     let tasks = app.tasks.clone();
     Ok(ws
         .max_message_size(4096)
         .read_buffer_size(4096)
         .write_buffer_size(4096)
-        .on_upgrade(move |socket| tasks.track_future(serve(app, socket, timer_only))))
+        .on_upgrade(move |socket| tasks.track_future(serve(app, socket, caller))))
 }
 
-async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
+async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
+    let timer_only = caller == Caller::Role(Role::Display);
+    let mut revoked = app.revoked.subscribe();
     app.metrics.connection_opened(SocketKind::Live);
     let (mut sink, mut stream) = socket.split();
     let snapshot = |app: &AppState| {
@@ -70,7 +71,11 @@ async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
             }
         }
         tokio::select! {
-            _ = app.shutdown.cancelled() => break Some(close::GOING_AWAY),
+            _ = app.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
+            holder = revoked.recv() => match holder {
+                Ok(holder) if holder == caller => break Some((close::BAD_KEY, "this key was rotated: open the new link")),
+                _ => {}
+            },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     let request = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
@@ -99,14 +104,14 @@ async fn serve(app: AppState, socket: WebSocket, timer_only: bool) {
                 Err(RecvError::Lagged(_)) => {
                     (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
                 }
-                Err(RecvError::Closed) => break Some(close::GOING_AWAY),
+                Err(RecvError::Closed) => break Some((close::GOING_AWAY, "server shutting down")),
             },
         }
     };
-    if let Some(code) = close_code {
+    if let Some((code, reason)) = close_code {
         let frame = axum::extract::ws::CloseFrame {
             code,
-            reason: "server shutting down".into(),
+            reason: reason.into(),
         };
         let _ = tokio::time::timeout(
             Duration::from_secs(1),

@@ -7,9 +7,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use diemcau::app::App;
-use diemcau::auth::{Role, SECRETS_FILE, Secrets, SecretsOrigin};
+use diemcau::auth::{Caller, Role, SECRETS_FILE, Secrets, SecretsOrigin};
 use diemcau::clock::SystemClock;
 use diemcau::config::{Loaded, Sources};
+use diemcau::sites::SiteId;
 
 /// diemcau ("điểm cầu"): bridge sites, liveness and live status for a hybrid conference.
 #[derive(Parser)]
@@ -57,6 +58,11 @@ enum Command {
         /// Address the communes reach the service at, e.g. http://10.0.0.5:8080.
         #[arg(long, env = "DIEMCAU_BASE_URL", value_name = "URL")]
         base_url: String,
+    },
+    /// Manage keys: `diemcau keys rotate --site 05443` or `--role display`.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// A headless bridge for a kiosk PC or a Raspberry Pi; with --rehearse, run the
     /// connection check and exit 0 (pass), 1 (warn), 2 (fail) or 3 (could not run).
@@ -141,6 +147,49 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Give one site or role a new key. A running service takes it within a second:
+    /// the old key stops working and its open pages and sockets are closed.
+    Rotate {
+        /// The site whose key leaked or whose technician changed, e.g. 05443.
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "role",
+            conflicts_with = "role"
+        )]
+        site: Option<String>,
+        /// The role whose key leaked.
+        #[arg(long, value_name = "NAME", value_enum)]
+        role: Option<RoleArg>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Print the new link with this base URL, e.g. http://10.0.0.5:8080.
+        #[arg(long, env = "DIEMCAU_BASE_URL", value_name = "URL")]
+        base_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Operator,
+    Secretary,
+    Display,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Role {
+        match role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Secretary => Role::Secretary,
+            RoleArg::Display => Role::Display,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -162,6 +211,15 @@ fn main() -> anyhow::Result<()> {
         } => serve(config, listen, log_format),
         Command::Links { config, base_url } => links(config, &base_url),
         Command::Check { config } => check(config),
+        Command::Keys {
+            action:
+                KeysAction::Rotate {
+                    site,
+                    role,
+                    config,
+                    base_url,
+                },
+        } => rotate(site, role, &config, base_url.as_deref()),
         Command::Roster {
             synthetic,
             data_dir,
@@ -248,8 +306,8 @@ fn serve(args: ConfigArgs, listen: Option<String>, log_format: LogFormat) -> any
         if app.secrets_origin() == SecretsOrigin::Created {
             let base = format!("http://{addr}");
             println!("Created {} with new keys (keep it private).", data_dir.join(SECRETS_FILE).display());
-            println!("Operator (bridge wall): {base}/wall?key={}", app.state().secrets.role_key(Role::Operator).expose());
-            println!("Admin:                  {base}/?key={}", app.state().secrets.role_key(Role::Admin).expose());
+            println!("Operator (bridge wall): {base}/wall?key={}", app.state().secrets.current().role_key(Role::Operator).expose());
+            println!("Admin:                  {base}/?key={}", app.state().secrets.current().role_key(Role::Admin).expose());
             println!("All links (roles and the {sites} sites): diemcau links --base-url {base} --data-dir {}", data_dir.display());
         }
         app.run(shutdown_signal()).await.context("server failed")?;
@@ -273,6 +331,48 @@ fn links(args: ConfigArgs, base_url: &str) -> anyhow::Result<()> {
     }
     let (secrets, _) = Secrets::load_or_create(&data_dir, &loaded.roster)?;
     print!("{}", links_text(&secrets, &loaded, base));
+    Ok(())
+}
+
+fn rotate(
+    site: Option<String>,
+    role: Option<RoleArg>,
+    args: &ConfigArgs,
+    base_url: Option<&str>,
+) -> anyhow::Result<()> {
+    let (loaded, data_dir) = load(args)?;
+    let (holder, page) = match (site, role) {
+        (Some(site), _) => {
+            let id: SiteId = site
+                .parse()
+                .map_err(|_| anyhow::anyhow!("`{site}` is not a 5-digit site code"))?;
+            if loaded.roster.index_of(id).is_none() {
+                bail!("site {id} is not in the roster");
+            }
+            (Caller::Site(id), "/bridge")
+        }
+        (None, Some(role)) => {
+            let role = Role::from(role);
+            let page = match role {
+                Role::Admin => "/",
+                Role::Operator => "/wall",
+                Role::Secretary => "/console",
+                Role::Display => "/display",
+            };
+            (Caller::Role(role), page)
+        }
+        (None, None) => bail!("say whose key: --site ID or --role NAME"),
+    };
+    let key = Secrets::rotate(&data_dir, holder)?;
+    eprintln!(
+        "New key for {} written to {}; a running service uses it within a second.",
+        holder.label(),
+        data_dir.join(SECRETS_FILE).display()
+    );
+    match base_url {
+        Some(base) => println!("{}{page}?key={}", base.trim_end_matches('/'), key.expose()),
+        None => println!("{}", key.expose()),
+    }
     Ok(())
 }
 

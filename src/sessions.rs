@@ -51,6 +51,19 @@ impl Sessions {
         format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={MAX_AGE_SECONDS}")
     }
 
+    /// Ends every session of `caller` (its key was rotated).
+    pub fn revoke(&self, caller: Caller) {
+        self.by_token
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, held| *held != caller);
+        let label = caller.label();
+        self.store.write(move |tx| {
+            tx.execute("DELETE FROM web_sessions WHERE caller = ?1", params![label])
+                .map(drop)
+        });
+    }
+
     pub fn caller(&self, token: &str) -> Option<Caller> {
         self.by_token
             .read()

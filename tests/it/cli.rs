@@ -507,3 +507,52 @@ async fn no_key_ever_reaches_the_log_even_at_debug_level() {
         assert!(!log.contains(secrets.role_key(role).expose()));
     }
 }
+
+#[tokio::test]
+async fn keys_rotate_gives_a_new_key_that_the_running_service_takes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let old = secrets
+        .site_key(SITE.parse().unwrap())
+        .unwrap()
+        .expose()
+        .to_string();
+    let bridge = EchoingBridge::join_at(served.addr, SITE, &old).await;
+
+    let rotate = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["keys", "rotate", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = rotate(&["--site", SITE, "--base-url", "http://10.0.0.5:8080/"]);
+    assert!(output.status.success(), "{output:?}");
+    let link = String::from_utf8(output.stdout).unwrap();
+    let new = link
+        .trim()
+        .strip_prefix("http://10.0.0.5:8080/bridge?key=")
+        .unwrap_or_else(|| panic!("a join link: {link}"));
+    assert_ne!(new, old);
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains(new),
+        "the key goes to stdout only"
+    );
+
+    assert_eq!(bridge.closed_by_server().await, Some(4401));
+    let _fresh = EchoingBridge::join_at(served.addr, SITE, new).await;
+
+    for (args, says) in [
+        (vec!["--site", "99999"], "not in the roster"),
+        (vec!["--site", "phuong-1"], "not a 5-digit site code"),
+        (vec!["--role", "chairman"], "possible values"),
+        (vec![], "--site"),
+    ] {
+        let output = rotate(&args);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

@@ -31,6 +31,7 @@ pub const OTHER_SITE: &str = "05710";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub data_dir: std::path::PathBuf,
     /// Keeps the temporary data dir alive (None when the caller owns the dir).
     _dir: Option<Arc<tempfile::TempDir>>,
     pub keys: HashMap<String, String>,
@@ -140,7 +141,7 @@ async fn start(loaded: Loaded, data_dir: &Path, listen: &str) -> TestApp {
     .await
     .expect("app builds");
     let addr = app.local_addr();
-    let secrets = &app.state().secrets;
+    let secrets = app.state().secrets.current();
     let mut keys = HashMap::new();
     for role in Role::ALL {
         keys.insert(
@@ -160,6 +161,7 @@ async fn start(loaded: Loaded, data_dir: &Path, listen: &str) -> TestApp {
     }));
     TestApp {
         addr,
+        data_dir: data_dir.to_path_buf(),
         _dir: None,
         keys,
         shutdown: Some(tx),

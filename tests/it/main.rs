@@ -8,6 +8,7 @@ mod cli;
 mod devices;
 mod helpers;
 mod hostile;
+mod keys;
 mod live;
 mod metrics;
 mod notices;
