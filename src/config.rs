@@ -123,6 +123,8 @@ pub struct ProtocolConfig {
     pub max_connections: usize,
     /// A new connection must send its first request's headers within this time.
     pub handshake_timeout_ms: u64,
+    /// A live-feed page that cannot take a frame for this long is dropped.
+    pub live_send_timeout_ms: u64,
 }
 
 /// What the timer does when a slot reaches 0:00.
@@ -194,6 +196,7 @@ impl Default for ProtocolConfig {
             max_bad_frames: 10,
             max_connections: 16_384,
             handshake_timeout_ms: 10_000,
+            live_send_timeout_ms: 10_000,
         }
     }
 }

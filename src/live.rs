@@ -20,9 +20,6 @@ use crate::hub::Topic;
 use crate::metrics::SocketKind;
 use crate::protocol::close;
 
-/// A page that cannot take a frame for this long is dropped.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub async fn upgrade(
     State(app): State<AppState>,
     caller: Caller,
@@ -61,13 +58,16 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
         }
         (receiver, seq, Message::Text(snapshot.to_string().into()))
     };
+    let send_timeout = Duration::from_millis(app.config.protocol.live_send_timeout_ms);
     let (mut receiver, mut after, first) = snapshot(&app);
     let mut pending = Some(first);
     let close_code = loop {
         if let Some(frame) = pending.take() {
-            match tokio::time::timeout(SEND_TIMEOUT, sink.send(frame)).await {
+            match tokio::time::timeout(send_timeout, sink.send(frame)).await {
                 Ok(Ok(())) => {}
-                _ => break None,
+                Ok(Err(_)) => break None,
+                // It does not read: say why if its buffer still has room, then let go.
+                Err(_) => break Some((close::NOT_READING, "not reading: dropped")),
             }
         }
         tokio::select! {

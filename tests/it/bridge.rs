@@ -308,3 +308,81 @@ async fn shutdown_closes_every_bridge_with_1001() {
     assert_eq!(bridge.closed_by_server().await, Some(1001));
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_site_that_never_reads_is_dropped_and_the_others_get_every_timer_change() {
+    let app = spawn_app(|c| {
+        fast(c);
+        c.liveness.degraded_after_ms = 3000;
+        c.liveness.offline_after_ms = 5000;
+        c.protocol.send_queue_frames = 8;
+    })
+    .await;
+    let mut healthy = EchoingBridge::join(&app, OTHER_SITE).await;
+    // A bridge PC that hangs: a tiny receive window, its hello sent, nothing read.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket.connect(app.addr).await.unwrap();
+    let (mut stuck, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/ws/bridge", app.addr), tcp)
+            .await
+            .unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let hello = json!({"type": "hello", "site": SITE, "key": app.key(SITE), "agent": "agent", "version": "stuck"});
+    stuck.send(Message::text(hello.to_string())).await.unwrap();
+    app.wait_for_state(SITE, "online", WAIT).await;
+    // It still sends heartbeats: only its not reading can end it.
+    let (mut sending, _never_read) = stuck.split();
+    let heartbeats = tokio::spawn(async move {
+        for seq in 0.. {
+            let beat = json!({"type": "heartbeat", "seq": seq, "client_ms": now_ms()});
+            if sending.send(Message::text(beat.to_string())).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    // Long messages to every site, then timer changes, until the stuck site's buffers
+    // and queue are full.
+    app.start_slot(1).await;
+    let long = "Đề nghị các điểm cầu kiểm tra âm thanh. ".repeat(24);
+    let mut last_rev = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.state_of(SITE).await != "offline" {
+        assert!(Instant::now() < deadline, "the stuck site is still held");
+        for _ in 0..10 {
+            let (status, answer) = app
+                .post(
+                    "/api/messages",
+                    Some(app.key("operator")),
+                    json!({"text": long, "level": "info", "to": "all"}),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+        }
+        let (status, answer) = app
+            .post(
+                "/api/timer/adjust",
+                Some(app.key("secretary")),
+                json!({"seconds": 1}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        last_rev = answer["rev"].as_u64().unwrap();
+    }
+    let site = app.site(SITE).await;
+    let reason = site["transitions"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("not reading"), "{site}");
+    // The healthy site got every change, up to the last.
+    loop {
+        let timer = healthy.next_of("timer").await;
+        if timer["rev"].as_u64().unwrap() >= last_rev {
+            break;
+        }
+    }
+    assert_eq!(app.state_of(OTHER_SITE).await, "online");
+    heartbeats.abort();
+    healthy.close().await;
+}

@@ -1,5 +1,7 @@
 //! The live feed `/ws/live`: snapshot, then sequenced changes.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use crate::helpers::*;
@@ -99,4 +101,65 @@ async fn the_display_key_sees_no_sites_and_site_keys_are_refused() {
     assert!(
         matches!(no_key, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401)
     );
+}
+
+#[tokio::test]
+async fn a_page_that_never_reads_is_dropped_and_the_others_keep_their_feed() {
+    let app = spawn_app(|c| {
+        fast(c);
+        c.protocol.live_send_timeout_ms = 300;
+    })
+    .await;
+    let operator = app.key("operator").to_string();
+    let mut reader = Client::connect(&app, &format!("/ws/live?key={operator}")).await;
+    // A page whose tab froze: a tiny receive window, and it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket.connect(app.addr).await.unwrap();
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/ws/live?key={operator}", app.addr), tcp)
+            .await
+            .unwrap();
+    // It even asks for fresh snapshots (92 sites each), and still reads nothing.
+    for _ in 0..200 {
+        let resync = tokio_tungstenite::tungstenite::Message::text(r#"{"type":"resync"}"#);
+        if futures_util::SinkExt::send(&mut stalled, resync)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Traffic for the feed: sites coming online, link figures every 50 ms.
+    let mut bridges = Vec::new();
+    for site in ["05443", "05710"] {
+        bridges.push(EchoingBridge::join(&app, site).await);
+    }
+
+    let live_sockets = || async {
+        let (_, metrics) = app.get_text("/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("diemcau_ws_connections{kind=\"live\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last_seq = reader.recv_type("snapshot").await["seq"].as_u64().unwrap();
+    while live_sockets().await > 1.0 {
+        assert!(Instant::now() < deadline, "the stalled page is still held");
+        // The reading page keeps getting its frames, in order, meanwhile.
+        let frame = reader.recv().await;
+        if let Some(seq) = frame["seq"].as_u64() {
+            assert_eq!(seq, last_seq + 1, "a {} frame", frame["type"]);
+            last_seq = seq;
+        }
+    }
+    let before = last_seq;
+    while last_seq < before + 3 {
+        last_seq = reader.recv().await["seq"].as_u64().unwrap_or(last_seq);
+    }
+    for bridge in bridges {
+        bridge.close().await;
+    }
 }
