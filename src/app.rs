@@ -168,6 +168,11 @@ impl App {
     ) -> std::io::Result<()> {
         let state = self.state;
         let token = state.shutdown.clone();
+        // A file size limit (ulimit -f) must fail the write, not kill the service: the
+        // store keeps the write and retries it. Tokio's handler replaces the default
+        // action (terminate) for the life of the process.
+        let _ =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
         let mut background = vec![
             tokio::spawn(publish_links(state.clone())),
             tokio::spawn(state.timekeeper.clone().run_auto_stop()),

@@ -54,6 +54,13 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let health = app.store.health();
+    if let Some(failure) = health.failure() {
+        return Err(ApiError::Unavailable(format!(
+            "store not writable: {failure}; {} writes kept in memory and retried every second (the wall and the timer go on)",
+            health.pending_writes()
+        )));
+    }
     app.store
         .check_writable()
         .await
@@ -71,6 +78,7 @@ async fn metrics(
         caller.require(&[Role::Admin, Role::Operator])?;
     }
     app.timekeeper.refresh_metrics();
+    app.metrics.store_health(app.store.health());
     Ok((
         [(
             header::CONTENT_TYPE,

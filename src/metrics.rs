@@ -80,6 +80,8 @@ pub struct Metrics {
     probe_rtt: Histogram,
     ws_connections: Family<KindLabels, Gauge>,
     store_errors: Counter,
+    store_writable: Gauge,
+    store_pending: Gauge,
     connections_refused: Counter,
     timer_remaining: FloatGauge,
     timer_overtime: Counter<f64, AtomicU64>,
@@ -190,6 +192,19 @@ impl Metrics {
         for kind in ["bridge", "live"] {
             drop(ws_connections.get_or_create(&KindLabels { kind }));
         }
+        let store_writable = Gauge::default();
+        registry.register(
+            "store_writable",
+            "1 when the disk takes the store's writes; 0 while they are kept in memory",
+            store_writable.clone(),
+        );
+        store_writable.set(1);
+        let store_pending = Gauge::default();
+        registry.register(
+            "store_pending_writes",
+            "Writes kept in memory because the disk refused them",
+            store_pending.clone(),
+        );
         let connections_refused = Counter::default();
         registry.register(
             "connections_refused",
@@ -281,6 +296,8 @@ impl Metrics {
             probe_rtt,
             ws_connections,
             store_errors,
+            store_writable,
+            store_pending,
             connections_refused,
             timer_remaining,
             timer_overtime,
@@ -341,12 +358,18 @@ impl Metrics {
         self.ws_gauge(kind).dec();
     }
 
-    pub fn connection_refused(&self) {
-        self.connections_refused.inc();
+    pub fn store_health(&self, health: &crate::store::StoreHealth) {
+        self.store_writable
+            .set(i64::from(health.failure().is_none()));
+        self.store_pending.set(health.pending_writes() as i64);
+        let (total, counted) = (health.failed_transactions(), self.store_errors.get());
+        if total > counted {
+            self.store_errors.inc_by(total - counted);
+        }
     }
 
-    pub fn store_error(&self) {
-        self.store_errors.inc();
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Adds a finished slot's overtime.

@@ -101,7 +101,8 @@ impl Noticeboard {
     /// Stores, then delivers to the connected recipients and tells the wall.
     async fn publish(&self, notice: Notice) -> Result<Value, StoreError> {
         let row = notice.clone();
-        self.store
+        let stored = self
+            .store
             .write_durable(move |tx| {
                 tx.execute(
                     "INSERT INTO notices (id, kind, text, level, target, sent_ms, deadline_ms, sender)
@@ -119,7 +120,8 @@ impl Noticeboard {
                 )
                 .map(drop)
             })
-            .await?;
+            .await;
+        crate::store::keep_going_unless_rejected(stored)?;
         let frame = frame_for(&notice).to_json();
         let delivered = self.hub.send_to_sites(&notice.recipients, &frame.into());
         let summary = self.summary_of(&notice);

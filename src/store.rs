@@ -113,14 +113,59 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("store write failed: {0}")]
     Write(String),
+    /// The disk refuses writes (full, read-only, I/O error): the write is kept in
+    /// memory, in order, and retried every second until it is stored.
+    #[error("not on disk yet ({0}): kept in memory and retried every second")]
+    Pending(String),
     #[error("store writer has stopped")]
     Stopped,
 }
 
-type WriteFn = Box<dyn FnOnce(&Transaction) -> rusqlite::Result<()> + Send>;
+/// A write may run more than once: after the disk refused it, it is retried.
+type WriteFn = Box<dyn Fn(&Transaction) -> rusqlite::Result<()> + Send>;
+
+/// What a waiting writer is told.
+type Outcome = Result<(), WriteFailure>;
+
+#[derive(Clone, Debug)]
+enum WriteFailure {
+    /// This write itself is wrong (a bug): dropped, the others go on.
+    Rejected(String),
+    /// The disk refused: kept and retried.
+    Pending(String),
+}
 
 enum Op {
-    Write(WriteFn, Option<oneshot::Sender<Result<(), String>>>),
+    Write(WriteFn, Option<oneshot::Sender<Outcome>>),
+}
+
+/// Whether the disk takes writes, for `/readyz` and the metrics.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    /// The disk's error while writes are failing.
+    failing: Mutex<Option<String>>,
+    /// Writes kept in memory until the disk takes them again.
+    pending: std::sync::atomic::AtomicUsize,
+    /// Transactions that failed, since start.
+    errors: std::sync::atomic::AtomicU64,
+}
+
+impl StoreHealth {
+    /// `None` when writes go through; else why not.
+    pub fn failure(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn pending_writes(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn failed_transactions(&self) -> u64 {
+        self.errors.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Handle to the store; cheap to clone.
@@ -129,6 +174,7 @@ pub struct Store {
     writes: mpsc::Sender<Op>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    health: Arc<StoreHealth>,
 }
 
 /// A stored transition of one site.
@@ -185,14 +231,17 @@ impl Store {
         migrate(&mut writer, now)?;
         let reader = open(&path)?;
         let (writes, queue) = mpsc::channel();
+        let health = Arc::new(StoreHealth::default());
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(writer, queue))
+            .spawn(move || run_writer(writer, queue, &writer_health))
             .expect("spawn store writer");
         Ok(Store {
             writes,
             reader: Arc::new(Mutex::new(reader)),
             path,
+            health,
         })
     }
 
@@ -200,15 +249,20 @@ impl Store {
         &self.path
     }
 
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
     /// Queues a write; it is applied in order, but nobody waits for it.
-    pub fn write(&self, f: impl FnOnce(&Transaction) -> rusqlite::Result<()> + Send + 'static) {
+    pub fn write(&self, f: impl Fn(&Transaction) -> rusqlite::Result<()> + Send + 'static) {
         let _ = self.writes.send(Op::Write(Box::new(f), None));
     }
 
-    /// Queues a write and waits until it is committed.
+    /// Queues a write and waits until it is committed, or until the disk refused it
+    /// (`Pending`: it stays queued and is retried until it is stored).
     pub async fn write_durable(
         &self,
-        f: impl FnOnce(&Transaction) -> rusqlite::Result<()> + Send + 'static,
+        f: impl Fn(&Transaction) -> rusqlite::Result<()> + Send + 'static,
     ) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.writes
@@ -216,14 +270,19 @@ impl Store {
             .map_err(|_| StoreError::Stopped)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(StoreError::Write(message)),
+            Ok(Err(WriteFailure::Rejected(message))) => Err(StoreError::Write(message)),
+            Ok(Err(WriteFailure::Pending(message))) => Err(StoreError::Pending(message)),
             Err(_) => Err(StoreError::Stopped),
         }
     }
 
-    /// Waits until everything queued before this call is on disk.
+    /// Waits until everything queued before this call is on disk, or kept in memory
+    /// because the disk refuses writes: readers then see what is stored so far.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.write_durable(|_| Ok(())).await
+        match self.write_durable(|_| Ok(())).await {
+            Err(StoreError::Pending(_)) => Ok(()),
+            other => other,
+        }
     }
 
     /// Runs a read query on the reader connection, off the async threads.
@@ -410,6 +469,9 @@ impl Store {
 
     /// Whether a write reaches the disk now (for `/readyz`).
     pub async fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(failure) = self.health.failure() {
+            return Err(StoreError::Pending(failure));
+        }
         self.write_durable(|tx| {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('ready_check', '1')
@@ -601,33 +663,161 @@ fn migrate(conn: &mut Connection, now: EpochMs) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies queued writes in order; a burst becomes one transaction.
-fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Op>) {
+/// A durable write's outcome for a caller that must go on while the disk refuses
+/// writes: `Pending` (kept, retried) is as good as stored; other errors stand.
+pub fn keep_going_unless_rejected(stored: Result<(), StoreError>) -> Result<(), StoreError> {
+    match stored {
+        Err(StoreError::Pending(reason)) => {
+            tracing::warn!(%reason, "applied from memory; stored when the disk takes writes again");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Applies queued writes in order; a burst becomes one transaction. When the disk
+/// refuses (full, read-only, I/O error), the writes are kept in order and retried
+/// every second; a write that is itself wrong is dropped alone.
+fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Op>, health: &StoreHealth) {
     const BATCH: usize = 512;
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
+    const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+    // Writes the disk refused, oldest first; their waiters were already told.
+    let mut kept: Vec<WriteFn> = Vec::new();
+    loop {
+        let mut batch: Vec<Op> = Vec::new();
+        let first = if kept.is_empty() {
+            queue.recv().ok()
+        } else {
+            match queue.recv_timeout(RETRY) {
+                Ok(op) => Some(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if retry_kept(&mut conn, &mut kept, health) {
+                        return;
+                    }
+                    std::thread::sleep(RETRY);
+                    continue;
+                }
+            }
+        };
+        match first {
+            Some(op) => batch.push(op),
+            None if kept.is_empty() => return, // every sender is gone
+            None => {}
+        }
         while batch.len() < BATCH {
             match queue.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
-        let mut waiters = Vec::new();
+        let mut writes: Vec<(WriteFn, Option<oneshot::Sender<Outcome>>)> =
+            kept.drain(..).map(|f| (f, None)).collect();
+        writes.extend(batch.into_iter().map(|Op::Write(f, reply)| (f, reply)));
+        kept = commit(&mut conn, writes, health);
+    }
+}
+
+/// Retries the kept writes alone (the queue is closed); true once they are stored.
+fn retry_kept(conn: &mut Connection, kept: &mut Vec<WriteFn>, health: &StoreHealth) -> bool {
+    let writes = kept.drain(..).map(|f| (f, None)).collect();
+    *kept = commit(conn, writes, health);
+    kept.is_empty()
+}
+
+/// Commits `writes` in one transaction; returns the writes to keep for a retry.
+fn commit(
+    conn: &mut Connection,
+    mut writes: Vec<(WriteFn, Option<oneshot::Sender<Outcome>>)>,
+    health: &StoreHealth,
+) -> Vec<WriteFn> {
+    loop {
+        let mut failed_at = None;
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
-            for Op::Write(f, reply) in batch.drain(..) {
+            for (i, (f, _)) in writes.iter().enumerate() {
+                failed_at = Some(i);
                 f(&tx)?;
-                waiters.extend(reply);
             }
+            failed_at = None;
             tx.commit()
         })();
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "store write failed");
-        }
-        for waiter in waiters {
-            let _ = waiter.send(result.as_ref().map(drop).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => {
+                if health.failure().is_some() {
+                    tracing::warn!(
+                        writes = writes.len(),
+                        "store writable again: the writes kept in memory are stored"
+                    );
+                }
+                *health.failing.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                health
+                    .pending
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                for (_, reply) in writes {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                return Vec::new();
+            }
+            Err(e) if is_disk_error(&e) => {
+                health
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let message = e.to_string();
+                let mut failing = health.failing.lock().unwrap_or_else(|e| e.into_inner());
+                if failing.is_none() {
+                    tracing::error!(error = %message, "STORE CANNOT WRITE: the service goes on from memory and keeps every write until the disk takes it (free space, or fix the data dir's permissions)");
+                }
+                *failing = Some(message.clone());
+                drop(failing);
+                health
+                    .pending
+                    .store(writes.len(), std::sync::atomic::Ordering::Relaxed);
+                return writes
+                    .into_iter()
+                    .map(|(f, reply)| {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(WriteFailure::Pending(message.clone())));
+                        }
+                        f
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                // One write is wrong: drop it alone, tell its waiter, commit the rest.
+                health
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, "store write failed");
+                let Some(i) = failed_at else {
+                    for (_, reply) in writes {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Err(WriteFailure::Rejected(e.to_string())));
+                        }
+                    }
+                    return Vec::new();
+                };
+                let (_, reply) = writes.remove(i);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(WriteFailure::Rejected(e.to_string())));
+                }
+                if writes.is_empty() {
+                    return Vec::new();
+                }
+            }
         }
     }
+}
+
+/// Errors of the disk rather than of the write: worth keeping the write for.
+fn is_disk_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked)
+    )
 }
 
 #[cfg(test)]
@@ -666,6 +856,25 @@ mod tests {
             "tracking starts at the first open"
         );
         assert_eq!(history.transitions.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_write_is_dropped_alone_and_the_rest_of_its_batch_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let site: SiteId = "05443".parse().unwrap();
+        let store = Store::open(dir.path(), 0).unwrap();
+        // Queued together, so they share one transaction.
+        store.record_transition(site, &transition(SiteState::Online, 2000));
+        let wrong =
+            store.write_durable(|tx| tx.execute("INSERT INTO nowhere VALUES (1)", []).map(drop));
+        store.record_transition(site, &transition(SiteState::Offline, 3000));
+        assert!(matches!(wrong.await, Err(StoreError::Write(_))));
+        store.flush().await.unwrap();
+        assert_eq!(store.recent_transitions(site, 10).await.unwrap().len(), 2);
+        assert!(
+            store.health().failure().is_none(),
+            "a wrong write is not a disk failure"
+        );
     }
 
     #[tokio::test]

@@ -115,7 +115,8 @@ impl Timekeeper {
         self.timer().reports(self.clock.now_ms())
     }
 
-    /// Applies, stores, then broadcasts a command; the answer is the new snapshot.
+    /// Applies, stores, then broadcasts a command; the answer is the new snapshot. When
+    /// the disk refuses, the command still applies and is stored once the disk is back.
     /// A repeated `command_id` gets the first answer and changes nothing.
     pub async fn command(
         &self,
@@ -147,7 +148,8 @@ impl Timekeeper {
             command_id.clone(),
             snapshot.rev as i64,
         );
-        self.store
+        let stored = self
+            .store
             .write_durable(move |tx| {
                 tx.execute(
                     "INSERT INTO timer_commands (at_ms, actor, command, command_id, rev, result)
@@ -156,7 +158,8 @@ impl Timekeeper {
                 )
                 .map(drop)
             })
-            .await?;
+            .await;
+        crate::store::keep_going_unless_rejected(stored)?;
         *self.timer() = next;
         if let Some(id) = command_id {
             self.answered.lock().unwrap().insert(id, answer.clone());

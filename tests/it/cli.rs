@@ -77,6 +77,23 @@ impl Served {
         out
     }
 
+    /// What the service logged so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    async fn metrics(&self, key: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn get(&self, path: &str, key: &str) -> serde_json::Value {
         reqwest::Client::new()
             .get(format!("http://{}{}", self.addr, path))
@@ -555,4 +572,118 @@ async fn keys_rotate_gives_a_new_key_that_the_running_service_takes_at_once() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+/// Sets the service's file size limit: 0 and no file may grow (the disk refuses
+/// writes, as when it is full); `None` lifts it.
+fn limit_file_size(served: &Served, bytes: Option<u64>) {
+    let limit = bytes.unwrap_or(rlimit::INFINITY);
+    rlimit::prlimit(
+        served.child.id() as i32,
+        rlimit::Resource::FSIZE,
+        Some((limit, rlimit::INFINITY)),
+        None,
+    )
+    .expect("prlimit on our own child");
+}
+
+#[tokio::test]
+async fn when_the_disk_refuses_writes_the_wall_and_timer_go_on_and_every_write_lands_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let key = |role| secrets.role_key(role).expose().to_string();
+    let (operator, secretary) = (key(Role::Operator), key(Role::Secretary));
+    let site_key = secrets
+        .site_key(SITE.parse().unwrap())
+        .unwrap()
+        .expose()
+        .to_string();
+    let http = reqwest::Client::new();
+    let url = |addr: SocketAddr, path: &str| format!("http://{addr}{path}");
+    let bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
+
+    limit_file_size(&served, Some(0));
+    // The secretary starts a slot and a site drops, while nothing can be written.
+    let started = http
+        .post(url(served.addr, "/api/timer/start"))
+        .bearer_auth(&secretary)
+        .json(&serde_json::json!({"slot": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200, "the timer is run from memory");
+    let deadline_ms = started.json::<serde_json::Value>().await.unwrap()["deadline_ms"].clone();
+    bridge.close().await;
+    let wait = tokio::time::Instant::now() + WAIT;
+    while served.get(&format!("/api/sites/{SITE}"), &operator).await["state"] != "offline" {
+        assert!(
+            tokio::time::Instant::now() < wait,
+            "the wall still follows the sites"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready = http.get(url(served.addr, "/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.json::<serde_json::Value>().await.unwrap()["message"].to_string();
+    assert!(
+        reason.contains("store not writable") && reason.contains("kept in memory"),
+        "{reason}"
+    );
+    let metrics = served.metrics(&operator).await;
+    assert!(
+        metrics.contains("\ndiemcau_store_writable 0\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("\ndiemcau_store_pending_writes 0\n"));
+    assert!(
+        served.log().contains("STORE CANNOT WRITE"),
+        "a loud log line"
+    );
+    assert_eq!(
+        served.get("/api/timer", &operator).await["state"],
+        "running"
+    );
+
+    // The disk is back: everything kept is written, without a restart.
+    limit_file_size(&served, None);
+    let wait = tokio::time::Instant::now() + WAIT;
+    while http
+        .get(url(served.addr, "/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < wait,
+            "ready again once the disk takes writes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = served.metrics(&operator).await;
+    assert!(metrics.contains("\ndiemcau_store_writable 1\n"));
+    assert!(metrics.contains("\ndiemcau_store_pending_writes 0\n"));
+    assert!(served.log().contains("store writable again"));
+
+    // Proof that it is on disk: kill -9 and start again.
+    drop(served);
+    let served = Served::start(dir.path());
+    let timer = served.get("/api/timer", &operator).await;
+    assert_eq!(timer["state"], "running", "{timer}");
+    assert_eq!(timer["deadline_ms"], deadline_ms, "the same deadline");
+    let site = served.get(&format!("/api/sites/{SITE}"), &operator).await;
+    let reasons: Vec<&str> = site["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["reason"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("socket closed by the site")),
+        "the drop during the outage was stored: {reasons:?}"
+    );
 }
