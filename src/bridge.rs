@@ -206,10 +206,13 @@ fn close_message(code: u16, reason: &str) -> Message {
 /// code (1002, 1007); anything else is a lost connection.
 fn broken(e: &axum::Error) -> Ending {
     use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         match err.downcast_ref::<Error>() {
             Some(Error::Utf8(_)) => return Ending::close(1007, "text frames must be UTF-8"),
+            // A peer that vanished without a close frame is a lost connection, not abuse.
+            Some(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => break,
             Some(Error::Protocol(p)) => {
                 return Ending::close(1002, format!("websocket protocol error: {p}"));
             }
