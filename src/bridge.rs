@@ -468,6 +468,10 @@ async fn run_session(
                         Step::Finished => {
                             let run = check.take().expect("a check is running");
                             let result = run.finish(rehearsal, &app.store, false, app.clock.now_ms());
+                            // On disk before the site is told: a verdict it saw survives a kill -9.
+                            if let Err(e) = app.store.flush().await {
+                                tracing::error!(error = %e, "rehearsal result not stored");
+                            }
                             announce_check(app, &result);
                             probes = tokio::time::interval(Duration::from_millis(liveness.probe_interval_ms));
                             let msg = ServerMsg::CheckResult { check: result.id, verdict: result.verdict, rows: result.rows, figures: result.figures };

@@ -32,9 +32,21 @@ impl Served {
     }
 
     fn start_with(data_dir: &Path, log_level: &str) -> Served {
+        Served::spawn(data_dir, log_level, &[])
+    }
+
+    /// With a configuration file beside the embedded defaults.
+    fn start_configured(data_dir: &Path, config_toml: &str) -> Served {
+        let config = data_dir.with_extension("toml");
+        std::fs::write(&config, config_toml).unwrap();
+        Served::spawn(data_dir, "info", &["--config", config.to_str().unwrap()])
+    }
+
+    fn spawn(data_dir: &Path, log_level: &str, extra: &[&str]) -> Served {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", log_level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -686,4 +698,175 @@ async fn when_the_disk_refuses_writes_the_wall_and_timer_go_on_and_every_write_l
             .any(|r| r.contains("socket closed by the site")),
         "the drop during the outage was stored: {reasons:?}"
     );
+}
+
+/// The store file is whole: SQLite's own integrity check, read straight from disk.
+fn store_is_intact(data_dir: &Path) {
+    let conn = rusqlite::Connection::open(data_dir.join("diemcau.sqlite3")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// A pseudo-random pause, so the kill lands at a different moment on every run.
+fn random_pause(max_ms: u64) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    Duration::from_millis(50 + nanos % max_ms)
+}
+
+#[tokio::test]
+async fn kill_9_during_a_burst_of_transitions_and_timer_commands_loses_nothing_acknowledged() {
+    let _turn = EXCLUSIVE.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let secretary = secrets.role_key(Role::Secretary).expose().to_string();
+    let addr = served.addr;
+    post(
+        &served,
+        "/api/timer/start",
+        &secretary,
+        serde_json::json!({"slot": 1}),
+    )
+    .await;
+
+    // Sites joining and leaving as fast as they can: a burst of transitions and sessions.
+    let sites: Vec<(String, String)> = roster()
+        .sites()
+        .iter()
+        .take(40)
+        .map(|s| {
+            (
+                s.id.to_string(),
+                secrets.site_key(s.id).unwrap().expose().to_string(),
+            )
+        })
+        .collect();
+    let churn: Vec<_> = sites
+        .into_iter()
+        .map(|(site, key)| {
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut ws, _)) =
+                        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/bridge")).await
+                    else {
+                        return;
+                    };
+                    let hello = serde_json::json!({"type": "hello", "site": site, "key": key, "agent": "sim", "version": "churn"});
+                    use futures_util::SinkExt;
+                    if ws.send(tokio_tungstenite::tungstenite::Message::text(hello.to_string())).await.is_err() {
+                        return;
+                    }
+                    let _ = ws.close(None).await;
+                }
+            })
+        })
+        .collect();
+    // Timer commands all along; each answer is an acknowledgement.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(None::<serde_json::Value>));
+    let commands = {
+        let (acked, secretary) = (acked.clone(), secretary.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let Ok(answer) = http
+                    .post(format!("http://{addr}/api/timer/adjust"))
+                    .bearer_auth(&secretary)
+                    .json(&serde_json::json!({"seconds": 1}))
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if let Ok(snapshot) = answer.json::<serde_json::Value>().await {
+                    *acked.lock().unwrap() = Some(snapshot);
+                }
+            }
+        })
+    };
+    tokio::time::sleep(random_pause(700)).await;
+    drop(served); // SIGKILL in the middle of it all
+    let last = acked
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("some commands were answered");
+    commands.abort();
+    for task in churn {
+        task.abort();
+    }
+
+    store_is_intact(dir.path());
+    let served = Served::start(dir.path());
+    let ready = reqwest::get(format!("http://{}/readyz", served.addr))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "the store opens cleanly");
+    let timer = served.get("/api/timer", &secretary).await;
+    let (rev, last_rev) = (
+        timer["rev"].as_u64().unwrap(),
+        last["rev"].as_u64().unwrap(),
+    );
+    // The answer in flight at the kill may or may not have been stored; none before it is lost.
+    assert!(rev >= last_rev, "rev {rev} < acknowledged {last_rev}");
+    if rev == last_rev {
+        assert_eq!(timer["deadline_ms"], last["deadline_ms"]);
+    }
+    assert_eq!(timer["state"], "running");
+}
+
+#[tokio::test]
+async fn kill_9_right_after_a_rehearsal_verdict_keeps_the_verdict() {
+    let _turn = EXCLUSIVE.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start_configured(
+        dir.path(),
+        "[rehearsal]\nidle_seconds = 1\nthroughput_seconds = 1\nprobe_interval_ms = 100\nwindow_ms = 100\nwarmup_ms = 200\n",
+    );
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let site_key = secrets
+        .site_key(SITE.parse().unwrap())
+        .unwrap()
+        .expose()
+        .to_string();
+    let operator = secrets.role_key(Role::Operator).expose().to_string();
+    let agent = Command::new(BIN)
+        .args([
+            "agent",
+            "--server",
+            &format!("http://{}", served.addr),
+            "--site",
+            SITE,
+            "--key",
+            &site_key,
+            "--rehearse",
+            "--technician",
+            "Bình",
+        ])
+        .output()
+        .unwrap();
+    let verdict = agent
+        .status
+        .code()
+        .expect("the agent exits with the verdict");
+    assert!((0..=2).contains(&verdict), "{agent:?}");
+    drop(served); // SIGKILL as soon as the technician has the verdict
+
+    store_is_intact(dir.path());
+    let served = Served::start(dir.path());
+    let attempts = served.get("/api/rehearsals", &operator).await;
+    let row = attempts["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == SITE)
+        .cloned()
+        .unwrap_or_default();
+    let expected = ["pass", "warn", "fail"][verdict as usize];
+    assert_eq!(row["latest"]["verdict"], expected, "{row}");
+    assert_eq!(row["latest"]["technician"], "Bình");
 }
