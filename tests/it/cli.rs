@@ -870,3 +870,79 @@ async fn kill_9_right_after_a_rehearsal_verdict_keeps_the_verdict() {
     assert_eq!(row["latest"]["verdict"], expected, "{row}");
     assert_eq!(row["latest"]["technician"], "Bình");
 }
+
+#[tokio::test]
+async fn sigterm_under_load_stops_within_5s_closes_every_socket_with_1001_and_loses_nothing() {
+    let _turn = EXCLUSIVE.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let operator = secrets.role_key(Role::Operator).expose().to_string();
+    let secretary = secrets.role_key(Role::Secretary).expose().to_string();
+    let addr = served.addr;
+    // Every site on the line, a wall that reads and one that froze.
+    let mut bridges = Vec::new();
+    for site in roster().sites() {
+        let key = secrets.site_key(site.id).unwrap().expose().to_string();
+        bridges.push(EchoingBridge::join_at(addr, site.id.as_str(), &key).await);
+    }
+    let mut wall = Client::connect_at(addr, &format!("/ws/live?key={operator}")).await;
+    let _frozen_wall = {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws/live?key={operator}"), tcp)
+            .await
+            .unwrap()
+    };
+    post(
+        &served,
+        "/api/timer/start",
+        &secretary,
+        serde_json::json!({"slot": 2}),
+    )
+    .await;
+    let last = post(
+        &served,
+        "/api/timer/adjust",
+        &secretary,
+        serde_json::json!({"seconds": 30}),
+    )
+    .await;
+
+    let asked = std::time::Instant::now();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(served.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = served.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(6),
+            "still running after 6 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = asked.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(took <= Duration::from_secs(5), "shutdown took {took:?}");
+    for bridge in bridges {
+        assert_eq!(bridge.closed_by_server().await, Some(1001));
+    }
+    assert_eq!(wall.expect_close().await, 1001);
+
+    let served = Served::start(dir.path());
+    let timer = served.get("/api/timer", &secretary).await;
+    assert_eq!(timer["deadline_ms"], last["deadline_ms"], "{timer}");
+    let site = served.get(&format!("/api/sites/{SITE}"), &operator).await;
+    let shutdown = &site["transitions"][0];
+    assert_eq!(
+        (shutdown["to"].as_str(), shutdown["reason"].as_str()),
+        (Some("offline"), Some("server shutting down")),
+        "the shutdown's own transition is stored: {site}"
+    );
+}
