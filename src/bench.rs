@@ -74,6 +74,10 @@ pub struct BenchReport {
     pub timer_fanout_last_site: Percentiles,
     /// Timer command sent → its HTTP answer (stored, applied, queued to every site).
     pub timer_command_answered: Percentiles,
+    /// From the service's `diemcau_timer_fanout_seconds` (bucket bounds): change applied
+    /// → the last site's frame handed to the kernel; what remote sites would see, less
+    /// their network, without the bench clients' share of these cores.
+    pub timer_fanout_in_service: Percentiles,
     /// The same for the bare baseline broadcasting a frame of the same shape.
     pub baseline_fanout: Percentiles,
     pub baseline_fanout_last_site: Percentiles,
@@ -464,9 +468,15 @@ async fn fetch_text(url: &str) -> Result<String, BenchError> {
 
 /// The cumulative buckets of `diemcau_probe_rtt_seconds`: (upper bound in s, count).
 fn probe_rtt_buckets(metrics: &str) -> Vec<(f64, f64)> {
+    histogram_buckets(metrics, "diemcau_probe_rtt_seconds")
+}
+
+/// The cumulative buckets of histogram `name`: (upper bound in s, count).
+fn histogram_buckets(metrics: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
     metrics
         .lines()
-        .filter_map(|l| l.strip_prefix("diemcau_probe_rtt_seconds_bucket{le=\""))
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
         .filter_map(|rest| {
             let (le, count) = rest.split_once("\"} ")?;
             let le = if le == "+Inf" {
@@ -792,7 +802,14 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         base: base.clone(),
         secretary,
     };
+    let metrics_url = format!("{base}/metrics");
+    let fanout_buckets = |metrics: &str| histogram_buckets(metrics, "diemcau_timer_fanout_seconds");
+    let before = fanout_buckets(&fetch_text(&metrics_url).await?);
     let service_fanout = fanout(&run.bridges, &mut trigger).await?;
+    let in_service = bucket_quantiles(&subtract(
+        &fanout_buckets(&fetch_text(&metrics_url).await?),
+        &before,
+    ));
 
     // Close → offline: sockets closed one by one, watched on the live feed.
     let operator = secrets.role_key(Role::Operator).expose().to_string();
@@ -825,6 +842,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         timer_fanout: percentiles(service_fanout.per_site),
         timer_fanout_last_site: percentiles(service_fanout.last_site),
         timer_command_answered: percentiles(service_fanout.answered),
+        timer_fanout_in_service: in_service,
         baseline_fanout: percentiles(baseline_fanout.per_site),
         baseline_fanout_last_site: percentiles(baseline_fanout.last_site),
         close_to_offline,
@@ -989,6 +1007,7 @@ impl BenchReport {
              probe RTT p50 / p99 (histogram bucket, measured window): {:.1} / {:.1} ms\n\
              probe one way p50 / p99, service: {:.0} / {:.0} ms; bare baseline: {:.0} / {:.0} ms\n\
              timer fan-out p50 / p99 (per site): {:.1} / {:.1} ms; last site p99 {:.1} ms; command answered p99 {:.1} ms\n\
+             in the service (applied → last frame to the kernel, bucket) p50 / p99: {:.1} / {:.1} ms\n\
              bare baseline fan-out p50 / p99: {:.1} / {:.1} ms; last site p99 {:.1} ms\n\
              close → offline p50 / p99: {:.1} / {:.1} ms ({} sites)\n\
              all sites connected in {:.2} s ({} failed handshakes); healthy sites marked degraded: {}\n\
@@ -1022,6 +1041,8 @@ impl BenchReport {
             self.timer_fanout.p99_ms,
             self.timer_fanout_last_site.p99_ms,
             self.timer_command_answered.p99_ms,
+            self.timer_fanout_in_service.p50_ms,
+            self.timer_fanout_in_service.p99_ms,
             self.baseline_fanout.p50_ms,
             self.baseline_fanout.p99_ms,
             self.baseline_fanout_last_site.p99_ms,

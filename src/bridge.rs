@@ -591,8 +591,11 @@ async fn write_frames(
                     // of the peer.
                     let mut batch = Some(outbound);
                     let mut written = Ok(());
+                    let mut deliveries = Vec::new();
                     while let Some(outbound) = batch.take() {
-                        written = sink.feed(outbound.into_message()).await;
+                        let (message, delivery) = outbound.into_message();
+                        deliveries.extend(delivery);
+                        written = sink.feed(message).await;
                         if written.is_err() {
                             break;
                         }
@@ -601,6 +604,7 @@ async fn write_frames(
                     if written.is_err() || sink.flush().await.is_err() {
                         break;
                     }
+                    drop(deliveries); // handed to the kernel: this site is done
                 }
                 None => {
                     // The reader is done; it may still send a close frame.

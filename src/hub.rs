@@ -29,14 +29,47 @@ pub enum Outbound {
     Text(Utf8Bytes),
     /// Throughput test data (rehearsal check).
     Binary(axum::body::Bytes),
+    /// A frame sent to every site whose fan-out is timed: the writer lets go of the
+    /// `Delivery` once the frame is written.
+    Tracked(Utf8Bytes, Arc<Delivery>),
 }
 
 impl Outbound {
-    pub fn into_message(self) -> axum::extract::ws::Message {
+    pub fn into_message(self) -> (axum::extract::ws::Message, Option<Arc<Delivery>>) {
+        use axum::extract::ws::Message;
         match self {
-            Outbound::Text(text) => axum::extract::ws::Message::Text(text),
-            Outbound::Binary(data) => axum::extract::ws::Message::Binary(data),
+            Outbound::Text(text) => (Message::Text(text), None),
+            Outbound::Binary(data) => (Message::Binary(data), None),
+            Outbound::Tracked(text, delivery) => (Message::Text(text), Some(delivery)),
         }
+    }
+}
+
+/// One frame on its way to every site. Dropped when the last site's writer has handed
+/// it to the kernel (or let it go): the time until then is the fan-out.
+pub struct Delivery {
+    started: std::time::Instant,
+    done: Box<dyn Fn(std::time::Duration) + Send + Sync>,
+}
+
+impl Delivery {
+    pub fn new(done: impl Fn(std::time::Duration) + Send + Sync + 'static) -> Arc<Delivery> {
+        Arc::new(Delivery {
+            started: std::time::Instant::now(),
+            done: Box::new(done),
+        })
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        (self.done)(self.started.elapsed());
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delivery")
     }
 }
 
@@ -382,11 +415,16 @@ impl Hub {
     /// Sends a frame to every connected site without waiting for any of them. A site
     /// whose queue is full is told to close (it is not reading). Returns how many got it.
     pub fn send_to_all_sites(&self, frame: &Utf8Bytes) -> usize {
+        self.send_to_all_tracked(frame, None)
+    }
+
+    /// The same, timing the fan-out with `delivery` (see `Delivery`).
+    pub fn send_to_all_tracked(&self, frame: &Utf8Bytes, delivery: Option<Arc<Delivery>>) -> usize {
         let mut inner = self.lock();
         inner
             .sites
             .iter_mut()
-            .map(|rt| deliver(rt, frame))
+            .map(|rt| deliver(rt, frame, delivery.as_ref()))
             .filter(|sent| *sent)
             .count()
     }
@@ -396,7 +434,7 @@ impl Hub {
         let mut inner = self.lock();
         sites
             .iter()
-            .map(|i| deliver(&mut inner.sites[*i], frame))
+            .map(|i| deliver(&mut inner.sites[*i], frame, None))
             .filter(|sent| *sent)
             .count()
     }
@@ -552,11 +590,15 @@ fn state_index(state: SiteState) -> usize {
 }
 
 /// Queues a frame for a connected site; a full queue tells it to close instead.
-fn deliver(rt: &mut SiteRuntime, frame: &Utf8Bytes) -> bool {
+fn deliver(rt: &mut SiteRuntime, frame: &Utf8Bytes, delivery: Option<&Arc<Delivery>>) -> bool {
     let Some(conn) = rt.conn.as_mut() else {
         return false;
     };
-    match conn.out.try_send(Outbound::Text(frame.clone())) {
+    let outbound = match delivery {
+        Some(delivery) => Outbound::Tracked(frame.clone(), delivery.clone()),
+        None => Outbound::Text(frame.clone()),
+    };
+    match conn.out.try_send(outbound) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             if let Some(kick) = conn.kick.take() {

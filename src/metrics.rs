@@ -78,6 +78,7 @@ pub struct Metrics {
     sites_by_state: Family<StateLabels, Gauge>,
     per_site: Vec<SiteSeries>,
     probe_rtt: Histogram,
+    timer_fanout: Histogram,
     ws_connections: Family<KindLabels, Gauge>,
     store_errors: Counter,
     store_writable: Gauge,
@@ -182,6 +183,14 @@ impl Metrics {
             "probe_rtt_seconds",
             "Round trip of every answered probe",
             probe_rtt.clone(),
+        );
+        let timer_fanout = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+        ]);
+        registry.register(
+            "timer_fanout_seconds",
+            "Timer change applied → the last connected site's frame handed to the kernel",
+            timer_fanout.clone(),
         );
         let ws_connections = Family::<KindLabels, Gauge>::default();
         registry.register(
@@ -294,6 +303,7 @@ impl Metrics {
             sites_by_state,
             per_site,
             probe_rtt,
+            timer_fanout,
             ws_connections,
             store_errors,
             store_writable,
@@ -344,6 +354,10 @@ impl Metrics {
         let series = &self.per_site[site];
         series.rtt.set(rtt_ms.unwrap_or(f64::NAN) / 1000.0);
         series.jitter.set(jitter_ms.unwrap_or(f64::NAN) / 1000.0);
+    }
+
+    pub fn timer_fanout(&self, took: std::time::Duration) {
+        self.timer_fanout.observe(took.as_secs_f64());
     }
 
     pub fn probe_rtt(&self, rtt_ms: f64) {

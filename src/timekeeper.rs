@@ -174,7 +174,10 @@ impl Timekeeper {
     /// Sends the snapshot to every bridge (encoded once) and to the live feed.
     fn broadcast(&self, snapshot: &TimerSnapshot) {
         let frame = ServerMsg::Timer(snapshot.clone()).to_json();
-        self.hub.send_to_all_sites(&frame.clone().into());
+        let metrics = self.metrics.clone();
+        let delivery = crate::hub::Delivery::new(move |took| metrics.timer_fanout(took));
+        self.hub
+            .send_to_all_tracked(&frame.clone().into(), Some(delivery));
         self.hub.publish(Topic::Timer, |seq| with_seq(&frame, seq));
     }
 

@@ -479,6 +479,10 @@ fn bench_measures_the_service_beside_the_baseline_and_writes_json() {
         report["baseline_fanout"]["samples"], 300,
         "the bare baseline broadcast the same 10 changes"
     );
+    assert_eq!(
+        report["timer_fanout_in_service"]["samples"], 10,
+        "the service timed its own fan-out of each change"
+    );
     // kill -9, restart: the 10 sites still open are back, none refused.
     assert_eq!(report["reconnect"]["sites"], 10, "{report}");
     assert_eq!(report["reconnect"]["handshake_failures"], 0, "{report}");
