@@ -146,7 +146,7 @@ fn promtool(args: &[&str]) -> String {
 #[tokio::test]
 async fn the_alert_rules_are_valid_unit_tested_and_use_only_served_metrics() {
     promtool(&["check", "config", "prometheus.yml"]);
-    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("5 rules found"));
+    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("6 rules found"));
     assert!(promtool(&["test", "rules", "alerts_test.yml"]).contains("SUCCESS"));
 
     let app = spawn_app(fast).await;
