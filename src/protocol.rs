@@ -324,7 +324,7 @@ mod tests {
         /// some of them the protocol's own names with values of any kind.
         fn frame_like() -> impl Strategy<Value = serde_json::Value> {
             let kind = prop_oneof![
-                prop::sample::select(DOCUMENTED_TYPES.to_vec()).prop_map(String::from),
+                prop::sample::select(KNOWN_TYPES.to_vec()).prop_map(String::from),
                 ".{0,12}",
             ];
             let field = prop::sample::select(vec![
@@ -356,7 +356,7 @@ mod tests {
         }
 
         /// Client → server types in DESIGN.md: a bad one of these is `bad_frame`.
-        const DOCUMENTED_TYPES: &[&str] = &[
+        const KNOWN_TYPES: &[&str] = &[
             "hello",
             "echo",
             "heartbeat",
@@ -399,7 +399,7 @@ mod tests {
                 let result = ClientMsg::decode(&frame.to_string());
                 prop_assert!(documented(&result));
                 if let Err(e) = &result {
-                    let known = DOCUMENTED_TYPES.contains(&frame["type"].as_str().unwrap_or_default());
+                    let known = KNOWN_TYPES.contains(&frame["type"].as_str().unwrap_or_default());
                     prop_assert_eq!(e.code == "unknown_type", !known, "{}", frame);
                 }
             }

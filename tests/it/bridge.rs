@@ -312,21 +312,13 @@ async fn shutdown_closes_every_bridge_with_1001() {
 #[tokio::test]
 async fn a_site_that_never_reads_is_dropped_and_the_others_get_every_timer_change() {
     let app = spawn_app(|c| {
-        fast(c);
-        c.liveness.degraded_after_ms = 3000;
-        c.liveness.offline_after_ms = 5000;
+        steady(c);
         c.protocol.send_queue_frames = 8;
     })
     .await;
     let mut healthy = EchoingBridge::join(&app, OTHER_SITE).await;
     // A bridge PC that hangs: a tiny receive window, its hello sent, nothing read.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(2048).unwrap();
-    let tcp = socket.connect(app.addr).await.unwrap();
-    let (mut stuck, _) =
-        tokio_tungstenite::client_async(format!("ws://{}/ws/bridge", app.addr), tcp)
-            .await
-            .unwrap();
+    let mut stuck = frozen_client(app.addr, "/ws/bridge").await;
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let hello = json!({"type": "hello", "site": SITE, "key": app.key(SITE), "agent": "agent", "version": "stuck"});

@@ -891,14 +891,7 @@ async fn sigterm_under_load_stops_within_5s_closes_every_socket_with_1001_and_lo
         bridges.push(EchoingBridge::join_at(addr, site.id.as_str(), &key).await);
     }
     let mut wall = Client::connect_at(addr, &format!("/ws/live?key={operator}")).await;
-    let _frozen_wall = {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(2048).unwrap();
-        let tcp = socket.connect(addr).await.unwrap();
-        tokio_tungstenite::client_async(format!("ws://{addr}/ws/live?key={operator}"), tcp)
-            .await
-            .unwrap()
-    };
+    let _frozen_wall = frozen_client(addr, &format!("/ws/live?key={operator}")).await;
     post(
         &served,
         "/api/timer/start",

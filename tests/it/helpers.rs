@@ -48,6 +48,25 @@ pub fn fast(config: &mut Config) {
     config.liveness.echo_timeout_ms = 500;
 }
 
+/// Fast probes, but liveness slow enough that only what a test does ends a connection.
+pub fn steady(config: &mut Config) {
+    fast(config);
+    config.liveness.degraded_after_ms = 3000;
+    config.liveness.offline_after_ms = 5000;
+}
+
+/// A websocket client on `path` with a tiny receive window, for one that never reads.
+pub async fn frozen_client(addr: SocketAddr, path: &str) -> Socket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}{path}"), MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+    ws
+}
+
 /// A rehearsal check of about three seconds instead of two minutes.
 pub fn short_check(config: &mut Config) {
     let r = &mut config.rehearsal;
@@ -287,7 +306,7 @@ impl Drop for TestApp {
     }
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A websocket client speaking protocol v1 by hand.
 pub struct Client {

@@ -283,10 +283,8 @@ async fn arbitrary_bytes_after_the_handshake_end_the_connection_cleanly() {
 #[tokio::test]
 async fn a_site_sending_10000_frames_a_second_is_throttled_then_closed_and_others_keep_their_rtt() {
     let app = spawn_app(|c| {
-        fast(c);
         // Frames over the limit are dropped, echoes too: silence must not end it here.
-        c.liveness.degraded_after_ms = 3000;
-        c.liveness.offline_after_ms = 5000;
+        steady(c);
         c.protocol.max_frames_per_second = 50;
     })
     .await;
@@ -467,9 +465,7 @@ async fn malformed_http_gets_the_right_4xx_and_never_a_500() {
 async fn silent_connections_time_out_and_over_the_cap_new_ones_get_503_while_sites_are_served() {
     let _turn = EXCLUSIVE.lock().await; // a thousand sockets at once
     let app = spawn_app(|c| {
-        fast(c);
-        c.liveness.degraded_after_ms = 3000;
-        c.liveness.offline_after_ms = 5000;
+        steady(c);
         c.protocol.max_connections = 200;
         c.protocol.handshake_timeout_ms = 600;
     })

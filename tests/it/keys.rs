@@ -9,13 +9,6 @@ use reqwest::header;
 
 use crate::helpers::*;
 
-/// Liveness slow enough that only the rotation ends a connection here.
-fn steady(config: &mut diemcau::config::Config) {
-    fast(config);
-    config.liveness.degraded_after_ms = 3000;
-    config.liveness.offline_after_ms = 5000;
-}
-
 /// Opens `page` with `key` as a browser would; returns the session cookie it set.
 async fn page_session(app: &TestApp, page: &str, key: &str) -> String {
     let response = app

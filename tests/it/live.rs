@@ -113,13 +113,7 @@ async fn a_page_that_never_reads_is_dropped_and_the_others_keep_their_feed() {
     let operator = app.key("operator").to_string();
     let mut reader = Client::connect(&app, &format!("/ws/live?key={operator}")).await;
     // A page whose tab froze: a tiny receive window, and it never reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(2048).unwrap();
-    let tcp = socket.connect(app.addr).await.unwrap();
-    let (mut stalled, _) =
-        tokio_tungstenite::client_async(format!("ws://{}/ws/live?key={operator}", app.addr), tcp)
-            .await
-            .unwrap();
+    let mut stalled = frozen_client(app.addr, &format!("/ws/live?key={operator}")).await;
     // It even asks for fresh snapshots (92 sites each), and still reads nothing.
     for _ in 0..200 {
         let resync = tokio_tungstenite::tungstenite::Message::text(r#"{"type":"resync"}"#);
