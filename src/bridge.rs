@@ -43,6 +43,10 @@ pub async fn upgrade(
 
 const NOT_READING_REASON: &str = "not reading: send queue full";
 
+/// The first probes of a connection, closer together (see `run_session`).
+const QUICK_PROBES: u32 = 4;
+const QUICK_PROBE_EVERY: Duration = Duration::from_millis(250);
+
 /// Why the connection ended, and the close frame to send if any.
 struct Ending {
     code: Option<u16>,
@@ -262,7 +266,19 @@ async fn run_session(
         liveness.probe_interval_ms,
     );
 
-    let mut probes = tokio::time::interval(Duration::from_millis(liveness.probe_interval_ms));
+    // A new connection's clock is learnt from a few quick probes, not from one: a bridge
+    // that joins just before its slot shows the right second at once.
+    let every = Duration::from_millis(liveness.probe_interval_ms);
+    let mut quick_left = if every > QUICK_PROBE_EVERY {
+        QUICK_PROBES
+    } else {
+        0
+    };
+    let mut probes = tokio::time::interval(if quick_left > 0 {
+        QUICK_PROBE_EVERY
+    } else {
+        every
+    });
     probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outstanding: VecDeque<(u64, EpochMs)> = VecDeque::new();
     let mut next_seq = 0u64;
@@ -456,6 +472,13 @@ async fn run_session(
                     }
                     if queue.send(&ServerMsg::Probe { seq: next_seq, server_ms: now }).is_err() {
                         break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
+                    }
+                    if quick_left > 0 {
+                        quick_left -= 1;
+                        if quick_left == 0 && check.is_none() {
+                            probes = tokio::time::interval_at(Instant::now() + every, every);
+                            probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
                     }
                 }
                 _ = async { tokio::time::sleep_until(phase_ends.expect("guarded")).await }, if phase_ends.is_some() => {

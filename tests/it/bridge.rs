@@ -378,3 +378,28 @@ async fn a_site_that_never_reads_is_dropped_and_the_others_get_every_timer_chang
     heartbeats.abort();
     healthy.close().await;
 }
+
+#[tokio::test]
+async fn a_new_connection_learns_its_clock_from_four_quick_probes_then_the_interval() {
+    let app = spawn_app(|_| {}).await; // the real 2 s probe interval
+    let mut client = Client::join(&app, SITE).await;
+    let joined = Instant::now();
+    for _ in 0..4 {
+        client.echo_next_probe().await;
+    }
+    assert!(
+        joined.elapsed() < Duration::from_millis(1200),
+        "four probes within a second: {:?}",
+        joined.elapsed()
+    );
+    let fourth = Instant::now();
+    // The fourth echo's estimate rides with the next probe.
+    let sync = client.recv_type("sync").await;
+    assert!(sync["uncertainty_ms"].as_f64().unwrap() < 50.0, "{sync}");
+    client.recv_type("probe").await;
+    assert!(
+        fourth.elapsed() >= Duration::from_millis(1500),
+        "then every 2 s: {:?}",
+        fourth.elapsed()
+    );
+}
