@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::agent::{backoff, random_unit};
 use crate::auth::{Role, Secrets};
+use crate::simulate::small_buffers;
 use crate::sites::Roster;
 
 #[derive(Debug, thiserror::Error)]
@@ -257,7 +258,13 @@ async fn connection(
     closing: &mut oneshot::Receiver<()>,
 ) -> Ended {
     use tokio_tungstenite::tungstenite::Error;
-    let socket = match tokio_tungstenite::connect_async(url).await {
+    let socket = match tokio_tungstenite::connect_async_with_config(
+        url,
+        Some(small_buffers()),
+        true,
+    )
+    .await
+    {
         Ok((socket, _)) => socket,
         Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             return Ended::Refused;
@@ -941,7 +948,10 @@ pub async fn baseline_server(listen: &str, probe_interval_ms: u64) -> std::io::R
         let _ = stream.set_nodelay(true);
         let everyone = everyone.clone();
         tokio::spawn(async move {
-            let Ok(socket) = tokio_tungstenite::accept_async(stream).await else {
+            // The same buffer sizes as the service (ECOSYSTEM.md): a fair comparison.
+            let Ok(socket) =
+                tokio_tungstenite::accept_async_with_config(stream, Some(small_buffers())).await
+            else {
                 return;
             };
             let mut broadcasts = everyone.subscribe();

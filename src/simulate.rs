@@ -175,7 +175,10 @@ async fn run_once(
     timing: FaultTiming,
     stats: &SimStats,
 ) -> Option<Duration> {
-    let (socket, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
+            .await
+            .ok()?;
     let (mut sink, mut stream) = socket.split();
     let hello = json!({"type": "hello", "site": site, "key": key, "agent": "sim", "version": env!("CARGO_PKG_VERSION")});
     sink.send(Message::text(hello.to_string())).await.ok()?;
@@ -228,6 +231,15 @@ async fn run_once(
     };
     stats.connected.fetch_sub(1, Ordering::Relaxed);
     result
+}
+
+/// Buffers sized for protocol frames. tungstenite zero-fills its whole read buffer
+/// (128 KiB by default) before every read: thousands of simulated sites would spend
+/// their time in memset and measure themselves instead of the server.
+pub fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
 }
 
 fn now_ms() -> i64 {
