@@ -355,16 +355,6 @@ mod tests {
             })
         }
 
-        /// Client → server types in DESIGN.md: a bad one of these is `bad_frame`.
-        const KNOWN_TYPES: &[&str] = &[
-            "hello",
-            "echo",
-            "heartbeat",
-            "ack",
-            "check_request",
-            "check_report",
-        ];
-
         fn documented(result: &Result<ClientMsg, FrameError>) -> bool {
             match result {
                 Ok(_) => true,
