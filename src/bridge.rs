@@ -343,13 +343,10 @@ async fn run_session(
                                 deadline = app.hub.heard(hello.idx, session);
                                 continue;
                             }
-                            match flood.check() {
-                                Flow::Allow => {}
-                                Flow::Throttle { warn } => {
-                                    if warn && queue.send(&slow_down()).is_err() { break 'session Ending::close(close::NOT_READING, NOT_READING_REASON); }
-                                    continue;
-                                }
-                                Flow::Close => break 'session Ending::close(close::FLOODING, "too many frames per second"),
+                            match admit(&mut flood, &queue) {
+                                Ok(true) => {}
+                                Ok(false) => continue,
+                                Err(ending) => break 'session ending,
                             }
                             bad_frames += 1;
                             if queue.send(&ServerMsg::error("binary_not_allowed", "binary frames are only accepted during a throughput test")).is_err() {
@@ -366,15 +363,10 @@ async fn run_session(
                         Some(Err(e)) => break 'session broken(&e),
                         None => break 'session Ending::gone("connection lost"),
                     };
-                    match flood.check() {
-                        Flow::Allow => {}
-                        Flow::Throttle { warn } => {
-                            if warn && queue.send(&slow_down()).is_err() {
-                                break 'session Ending::close(close::NOT_READING, NOT_READING_REASON);
-                            }
-                            continue;
-                        }
-                        Flow::Close => break 'session Ending::close(close::FLOODING, "too many frames per second"),
+                    match admit(&mut flood, &queue) {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(ending) => break 'session ending,
                     }
                     match ClientMsg::decode(&text) {
                         Ok(ClientMsg::Echo { seq, client_recv_ms, client_send_ms, .. }) => {
@@ -693,11 +685,24 @@ impl FloodGuard {
     }
 }
 
-fn slow_down() -> ServerMsg {
-    ServerMsg::error(
-        "slow_down",
-        "too many frames per second: frames are dropped; twice the limit closes the socket (4429)",
-    )
+/// Whether one more inbound frame is handled (`false`: dropped unread), or why the
+/// connection ends.
+fn admit(flood: &mut FloodGuard, queue: &Queue) -> Result<bool, Ending> {
+    match flood.check() {
+        Flow::Allow => Ok(true),
+        Flow::Throttle { warn: false } => Ok(false),
+        Flow::Throttle { warn: true } => {
+            let slow_down = ServerMsg::error(
+                "slow_down",
+                "too many frames per second: frames are dropped; twice the limit closes the socket (4429)",
+            );
+            queue
+                .send(&slow_down)
+                .map(|()| false)
+                .map_err(|()| Ending::close(close::NOT_READING, NOT_READING_REASON))
+        }
+        Flow::Close => Err(Ending::close(close::FLOODING, "too many frames per second")),
+    }
 }
 
 #[cfg(test)]
