@@ -121,7 +121,8 @@ pub struct ProtocolConfig {
     pub max_bad_frames: u32,
     /// Open TCP connections (pages, API, websockets); over it a new one gets 503.
     pub max_connections: usize,
-    /// A new connection must send its first request's headers within this time.
+    /// A connection must send each request's headers within this time (the first from
+    /// when it opens, the next from the last answer); open websockets are exempt.
     pub handshake_timeout_ms: u64,
     /// A live-feed page that cannot take a frame for this long is dropped.
     pub live_send_timeout_ms: u64,

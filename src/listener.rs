@@ -1,7 +1,7 @@
 //! The TCP listener behind `axum::serve`, with the two limits a public port needs:
 //! a cap on open connections (over it, a new one gets `503` at once) and a deadline
-//! for the first request's headers (a connection that never sends them is closed).
-//! Websockets keep their connection's slot until they close.
+//! for each request's headers (a connection that never sends them, or idles after an
+//! answer, is closed). Websockets keep their connection's slot until they close.
 
 use std::future::Future;
 use std::io;
@@ -84,9 +84,14 @@ impl axum::serve::Listener for GuardedListener {
     }
 }
 
-/// Until the first request's headers are complete, reads race a deadline.
+/// Until a request's headers are complete, reads race a deadline: for the first
+/// request from the moment of accepting, for the next one from the last response
+/// written (an idle keep-alive connection). A websocket, once upgraded, has none.
 struct HeadersDeadline {
-    deadline: Option<Pin<Box<Sleep>>>,
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    armed: bool,
+    upgraded: bool,
     /// How much of "\r\n\r\n" the bytes read so far end with.
     matched: usize,
 }
@@ -94,7 +99,10 @@ struct HeadersDeadline {
 impl HeadersDeadline {
     fn new(timeout: Duration) -> Self {
         Self {
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            armed: true,
+            upgraded: false,
             matched: 0,
         }
     }
@@ -111,10 +119,31 @@ impl HeadersDeadline {
                 0
             };
             if self.matched == END.len() {
+                self.matched = 0;
                 return true;
             }
         }
         false
+    }
+
+    /// Notes bytes written: a `101` ends all deadlines, a response starts the next one.
+    /// The deadline is polled at once with the connection's waker: the connection may
+    /// already be waiting to read and would not look at it otherwise.
+    fn wrote(&mut self, bytes: &[u8], cx: &mut Context<'_>) {
+        if self.upgraded {
+            return;
+        }
+        if bytes.starts_with(b"HTTP/1.1 101") {
+            self.upgraded = true;
+            self.armed = false;
+        } else if !self.armed {
+            self.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.timeout);
+            self.armed = true;
+            self.matched = 0;
+            let _ = self.sleep.as_mut().poll(cx);
+        }
     }
 }
 
@@ -132,20 +161,23 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(deadline) = this.headers.deadline.as_mut() else {
+        if !this.headers.armed {
             return Pin::new(&mut this.stream).poll_read(cx, buf);
-        };
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                if this.headers.saw(&buf.filled()[before..]) {
-                    this.headers.deadline = None;
+                let read = &buf.filled()[before..];
+                // HTTP/2 with prior knowledge has no header blocks to wait for.
+                if this.headers.saw(read) || (before == 0 && read.starts_with(b"PRI * HTTP/2.0")) {
+                    this.headers.armed = false;
+                    this.headers.upgraded |= read.starts_with(b"PRI * HTTP/2.0");
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                ready!(deadline.as_mut().poll(cx));
+                ready!(this.headers.sleep.as_mut().poll(cx));
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "no complete request headers within the handshake timeout",
@@ -161,7 +193,9 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.headers.wrote(buf, cx);
+        Pin::new(&mut this.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -177,7 +211,11 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.headers.wrote(first, cx);
+        }
+        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -189,19 +227,32 @@ impl AsyncWrite for Guarded {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_end_of_the_headers_is_found_across_reads() {
-        let mut deadline = HeadersDeadline {
-            deadline: None,
-            matched: 0,
-        };
+    #[tokio::test]
+    async fn a_response_arms_the_deadline_again_and_an_upgrade_ends_it() {
+        let waker = futures_util::task::noop_waker();
+        let cx = &mut Context::from_waker(&waker);
+        let mut deadline = HeadersDeadline::new(Duration::from_secs(1));
+        assert!(deadline.saw(b"GET / HTTP/1.1\r\n\r\n"));
+        deadline.armed = false;
+        deadline.wrote(b"HTTP/1.1 200 OK\r\n", cx);
+        assert!(
+            deadline.armed,
+            "idle keep-alive: the next request has a deadline"
+        );
+        deadline.armed = false;
+        deadline.wrote(b"HTTP/1.1 101 Switching Protocols\r\n", cx);
+        assert!(!deadline.armed && deadline.upgraded);
+        deadline.wrote(b"\x81\x05hello", cx);
+        assert!(!deadline.armed, "websocket frames never arm it");
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_headers_is_found_across_reads() {
+        let mut deadline = HeadersDeadline::new(Duration::from_secs(1));
         assert!(!deadline.saw(b"GET / HTTP/1.1\r\nHost: x\r"));
         assert!(!deadline.saw(b"\n\r"));
         assert!(deadline.saw(b"\nbody"));
-        let mut other = HeadersDeadline {
-            deadline: None,
-            matched: 0,
-        };
+        let mut other = HeadersDeadline::new(Duration::from_secs(1));
         assert!(
             !other.saw(b"a\r\n\r\r\nb"),
             "a broken terminator is not the end"

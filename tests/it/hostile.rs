@@ -539,3 +539,35 @@ async fn silent_connections_time_out_and_over_the_cap_new_ones_get_503_while_sit
     newcomer.close().await;
     healthy.close().await;
 }
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_but_an_idle_websocket_is_not() {
+    let app = spawn_app(|c| {
+        steady(c);
+        c.protocol.handshake_timeout_ms = 500;
+    })
+    .await;
+    // A page that made one request and keeps the connection open, idle.
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    let idle = Instant::now();
+    let closed = tokio::time::timeout(WAIT, tcp.read(&mut answer)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    assert!(
+        idle.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        idle.elapsed()
+    );
+
+    // The hall display's feed stays quiet for longer than that, and is kept.
+    let mut display = Client::connect(&app, &format!("/ws/live?key={}", app.key("display"))).await;
+    display.recv_type("snapshot").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.start_slot(1).await;
+    assert_eq!(display.recv_type("timer").await["state"], "running");
+}
