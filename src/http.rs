@@ -1,7 +1,6 @@
 //! HTTP routes: health, status, sites, metrics, and the two websocket endpoints.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -151,12 +150,10 @@ async fn timer_command(
     State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body?;
     caller.require(TIMER_CONTROL)?;
-    let body: CommandBody = json_body(&headers, &body, r#"{"slot": 4}"#)?;
+    let body: CommandBody = body.json(r#"{"slot": 4}"#)?;
     if body
         .command_id
         .as_ref()
@@ -277,22 +274,16 @@ struct GenerateBody {
 async fn set_schedule(
     State(app): State<AppState>,
     caller: Caller,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body?;
     caller.require(&[Role::Admin, Role::Operator])?;
-    let is_csv = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/csv"));
-    let slots = if is_csv {
-        crate::schedule::import("schedule.csv", &body, &app.roster)
+    let slots = if body.declared("text/csv") {
+        crate::schedule::import("schedule.csv", &body.bytes, &app.roster)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?
     } else {
         let example =
             r#"{"days": ["2026-11-25"], "day_start": "08:00", "day_end": "17:00", "minutes": 10}"#;
-        let body: GenerateBody = json_body(&headers, &body, example)?;
+        let body: GenerateBody = body.json(example)?;
         let date = |d: &String| {
             chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
                 .map_err(|_| ApiError::BadRequest(format!("day `{d}` must look like 2026-11-25")))
@@ -337,26 +328,49 @@ async fn rehearsals_csv(
     ))
 }
 
-/// Parses an optional JSON body (empty means `{}`), with a 400 that shows the shape.
-/// A JSON body (an empty body means the defaults); any other declared type is refused.
-fn json_body<T: serde::de::DeserializeOwned + Default>(
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-    example: &str,
-) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+/// A request body and its declared type. Over the size limit it is a JSON 413.
+struct Body {
+    content_type: Option<String>,
+    bytes: Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase());
+        let bytes = Bytes::from_request(request, state).await?;
+        Ok(Body {
+            content_type,
+            bytes,
+        })
     }
-    let declared = headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase());
-    if declared.is_some_and(|t| !t.starts_with("application/json")) {
-        return Err(ApiError::UnsupportedMediaType(
-            "send the body as JSON with Content-Type: application/json (curl: --json)".into(),
-        ));
+}
+
+impl Body {
+    fn declared(&self, media_type: &str) -> bool {
+        self.content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with(media_type))
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("body must be JSON like {example}: {e}")))
+
+    /// The body as JSON (an empty body means the defaults), with a 400 that shows the
+    /// shape; a body declared as anything else is refused (415).
+    fn json<T: serde::de::DeserializeOwned + Default>(&self, example: &str) -> Result<T, ApiError> {
+        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        if self.content_type.is_some() && !self.declared("application/json") {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json (curl: --json)".into(),
+            ));
+        }
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| ApiError::BadRequest(format!("body must be JSON like {example}: {e}")))
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -368,12 +382,10 @@ struct RollCallBody {
 async fn start_roll_call(
     State(app): State<AppState>,
     caller: Caller,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body?;
     caller.require(&[Role::Admin, Role::Operator])?;
-    let body: RollCallBody = json_body(&headers, &body, r#"{"deadline_seconds": 300}"#)?;
+    let body: RollCallBody = body.json(r#"{"deadline_seconds": 300}"#)?;
     let seconds = body.deadline_seconds.unwrap_or(300);
     if !(10..=3600).contains(&seconds) {
         return Err(ApiError::BadRequest(
@@ -406,16 +418,10 @@ struct MessageBody {
 async fn send_message(
     State(app): State<AppState>,
     caller: Caller,
-    headers: axum::http::HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body?;
     caller.require(STAFF)?;
-    let body: MessageBody = json_body(
-        &headers,
-        &body,
-        r#"{"text": "…", "level": "info", "to": "all"}"#,
-    )?;
+    let body: MessageBody = body.json(r#"{"text": "…", "level": "info", "to": "all"}"#)?;
     let text = body.text.trim().to_string();
     if text.is_empty() || text.chars().count() > 1000 {
         return Err(ApiError::BadRequest(

@@ -212,7 +212,10 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+        // Open websockets (every frame to every site) skip the look at the bytes.
+        if !this.headers.upgraded
+            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
+        {
             this.headers.wrote(first, cx);
         }
         Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)

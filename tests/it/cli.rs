@@ -315,6 +315,19 @@ fn help_explains_each_flag_and_its_environment_variable() {
     }
 }
 
+/// Starts slot `slot` and moves its deadline by `seconds`; returns the last answer.
+async fn start_and_adjust(
+    served: &Served,
+    secretary: &str,
+    slot: u32,
+    seconds: i64,
+) -> serde_json::Value {
+    let start = serde_json::json!({"slot": slot});
+    post(served, "/api/timer/start", secretary, start).await;
+    let adjust = serde_json::json!({"seconds": seconds});
+    post(served, "/api/timer/adjust", secretary, adjust).await
+}
+
 async fn post(
     served: &Served,
     path: &str,
@@ -339,20 +352,7 @@ async fn after_kill_9_the_timer_is_exactly_where_it_was() {
     let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
     let secretary = secrets.role_key(Role::Secretary).expose().to_string();
 
-    post(
-        &served,
-        "/api/timer/start",
-        &secretary,
-        serde_json::json!({"slot": 3}),
-    )
-    .await;
-    let answer = post(
-        &served,
-        "/api/timer/adjust",
-        &secretary,
-        serde_json::json!({"seconds": 45}),
-    )
-    .await;
+    let answer = start_and_adjust(&served, &secretary, 3, 45).await;
     let deadline = answer["deadline_ms"].as_i64().unwrap();
     drop(served); // SIGKILL right after the answer
 
@@ -621,15 +621,15 @@ async fn when_the_disk_refuses_writes_the_wall_and_timer_go_on_and_every_write_l
 
     limit_file_size(&served, Some(0));
     // The secretary starts a slot and a site drops, while nothing can be written.
-    let started = http
-        .post(url(served.addr, "/api/timer/start"))
-        .bearer_auth(&secretary)
-        .json(&serde_json::json!({"slot": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(started.status(), 200, "the timer is run from memory");
-    let deadline_ms = started.json::<serde_json::Value>().await.unwrap()["deadline_ms"].clone();
+    // (`post` asserts 200: the timer is run from memory.)
+    let started = post(
+        &served,
+        "/api/timer/start",
+        &secretary,
+        serde_json::json!({"slot": 1}),
+    )
+    .await;
+    let deadline_ms = started["deadline_ms"].clone();
     bridge.close().await;
     let wait = tokio::time::Instant::now() + WAIT;
     while served.get(&format!("/api/sites/{SITE}"), &operator).await["state"] != "offline" {
@@ -892,20 +892,7 @@ async fn sigterm_under_load_stops_within_5s_closes_every_socket_with_1001_and_lo
     }
     let mut wall = Client::connect_at(addr, &format!("/ws/live?key={operator}")).await;
     let _frozen_wall = frozen_client(addr, &format!("/ws/live?key={operator}")).await;
-    post(
-        &served,
-        "/api/timer/start",
-        &secretary,
-        serde_json::json!({"slot": 2}),
-    )
-    .await;
-    let last = post(
-        &served,
-        "/api/timer/adjust",
-        &secretary,
-        serde_json::json!({"seconds": 30}),
-    )
-    .await;
+    let last = start_and_adjust(&served, &secretary, 2, 30).await;
 
     let asked = std::time::Instant::now();
     let status = Command::new("kill")
