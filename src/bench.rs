@@ -32,6 +32,8 @@ pub struct BenchOptions {
     pub sites: u32,
     pub seconds: u64,
     pub probe_interval_ms: u64,
+    /// How many timer changes are fanned out, for each of service and baseline.
+    pub changes: u64,
 }
 
 /// What one server process cost under the load.
@@ -63,6 +65,7 @@ pub struct BenchReport {
     pub baseline: ProcessCost,
     /// Service CPU per probe round trip ÷ the baseline's.
     pub cpu_ratio: f64,
+    pub loopback_floor: LoopbackFloor,
     /// From the service's own histogram over the measured window (bucketed: each
     /// figure is the upper edge of its bucket).
     pub probe_rtt: Percentiles,
@@ -79,8 +82,10 @@ pub struct BenchReport {
     /// → the last site's frame handed to the kernel; what remote sites would see, less
     /// their network, without the bench clients' share of these cores.
     pub timer_fanout_in_service: Percentiles,
+    pub timer_fanout_cpu: FanoutCpu,
     /// The same for the bare baseline broadcasting a frame of the same shape.
     pub baseline_fanout: Percentiles,
+    pub baseline_fanout_cpu: FanoutCpu,
     pub baseline_fanout_last_site: Percentiles,
     /// A site's socket closes → the live feed shows it offline.
     pub close_to_offline: Percentiles,
@@ -172,6 +177,9 @@ struct ClientStats {
     /// `measuring`, for the service and the baseline alike.
     one_way: Vec<AtomicU64>,
     measuring: std::sync::atomic::AtomicBool,
+    /// When each site first had each timer revision, by revision: one shared record,
+    /// so the bench counts arrivals without visiting every site while it waits.
+    arrivals: Mutex<HashMap<u64, Vec<Instant>>>,
 }
 
 const ONE_WAY_BUCKETS: usize = 256;
@@ -207,7 +215,6 @@ impl ClientStats {
 /// like a real agent (1 s ± 50 %, doubling) until the bench closes it.
 struct Bridge {
     close: Option<oneshot::Sender<()>>,
-    timer_seen: Arc<Mutex<HashMap<u64, Instant>>>,
 }
 
 /// How one connection ended.
@@ -223,12 +230,12 @@ enum Ended {
 
 fn spawn_bridge(url: String, site: String, key: String, stats: Arc<ClientStats>) -> Bridge {
     let (close, mut closing) = oneshot::channel();
-    let timer_seen = Arc::new(Mutex::new(HashMap::new()));
-    let seen = timer_seen.clone();
     tokio::spawn(async move {
         let mut attempt = 0;
+        // A reconnected site is sent the snapshot it already has: count it once.
+        let mut newest_rev = 0;
         loop {
-            match connection(&url, &site, &key, &stats, &seen, &mut closing).await {
+            match connection(&url, &site, &key, &stats, &mut newest_rev, &mut closing).await {
                 Ended::Closed => return,
                 Ended::Lost => attempt = 0,
                 Ended::Refused => attempt += 1,
@@ -243,10 +250,7 @@ fn spawn_bridge(url: String, site: String, key: String, stats: Arc<ClientStats>)
             }
         }
     });
-    Bridge {
-        close: Some(close),
-        timer_seen,
-    }
+    Bridge { close: Some(close) }
 }
 
 async fn connection(
@@ -254,11 +258,11 @@ async fn connection(
     site: &str,
     key: &str,
     stats: &ClientStats,
-    seen: &Mutex<HashMap<u64, Instant>>,
+    newest_rev: &mut u64,
     closing: &mut oneshot::Receiver<()>,
 ) -> Ended {
     use tokio_tungstenite::tungstenite::Error;
-    let socket = match tokio_tungstenite::connect_async_with_config(
+    let mut socket = match tokio_tungstenite::connect_async_with_config(
         url,
         Some(small_buffers()),
         true,
@@ -271,20 +275,21 @@ async fn connection(
         }
         Err(_) => return Ended::HandshakeFailed,
     };
-    let (mut sink, mut stream) = socket.split();
     let hello =
         json!({"type": "hello", "site": site, "key": key, "agent": "sim", "version": "bench"});
-    if sink.send(Message::text(hello.to_string())).await.is_err() {
+    if socket.send(Message::text(hello.to_string())).await.is_err() {
         return Ended::HandshakeFailed;
     }
     let mut welcomed = false;
     let ended = loop {
+        // Frames first: while they keep coming, `closing` is not even polled.
         let frame = tokio::select! {
+            biased;
+            frame = socket.next() => frame,
             _ = &mut *closing => {
-                let _ = sink.send(Message::Close(None)).await;
+                let _ = socket.send(Message::Close(None)).await;
                 break Ended::Closed;
             }
-            frame = stream.next() => frame,
         };
         let text = match frame {
             Some(Ok(Message::Text(text))) => text,
@@ -320,13 +325,16 @@ async fn connection(
                     frame.seq.unwrap_or(0),
                     frame.server_ms.unwrap_or(0)
                 );
-                if sink.send(Message::text(echo)).await.is_err() {
+                if socket.send(Message::text(echo)).await.is_err() {
                     break Ended::Lost;
                 }
             }
             "timer" => {
-                if let Some(rev) = frame.rev {
-                    seen.lock().unwrap().entry(rev).or_insert_with(Instant::now);
+                if let Some(rev) = frame.rev.filter(|rev| *rev > *newest_rev) {
+                    *newest_rev = rev;
+                    let arrived = Instant::now();
+                    let mut arrivals = stats.arrivals.lock().unwrap();
+                    arrivals.entry(rev).or_default().push(arrived);
                 }
             }
             _ => {}
@@ -611,39 +619,60 @@ fn timer_like_frame(rev: u64) -> String {
     .to_string()
 }
 
-/// Timer fan-out, ten changes, each timed until every site has it, in ms.
+/// Timer fan-out: `changes` changes, each timed until every site has it, in ms.
 #[derive(Default)]
 struct Fanout {
     per_site: Vec<f64>,
     last_site: Vec<f64>,
     /// Sent → the trigger answered (the service's command stored and applied).
     answered: Vec<f64>,
+    /// CPU spent while the changes were on their way, per change (server, clients).
+    cpu: FanoutCpu,
 }
 
-async fn fanout(bridges: &[Bridge], trigger: &mut Trigger) -> Result<Fanout, BenchError> {
+/// CPU ms per fan-out, counted only from each change sent to its last site served: the
+/// two processes share the machine's cores, so together they bound the fan-out time.
+#[derive(Debug, Default, Serialize)]
+pub struct FanoutCpu {
+    pub server_ms: f64,
+    pub clients_ms: f64,
+}
+
+async fn fanout(
+    sites: usize,
+    stats: &ClientStats,
+    trigger: &mut Trigger,
+    server_pid: u32,
+    changes: u64,
+) -> Result<Fanout, BenchError> {
     let mut fanout = Fanout::default();
-    for i in 0..10u64 {
+    let clients_pid = std::process::id();
+    let (mut server_ticks, mut clients_ticks) = (0, 0);
+    for i in 0..changes {
+        let server_before = proc_usage(server_pid)?.0;
+        let clients_before = proc_usage(clients_pid)?.0;
         let sent = Instant::now();
         let rev = trigger.fire(i).await?;
         fanout.answered.push(sent.elapsed().as_secs_f64() * 1000.0);
         let deadline = Instant::now() + Duration::from_secs(10);
-        let times = loop {
-            let times: Vec<Instant> = bridges
-                .iter()
-                .filter_map(|b| b.timer_seen.lock().unwrap().get(&rev).copied())
-                .collect();
-            if times.len() == bridges.len() || Instant::now() > deadline {
-                break times;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        if times.len() < bridges.len() {
+        let arrived = || stats.arrivals.lock().unwrap().get(&rev).map_or(0, Vec::len);
+        while arrived() < sites && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let times = stats
+            .arrivals
+            .lock()
+            .unwrap()
+            .remove(&rev)
+            .unwrap_or_default();
+        if times.len() < sites {
             return Err(fail(format!(
-                "timer change {i} reached {} of {} sites within 10 s",
+                "timer change {i} reached {} of {sites} sites within 10 s",
                 times.len(),
-                bridges.len()
             )));
         }
+        server_ticks += proc_usage(server_pid)?.0 - server_before;
+        clients_ticks += proc_usage(clients_pid)?.0 - clients_before;
         let latencies: Vec<f64> = times
             .iter()
             .map(|t| t.duration_since(sent).as_secs_f64() * 1000.0)
@@ -654,7 +683,68 @@ async fn fanout(bridges: &[Bridge], trigger: &mut Trigger) -> Result<Fanout, Ben
         fanout.per_site.extend(latencies);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let per_change_ms = |ticks: u64| ticks as f64 * 1000.0 / ticks_per_second() / changes as f64;
+    fanout.cpu = FanoutCpu {
+        server_ms: per_change_ms(server_ticks),
+        clients_ms: per_change_ms(clients_ticks),
+    };
     Ok(fanout)
+}
+
+/// The machine's floor for one fan-out: the same bytes written once to each of N plain
+/// loopback TCP sockets from two threads (as many as the service's workers), then read
+/// on the other ends by two threads: no websocket, no async runtime, no JSON. No server
+/// on these cores can fan out faster than this, whatever its design.
+#[derive(Debug, Serialize)]
+pub struct LoopbackFloor {
+    pub frame_bytes: usize,
+    pub written: Percentiles,
+    pub written_and_read: Percentiles,
+}
+
+fn loopback_floor(sites: usize, frame: &[u8], rounds: usize) -> Result<LoopbackFloor, BenchError> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+    let addr = listener.local_addr().map_err(fail)?;
+    let mut pairs = Vec::with_capacity(sites);
+    for _ in 0..sites {
+        let client = std::net::TcpStream::connect(addr).map_err(fail)?;
+        let (server, _) = listener.accept().map_err(fail)?;
+        server.set_nodelay(true).map_err(fail)?;
+        pairs.push((server, client));
+    }
+    let half = sites.div_ceil(2);
+    let (mut written, mut written_and_read) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for chunk in pairs.chunks_mut(half) {
+                scope.spawn(move || {
+                    for (server, _) in chunk {
+                        let _ = server.write_all(frame);
+                    }
+                });
+            }
+        });
+        written.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::scope(|scope| {
+            for chunk in pairs.chunks_mut(half) {
+                scope.spawn(move || {
+                    let mut buffer = vec![0; frame.len()];
+                    for (_, client) in chunk {
+                        let _ = client.read_exact(&mut buffer);
+                    }
+                });
+            }
+        });
+        written_and_read.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(LoopbackFloor {
+        frame_bytes: frame.len(),
+        written: percentiles(written),
+        written_and_read: percentiles(written_and_read),
+    })
 }
 
 fn start_service(exe: &Path, addr: &str, dir: &Path) -> Result<ChildProcess, BenchError> {
@@ -735,7 +825,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     let n = options.sites;
     // The clients here and the service's sockets in its own process (which inherits
     // the limit): each side needs one descriptor per site, plus room.
-    let needed = n as u64 + 1024;
+    let needed = 2 * n as u64 + 1024; // the loopback floor holds both ends
     let _ = rlimit::increase_nofile_limit(needed);
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(fail)?;
     if soft < needed {
@@ -759,7 +849,13 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         .collect();
     let exe = std::env::current_exe().map_err(fail)?;
 
-    // The bare baseline first, alone on the machine.
+    // The machine's floor, then the bare baseline, each alone on the machine. The floor's
+    // frame is a timer snapshot in a websocket frame (a 4-byte header at this size).
+    let frame = format!("    {}", timer_like_frame(1));
+    let floor = tokio::task::block_in_place(|| {
+        loopback_floor(n as usize, frame.as_bytes(), options.changes as usize)
+    })?;
+
     let addr = format!("127.0.0.1:{}", free_port()?);
     let baseline = ChildProcess(
         Command::new(&exe)
@@ -783,7 +879,14 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         .send(Message::text(r#"{"type":"hello"}"#))
         .await
         .map_err(fail)?;
-    let baseline_fanout = fanout(&base_run.bridges, &mut Trigger::Baseline { control }).await?;
+    let baseline_fanout = fanout(
+        base_run.bridges.len(),
+        &base_run.stats,
+        &mut Trigger::Baseline { control },
+        baseline.0.id(),
+        options.changes,
+    )
+    .await?;
     drop(base_run.bridges);
     drop(baseline);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -812,7 +915,14 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
     let metrics_url = format!("{base}/metrics");
     let fanout_buckets = |metrics: &str| histogram_buckets(metrics, "diemcau_timer_fanout_seconds");
     let before = fanout_buckets(&fetch_text(&metrics_url).await?);
-    let service_fanout = fanout(&run.bridges, &mut trigger).await?;
+    let service_fanout = fanout(
+        run.bridges.len(),
+        &run.stats,
+        &mut trigger,
+        service.0.id(),
+        options.changes,
+    )
+    .await?;
     let in_service = bucket_quantiles(&subtract(
         &fanout_buckets(&fetch_text(&metrics_url).await?),
         &before,
@@ -843,6 +953,7 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         service: run.cost,
         baseline: base_run.cost,
         cpu_ratio,
+        loopback_floor: floor,
         probe_rtt: run.rtt.unwrap_or_else(|| percentiles(Vec::new())),
         probe_one_way: run.stats.one_way_percentiles(),
         baseline_probe_one_way: base_run.stats.one_way_percentiles(),
@@ -850,7 +961,9 @@ pub async fn run(options: BenchOptions) -> Result<BenchReport, BenchError> {
         timer_fanout_last_site: percentiles(service_fanout.last_site),
         timer_command_answered: percentiles(service_fanout.answered),
         timer_fanout_in_service: in_service,
+        timer_fanout_cpu: service_fanout.cpu,
         baseline_fanout: percentiles(baseline_fanout.per_site),
+        baseline_fanout_cpu: baseline_fanout.cpu,
         baseline_fanout_last_site: percentiles(baseline_fanout.last_site),
         close_to_offline,
         connect_all_seconds: run.connect_all_seconds,
@@ -1019,6 +1132,8 @@ impl BenchReport {
              timer fan-out p50 / p99 (per site): {:.1} / {:.1} ms; last site p99 {:.1} ms; command answered p99 {:.1} ms\n\
              in the service (applied → last frame to the kernel, bucket) p50 / p99: {:.1} / {:.1} ms\n\
              bare baseline fan-out p50 / p99: {:.1} / {:.1} ms; last site p99 {:.1} ms\n\
+             CPU per fan-out, server + clients: service {:.1} + {:.1} ms; bare baseline {:.1} + {:.1} ms\n\
+             machine's floor ({} B to each of {} plain sockets, 2 threads) p50 / p99: written {:.1} / {:.1} ms, and read {:.1} / {:.1} ms\n\
              close → offline p50 / p99: {:.1} / {:.1} ms ({} sites)\n\
              all sites connected in {:.2} s ({} failed handshakes); healthy sites marked degraded: {}\n\
              kill -9 and restart: listening after {:.2} s, all {} sites online after {:.2} s ({} failed handshakes)\n",
@@ -1056,6 +1171,16 @@ impl BenchReport {
             self.baseline_fanout.p50_ms,
             self.baseline_fanout.p99_ms,
             self.baseline_fanout_last_site.p99_ms,
+            self.timer_fanout_cpu.server_ms,
+            self.timer_fanout_cpu.clients_ms,
+            self.baseline_fanout_cpu.server_ms,
+            self.baseline_fanout_cpu.clients_ms,
+            self.loopback_floor.frame_bytes,
+            self.sites,
+            self.loopback_floor.written.p50_ms,
+            self.loopback_floor.written.p99_ms,
+            self.loopback_floor.written_and_read.p50_ms,
+            self.loopback_floor.written_and_read.p99_ms,
             self.close_to_offline.p50_ms,
             self.close_to_offline.p99_ms,
             self.close_to_offline.samples,

@@ -128,6 +128,10 @@ enum Command {
         /// Probe interval (the service's default is 2000).
         #[arg(long, default_value_t = 2000)]
         probe_interval_ms: u64,
+        /// How many timer changes are fanned out (and timed), for each of service and
+        /// baseline.
+        #[arg(long, default_value_t = 100)]
+        changes: u64,
         /// Where the JSON report goes.
         #[arg(long, value_name = "FILE", default_value = "bench.json")]
         json: PathBuf,
@@ -228,6 +232,7 @@ fn main() -> anyhow::Result<()> {
             sites,
             seconds,
             probe_interval_ms,
+            changes,
             json,
         } => {
             let runtime = runtime()?;
@@ -235,6 +240,7 @@ fn main() -> anyhow::Result<()> {
                 sites,
                 seconds,
                 probe_interval_ms,
+                changes,
             };
             let report = runtime.block_on(diemcau::bench::run(options))?;
             print!("{}", report.table());

@@ -185,7 +185,8 @@ impl Metrics {
             probe_rtt.clone(),
         );
         let timer_fanout = Histogram::new([
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+            0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
+            2.5,
         ]);
         registry.register(
             "timer_fanout_seconds",

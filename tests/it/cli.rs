@@ -445,6 +445,8 @@ fn bench_measures_the_service_beside_the_baseline_and_writes_json() {
             "1",
             "--probe-interval-ms",
             "200",
+            "--changes",
+            "10",
             "--json",
         ])
         .arg(&json)
@@ -483,6 +485,17 @@ fn bench_measures_the_service_beside_the_baseline_and_writes_json() {
         report["timer_fanout_in_service"]["samples"], 10,
         "the service timed its own fan-out of each change"
     );
+    assert_eq!(
+        report["loopback_floor"]["written_and_read"]["samples"], 10,
+        "the machine's floor was measured once per change: {report}"
+    );
+    for side in ["timer_fanout_cpu", "baseline_fanout_cpu"] {
+        let server_ms = report[side]["server_ms"].as_f64().unwrap();
+        assert!(
+            server_ms.is_finite() && server_ms >= 0.0,
+            "{side}: {report}"
+        );
+    }
     // kill -9, restart: the 10 sites still open are back, none refused.
     assert_eq!(report["reconnect"]["sites"], 10, "{report}");
     assert_eq!(report["reconnect"]["handshake_failures"], 0, "{report}");
