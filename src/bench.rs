@@ -698,6 +698,28 @@ pub struct LoopbackFloor {
     pub written_and_read: Percentiles,
 }
 
+type SocketPair = (std::net::TcpStream, std::net::TcpStream);
+
+/// Runs `each` over every pair from two threads, half each; the first error of either.
+fn on_both_halves(
+    pairs: &mut [SocketPair],
+    each: impl Fn(&mut SocketPair) -> std::io::Result<()> + Sync,
+) -> Result<(), BenchError> {
+    let half = pairs.len().div_ceil(2).max(1);
+    let each = &each;
+    std::thread::scope(|scope| {
+        let halves: Vec<_> = pairs
+            .chunks_mut(half)
+            .map(|chunk| scope.spawn(move || chunk.iter_mut().try_for_each(each)))
+            .collect();
+        halves.into_iter().try_for_each(|half| {
+            half.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a floor thread panicked")))
+        })
+    })
+    .map_err(fail)
+}
+
 fn loopback_floor(sites: usize, frame: &[u8], rounds: usize) -> Result<LoopbackFloor, BenchError> {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
@@ -707,32 +729,20 @@ fn loopback_floor(sites: usize, frame: &[u8], rounds: usize) -> Result<LoopbackF
         let client = std::net::TcpStream::connect(addr).map_err(fail)?;
         let (server, _) = listener.accept().map_err(fail)?;
         server.set_nodelay(true).map_err(fail)?;
+        // A frame that never comes must not hang the bench.
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(fail)?;
         pairs.push((server, client));
     }
-    let half = sites.div_ceil(2);
     let (mut written, mut written_and_read) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();
-        std::thread::scope(|scope| {
-            for chunk in pairs.chunks_mut(half) {
-                scope.spawn(move || {
-                    for (server, _) in chunk {
-                        let _ = server.write_all(frame);
-                    }
-                });
-            }
-        });
+        on_both_halves(&mut pairs, |(server, _)| server.write_all(frame))?;
         written.push(started.elapsed().as_secs_f64() * 1000.0);
-        std::thread::scope(|scope| {
-            for chunk in pairs.chunks_mut(half) {
-                scope.spawn(move || {
-                    let mut buffer = vec![0; frame.len()];
-                    for (_, client) in chunk {
-                        let _ = client.read_exact(&mut buffer);
-                    }
-                });
-            }
-        });
+        on_both_halves(&mut pairs, |(_, client)| {
+            client.read_exact(&mut [0; 4096][..frame.len()])
+        })?;
         written_and_read.push(started.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1232,6 +1242,16 @@ mod tests {
                        diemcau_site_transitions_total{site=\"00001\",to=\"offline\"} 5\n\
                        diemcau_site_transitions_total{site=\"00002\",to=\"degraded\"} 1\n";
         assert_eq!(degraded_transitions(metrics), 3);
+    }
+
+    #[test]
+    fn the_floor_times_every_frame_written_then_read() {
+        let frame = b"    {\"type\":\"timer\"}";
+        let floor = loopback_floor(5, frame, 3).unwrap();
+        assert_eq!((floor.sockets, floor.frame_bytes), (5, frame.len()));
+        assert_eq!(floor.written.samples, 3);
+        assert!(floor.written.p50_ms <= floor.written_and_read.p50_ms);
+        assert!(floor.written_and_read.p99_ms < 10_000.0, "no read timed out");
     }
 
     #[test]
