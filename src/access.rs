@@ -58,7 +58,9 @@ fn session_caller(parts: &Parts, state: &AppState) -> Option<Caller> {
         .get(axum::http::header::COOKIE)?
         .to_str()
         .ok()?;
-    state.sessions.caller(token_from_cookie_header(header)?)
+    state
+        .sessions
+        .caller(token_from_cookie_header(header)?, state.clock.now_ms())
 }
 
 /// A key in the request wins; otherwise the page session, if any.

@@ -126,7 +126,7 @@ impl App {
             agenda,
             secrets: Keyring::new(secrets, &data_dir),
             revoked: tokio::sync::broadcast::channel(64).0,
-            sessions: Sessions::restore(store.clone())?,
+            sessions: Sessions::restore(store.clone(), clock.now_ms())?,
             hub,
             timekeeper,
             noticeboard,

@@ -1251,7 +1251,10 @@ mod tests {
         assert_eq!((floor.sockets, floor.frame_bytes), (5, frame.len()));
         assert_eq!(floor.written.samples, 3);
         assert!(floor.written.p50_ms <= floor.written_and_read.p50_ms);
-        assert!(floor.written_and_read.p99_ms < 10_000.0, "no read timed out");
+        assert!(
+            floor.written_and_read.p99_ms < 10_000.0,
+            "no read timed out"
+        );
     }
 
     #[test]

@@ -484,10 +484,11 @@ impl Store {
     }
 
     /// Page sessions: token and caller label.
-    pub fn load_web_sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// Page sessions: token, caller label, started at.
+    pub fn load_web_sessions(&self) -> Result<Vec<(String, String, EpochMs)>, StoreError> {
         let conn = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let mut stmt = conn.prepare("SELECT token, caller FROM web_sessions")?;
-        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let mut stmt = conn.prepare("SELECT token, caller, created_ms FROM web_sessions")?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
