@@ -178,6 +178,7 @@ impl App {
             tokio::spawn(state.timekeeper.clone().run_auto_stop()),
             tokio::spawn(pause_on_site_loss(state.clone(), self.offline)),
             tokio::spawn(follow_keys(state.clone())),
+            tokio::spawn(sample_rtt(state.clone())),
         ];
         background.extend(crate::prober::spawn_all(&state));
         let protocol = &state.config.protocol;
@@ -273,6 +274,23 @@ async fn pause_on_site_loss(
 ) {
     while let Some((site, at_ms)) = offline.recv().await {
         state.timekeeper.site_offline(site, at_ms).await;
+    }
+}
+
+/// Every `report.rtt_sample_ms`, each connected site's median RTT is stored, so the
+/// evidence report can give the RTT of its own window, long after the day.
+async fn sample_rtt(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_millis(state.config.report.rtt_sample_ms));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // the first tick is immediate: nobody is connected yet
+    loop {
+        every.tick().await;
+        let medians = state.hub.connected_rtt_medians();
+        if !medians.is_empty() {
+            state
+                .store
+                .record_rtt_medians(state.clock.now_ms(), medians);
+        }
     }
 }
 

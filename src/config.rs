@@ -30,12 +30,24 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
-/// The conference window of the evidence report (RFC 3339, e.g. 2026-11-28T08:00:00+07:00).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The conference window of the evidence report (RFC 3339, e.g. 2026-11-28T08:00:00+07:00),
+/// and how often each connected site's median RTT is stored for it.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportConfig {
     pub start: Option<String>,
     pub end: Option<String>,
+    pub rtt_sample_ms: u64,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            start: None,
+            end: None,
+            rtt_sample_ms: 60_000,
+        }
+    }
 }
 
 /// Parses an RFC 3339 time into epoch milliseconds.
@@ -361,6 +373,9 @@ impl Config {
                 "rehearsal.window_ms and probe_interval_ms must be above 0, frame_bytes from 1 to protocol.max_frame_bytes",
             ));
         }
+        if self.report.rtt_sample_ms < 100 {
+            return Err(invalid("report.rtt_sample_ms must be at least 100"));
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(&format!(
                 "listen `{}` is not an address like 127.0.0.1:8080",
@@ -458,5 +473,19 @@ mod tests {
         .err()
         .unwrap();
         assert!(err.to_string().contains("below offline_after_ms"), "{err}");
+    }
+
+    #[test]
+    fn an_rtt_sample_interval_that_would_flood_the_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[report]\nrtt_sample_ms = 0\n").unwrap();
+        let err = Loaded::load(&Sources {
+            config: Some(path),
+            ..Sources::default()
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("rtt_sample_ms"), "{err}");
     }
 }

@@ -519,6 +519,18 @@ impl Hub {
             .collect()
     }
 
+    /// Each connected site's median RTT over its last probes (sites without one are left out).
+    pub fn connected_rtt_medians(&self) -> Vec<(crate::sites::SiteId, f64)> {
+        let inner = self.lock();
+        inner
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(_, rt)| rt.conn.is_some())
+            .filter_map(|(i, rt)| Some((self.roster.site(i).id, rt.link.median_ms()?)))
+            .collect()
+    }
+
     pub fn state_counts(&self) -> StateCounts {
         self.lock().state_counts()
     }

@@ -95,6 +95,13 @@ const MIGRATIONS: &[&str] = &[
          site TEXT PRIMARY KEY,
          starts_ms INTEGER NOT NULL,
          ends_ms INTEGER NOT NULL);",
+    // 8: each connected site's median RTT, sampled every `report.rtt_sample_ms`, for the
+    // evidence report's RTT over its window.
+    "CREATE TABLE rtt_samples (
+         site TEXT NOT NULL,
+         at_ms INTEGER NOT NULL,
+         median_ms REAL NOT NULL);
+     CREATE INDEX rtt_samples_by_time ON rtt_samples (at_ms);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -366,6 +373,35 @@ impl Store {
     }
 
     /// Every transition before `before_ms` as (site, state, time), oldest first.
+    /// Stores one sample of each connected site's median RTT (in the background).
+    pub fn record_rtt_medians(&self, at: EpochMs, medians: Vec<(SiteId, f64)>) {
+        self.write(move |tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO rtt_samples (site, at_ms, median_ms) VALUES (?1, ?2, ?3)",
+            )?;
+            for (site, median_ms) in &medians {
+                insert.execute(params![site.as_str(), at, median_ms])?;
+            }
+            Ok(())
+        });
+    }
+
+    /// The RTT samples taken in `[from, to)`: site, median ms.
+    pub async fn rtt_medians_between(
+        &self,
+        from: EpochMs,
+        to: EpochMs,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT site, median_ms FROM rtt_samples WHERE at_ms >= ?1 AND at_ms < ?2",
+            )?;
+            let rows = stmt.query_map(params![from, to], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
     pub async fn transitions_before(
         &self,
         before_ms: EpochMs,

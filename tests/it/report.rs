@@ -93,3 +93,53 @@ async fn the_report_counts_uptime_outages_roll_call_and_speaker_times() {
         "one byte-order mark, at the start"
     );
 }
+
+#[tokio::test]
+async fn the_report_rtt_comes_from_the_samples_inside_its_window() {
+    let app = spawn_app(|config| {
+        steady(config);
+        config.report.rtt_sample_ms = 100;
+    })
+    .await;
+    let before = now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let from = now_ms();
+    let _bridge = EchoingBridge::join(&app, SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await; // a few samples
+    let to = now_ms();
+    let row = |report: &serde_json::Value, site: &str| {
+        report["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["id"] == site)
+            .cloned()
+            .unwrap()
+    };
+    let operator = Some(app.key("operator"));
+
+    let (status, report) = app
+        .get(&format!("/api/report?from={from}&to={to}"), operator)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let rtt = row(&report, SITE)["rtt_ms"].as_f64();
+    assert!(
+        rtt.is_some_and(|ms| (0.0..500.0).contains(&ms)),
+        "the connected site's RTT over the window: {report}"
+    );
+    let never_connected = report["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["id"] != SITE)
+        .unwrap();
+    assert!(never_connected["rtt_ms"].is_null(), "{never_connected}");
+
+    // A window that ended before the site connected has no RTT, though it is connected now.
+    let (status, earlier) = app
+        .get(&format!("/api/report?from={before}&to={from}"), operator)
+        .await;
+    assert_eq!(status, 200, "{earlier}");
+    assert!(row(&earlier, SITE)["rtt_ms"].is_null(), "{earlier}");
+}
