@@ -239,6 +239,19 @@ async fn the_wall_shows_92_tiles_the_connected_site_and_finds_communes_without_d
     assert_eq!(browser.texts(".tile").await.len(), 92);
     assert!(browser.text("#count-online").await.ends_with('1'));
     browser.screenshot("wall").await;
+    let below_the_fold = browser
+        .script(
+            "return [...document.querySelectorAll(arguments[0])]
+                .filter(t => t.getBoundingClientRect().bottom > window.innerHeight)
+                .map(t => t.dataset.site);",
+            ".tile",
+        )
+        .await;
+    assert_eq!(
+        below_the_fold,
+        json!([]),
+        "all 92 tiles fit one 1920×1080 wall screen, without scrolling"
+    );
 
     browser
         .web()
