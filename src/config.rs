@@ -461,31 +461,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn inconsistent_thresholds_are_refused() {
+    /// Why a config file holding `toml` is refused.
+    fn refusal(toml: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[liveness]\ndegraded_after_ms = 20000\n").unwrap();
-        let err = Loaded::load(&Sources {
+        std::fs::write(&path, toml).unwrap();
+        Loaded::load(&Sources {
             config: Some(path),
             ..Sources::default()
         })
         .err()
-        .unwrap();
-        assert!(err.to_string().contains("below offline_after_ms"), "{err}");
+        .expect("the config is refused")
+        .to_string()
+    }
+
+    #[test]
+    fn inconsistent_thresholds_are_refused() {
+        let why = refusal("[liveness]\ndegraded_after_ms = 20000\n");
+        assert!(why.contains("below offline_after_ms"), "{why}");
     }
 
     #[test]
     fn an_rtt_sample_interval_that_would_flood_the_store_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[report]\nrtt_sample_ms = 0\n").unwrap();
-        let err = Loaded::load(&Sources {
-            config: Some(path),
-            ..Sources::default()
-        })
-        .err()
-        .unwrap();
-        assert!(err.to_string().contains("rtt_sample_ms"), "{err}");
+        let why = refusal("[report]\nrtt_sample_ms = 0\n");
+        assert!(why.contains("rtt_sample_ms"), "{why}");
     }
 }
