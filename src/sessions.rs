@@ -57,16 +57,16 @@ impl Sessions {
     /// Starts a session for `caller`; returns the `Set-Cookie` value.
     pub fn start(&self, caller: Caller, now: EpochMs) -> String {
         let token = Key::generate().expose().to_string();
-        self.by_token
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                token.clone(),
-                Session {
-                    caller,
-                    started_ms: now,
-                },
-            );
+        let mut by_token = self.by_token.write().unwrap_or_else(|e| e.into_inner());
+        by_token.retain(|_, held| held.is_valid_at(now)); // ended ones need no memory
+        by_token.insert(
+            token.clone(),
+            Session {
+                caller,
+                started_ms: now,
+            },
+        );
+        drop(by_token);
         let (stored, label) = (token.clone(), caller.label());
         self.store.write(move |tx| {
             tx.execute(
