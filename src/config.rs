@@ -470,8 +470,8 @@ mod tests {
             config: Some(path),
             ..Sources::default()
         })
-        .err()
-        .expect("the config is refused")
+        .map(drop)
+        .expect_err("the config is refused")
         .to_string()
     }
 
