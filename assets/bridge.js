@@ -184,7 +184,7 @@ async function main() {
       }
     },
   });
-  animate(draw);
+  animate(draw, clock);
 }
 
 main();

@@ -319,10 +319,18 @@ export function countdown(timer, serverNow) {
   return { text, phase, overtime };
 }
 
-/** Calls `draw` now and a few times a second; the digits change on whole server seconds. */
-export function animate(draw) {
-  draw();
-  return setInterval(draw, 100);
+/**
+ * Calls `draw` now, every 100 ms, and 2 ms after every whole second of server time: the
+ * digits change on whole server seconds, so every screen turns to the next
+ * second together, as close as their clock estimates agree — not up to a redraw apart.
+ */
+export function animate(draw, clock) {
+  const tick = () => {
+    draw();
+    const intoSecond = ((clock.now() % 1000) + 1000) % 1000;
+    setTimeout(tick, Math.min(100, 1000 - intoSecond + 2));
+  };
+  tick();
 }
 
 /** A short tone (Web Audio, no file to load): the wall's alarm. */

@@ -123,7 +123,7 @@ async function main() {
       }
     },
   });
-  animate(drawCountdown);
+  animate(drawCountdown, clock);
 }
 
 main();

@@ -46,7 +46,7 @@ async function main() {
       }
     },
   });
-  animate(draw);
+  animate(draw, clock);
 }
 
 main();

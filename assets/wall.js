@@ -243,7 +243,7 @@ async function main() {
       render();
     },
   });
-  animate(drawTimer);
+  animate(drawTimer, clock);
   setInterval(render, 5000); // ages and highlights wear off
 }
 
