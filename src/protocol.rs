@@ -192,7 +192,8 @@ impl ClientMsg {
     }
 }
 
-const KNOWN_TYPES: &[&str] = &[
+/// The client frame types protocol v1 knows (DESIGN.md).
+pub const KNOWN_TYPES: &[&str] = &[
     "hello",
     "echo",
     "heartbeat",

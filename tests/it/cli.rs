@@ -142,12 +142,7 @@ async fn serve_starts_on_embedded_defaults_prints_links_and_stops_cleanly_on_sig
     assert_eq!(mode & 0o777, 0o600);
     let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
 
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(served.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&served.child);
     let exit = served.child.wait().unwrap();
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
     let stdout = served.read_stdout_after_exit();
@@ -165,11 +160,7 @@ async fn killing_the_server_keeps_history_and_marks_sites_that_were_online() {
     let served = Served::start(dir.path());
     let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
     let operator = secrets.role_key(Role::Operator).expose().to_string();
-    let site_key = secrets
-        .site_key(SITE.parse().unwrap())
-        .unwrap()
-        .expose()
-        .to_string();
+    let site_key = site_key_in(&secrets);
     let _bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
     loop {
         let site = served.get(&format!("/api/sites/{SITE}"), &operator).await;
@@ -508,11 +499,7 @@ async fn no_key_ever_reaches_the_log_even_at_debug_level() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start_with(dir.path(), "debug");
     let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
-    let site_key = secrets
-        .site_key(SITE.parse().unwrap())
-        .unwrap()
-        .expose()
-        .to_string();
+    let site_key = site_key_in(&secrets);
     let operator = secrets.role_key(Role::Operator).expose().to_string();
 
     let bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
@@ -559,11 +546,7 @@ async fn keys_rotate_gives_a_new_key_that_the_running_service_takes_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(dir.path());
     let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
-    let old = secrets
-        .site_key(SITE.parse().unwrap())
-        .unwrap()
-        .expose()
-        .to_string();
+    let old = site_key_in(&secrets);
     let bridge = EchoingBridge::join_at(served.addr, SITE, &old).await;
 
     let rotate = |args: &[&str]| {
@@ -623,11 +606,7 @@ async fn when_the_disk_refuses_writes_the_wall_and_timer_go_on_and_every_write_l
     let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
     let key = |role| secrets.role_key(role).expose().to_string();
     let (operator, secretary) = (key(Role::Operator), key(Role::Secretary));
-    let site_key = secrets
-        .site_key(SITE.parse().unwrap())
-        .unwrap()
-        .expose()
-        .to_string();
+    let site_key = site_key_in(&secrets);
     let http = reqwest::Client::new();
     let url = |addr: SocketAddr, path: &str| format!("http://{addr}{path}");
     let bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
@@ -845,11 +824,7 @@ async fn kill_9_right_after_a_rehearsal_verdict_keeps_the_verdict() {
         "[rehearsal]\nidle_seconds = 1\nthroughput_seconds = 1\nprobe_interval_ms = 100\nwindow_ms = 100\nwarmup_ms = 200\n",
     );
     let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
-    let site_key = secrets
-        .site_key(SITE.parse().unwrap())
-        .unwrap()
-        .expose()
-        .to_string();
+    let site_key = site_key_in(&secrets);
     let operator = secrets.role_key(Role::Operator).expose().to_string();
     let agent = Command::new(BIN)
         .args([
@@ -908,12 +883,7 @@ async fn sigterm_under_load_stops_within_5s_closes_every_socket_with_1001_and_lo
     let last = start_and_adjust(&served, &secretary, 2, 30).await;
 
     let asked = std::time::Instant::now();
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(served.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&served.child);
     let exit = loop {
         if let Some(exit) = served.child.try_wait().unwrap() {
             break exit;
@@ -942,4 +912,23 @@ async fn sigterm_under_load_stops_within_5s_closes_every_socket_with_1001_and_lo
         (Some("offline"), Some("server shutting down")),
         "the shutdown's own transition is stored: {site}"
     );
+}
+
+/// The test site's key in `secrets`.
+fn site_key_in(secrets: &Secrets) -> String {
+    secrets
+        .site_key(SITE.parse().unwrap())
+        .unwrap()
+        .expose()
+        .to_string()
+}
+
+/// Asks a child to stop, as systemd or Ctrl-C in a terminal would.
+fn sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

@@ -43,16 +43,8 @@ fn fuzz_frames() -> impl Strategy<Value = Fuzz> {
         prop::collection::vec(any::<u8>(), 0..4).prop_map(|v| json!(v)),
         prop::collection::btree_map("[a-z_]{1,8}", any::<bool>(), 0..3).prop_map(|m| json!(m)),
     ];
-    let kind = prop::sample::select(vec![
-        "hello",
-        "echo",
-        "heartbeat",
-        "ack",
-        "check_request",
-        "check_report",
-        "probe",
-        "",
-    ]);
+    // Every type the server knows, one it only sends, and none.
+    let kind = prop::sample::select([diemcau::protocol::KNOWN_TYPES, &["probe", ""]].concat());
     let field = prop::sample::select(vec![
         "site",
         "key",
