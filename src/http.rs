@@ -120,12 +120,14 @@ async fn site(
     let mut view = json!(app.hub.site_view(idx));
     view["contact_name"] = json!(site.contact_name);
     view["contact_phone"] = json!(site.contact_phone);
-    // Transitions are written behind the state change; wait for them so the
-    // history never lags the state shown beside it.
+    let device = site.probe.as_ref().map(|_| app.devices.get(idx));
+    // Transitions are queued under the same lock as the state they lead to, and
+    // written behind it: read every state first, then flush, so the history
+    // never lags the state shown beside it.
     app.store.flush().await?;
     view["transitions"] = json!(app.store.recent_transitions(site_id, SITE_HISTORY).await?);
-    if site.probe.is_some() {
-        view["device"] = json!(app.devices.get(idx));
+    if let Some(device) = device {
+        view["device"] = json!(device);
         view["device_transitions"] =
             json!(app.store.device_transitions(site_id, SITE_HISTORY).await?);
     }

@@ -35,18 +35,26 @@ impl Devices {
             .cloned()
     }
 
+    /// Records one check; a change of state is handed to `persist` before the lock is
+    /// released, so a reader that saw the new state and then flushed the store also
+    /// finds the transition in the history.
     fn record(
         &self,
         site: SiteIdx,
         result: Result<f64, String>,
         now: i64,
         failures_to_down: u32,
+        persist: impl FnOnce(&DeviceTransition),
     ) -> Option<DeviceTransition> {
         let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
-        checks
+        let transition = checks
             .entry(site)
             .or_default()
-            .record(result, now, failures_to_down)
+            .record(result, now, failures_to_down);
+        if let Some(t) = &transition {
+            persist(t);
+        }
+        transition
     }
 }
 
@@ -81,12 +89,8 @@ async fn check_forever(state: AppState, site: SiteIdx, address: String) {
             result.as_ref().ok().copied(),
             started.elapsed().as_secs_f64(),
         );
-        if let Some(t) = state
-            .devices
-            .record(site, result, now, config.failures_to_down)
-        {
-            let id = state.roster.site(site).id;
-            tracing::info!(site = %id, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "device state changed");
+        let id = state.roster.site(site).id;
+        let persist = |t: &DeviceTransition| {
             let stored = t.clone();
             state.store.write(move |tx| {
                 tx.execute(
@@ -95,6 +99,12 @@ async fn check_forever(state: AppState, site: SiteIdx, address: String) {
                 )
                 .map(drop)
             });
+        };
+        if let Some(t) = state
+            .devices
+            .record(site, result, now, config.failures_to_down, persist)
+        {
+            tracing::info!(site = %id, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "device state changed");
             let event = json!({"type": "device", "site": id, "transition": t, "device": state.devices.get(site)});
             state.hub.publish(Topic::Sites, |seq| {
                 let mut event = event;
