@@ -29,6 +29,7 @@
 //! - [`evidence`] — the evidence report over the conference window
 //! - [`web`] — the pages and their embedded assets
 //! - [`app`] — build, run, shut down
+//! - [`backup`] — `diemcau backup`, a consistent copy of the data dir while it runs
 //! - [`agent`] — `diemcau agent`, a headless bridge client
 //! - [`simulate`] — `diemcau simulate`, many simulated bridges with faults
 //! - [`bench`] — `diemcau bench`, the service measured against a bare baseline
@@ -38,6 +39,7 @@ pub mod agenda;
 pub mod agent;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod bridge;
 pub mod check;

@@ -932,3 +932,81 @@ fn sigterm(child: &std::process::Child) {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_is_a_data_dir_that_carries_on_with_history_timer_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let secretary = secrets.role_key(Role::Secretary).expose().to_string();
+    let site_key = site_key_in(&secrets);
+    let bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
+    let answer = start_and_adjust(&served, &secretary, 4, 30).await;
+
+    // The service keeps writing (pauses and resumes) while the copy is taken.
+    let backups = tempfile::tempdir().unwrap();
+    let copy = Command::new(BIN)
+        .args(["backup", "--data-dir"])
+        .arg(dir.path())
+        .arg("--to")
+        .arg(backups.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for command in ["pause", "resume"] {
+        let path = format!("/api/timer/{command}");
+        post(&served, &path, &secretary, serde_json::json!({})).await;
+    }
+    let copy = copy.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&copy.stdout);
+    assert!(
+        copy.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    drop(bridge);
+    drop(served);
+
+    let folder = std::fs::read_dir(backups.path())
+        .unwrap()
+        .next()
+        .expect("one backup folder")
+        .unwrap()
+        .path();
+    assert!(said.contains(folder.to_str().unwrap()), "{said}");
+    assert!(
+        folder
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("diemcau-"),
+        "{folder:?}"
+    );
+    let restored = Served::start(&folder);
+    let timer = restored.get("/api/timer", &secretary).await;
+    assert_eq!(timer["slot"]["order"], 4, "{timer}");
+    let agenda = restored.get("/api/agenda", &secretary).await;
+    let slot = &agenda["slots"][3];
+    assert_eq!(slot["added_ms"], 30_000, "{slot}");
+    // The copy is one moment: before the pause, between pause and resume, or after.
+    match (timer["state"].as_str(), slot["pauses"].as_i64()) {
+        (Some("running"), Some(0)) => assert_eq!(timer["deadline_ms"], answer["deadline_ms"]),
+        (Some("paused"), Some(1)) => assert!(timer["remaining_ms"].as_i64().unwrap() > 0),
+        (Some("running"), Some(1)) => {}
+        other => panic!("not a moment the service was in: {other:?} {timer}"),
+    }
+    let site = restored.get(&format!("/api/sites/{SITE}"), &site_key).await;
+    let history: Vec<_> = site["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        ["never_seen", "online"],
+        "the copy's history, and the site's own key still works: {site}"
+    );
+}

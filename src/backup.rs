@@ -1,0 +1,261 @@
+//! `diemcau backup`: a consistent copy of the data dir while the service runs — the
+//! database as one snapshot (SQLite `VACUUM INTO`, a read transaction: the service
+//! goes on writing) and the keys — into a new folder, checked before it is called done.
+
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Asia::Ho_Chi_Minh;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::auth::SECRETS_FILE;
+use crate::store::DB_FILE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(
+        "no database at {0}: is --data-dir the service's data dir? (the service creates it on its first start)"
+    )]
+    NoDatabase(PathBuf),
+    #[error(
+        "no keys file at {0}: is --data-dir the service's data dir? (the service creates it on its first start)"
+    )]
+    NoSecrets(PathBuf),
+    #[error("{0} already exists: a backup never overwrites another")]
+    Exists(PathBuf),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the copy {path} failed its integrity check ({found}); the original is untouched")]
+    Damaged { path: PathBuf, found: String },
+}
+
+/// What a finished backup holds, to print and to compare with the service's pages.
+#[derive(Debug)]
+pub struct Backup {
+    pub folder: PathBuf,
+    pub bytes: u64,
+    /// Rows of the tables the organisers' evidence comes from.
+    pub transitions: i64,
+    pub timer_commands: i64,
+    pub rehearsals: i64,
+    pub notices: i64,
+}
+
+/// Copies `data_dir`'s database and keys into a new folder `to/diemcau-YYYYMMDD-HHMMSS`
+/// (Vietnam time of `now`), readable only by its owner.
+pub fn run(data_dir: &Path, to: &Path, now: DateTime<Utc>) -> Result<Backup, BackupError> {
+    let source_db = data_dir.join(DB_FILE);
+    let source_secrets = data_dir.join(SECRETS_FILE);
+    if !source_db.is_file() {
+        return Err(BackupError::NoDatabase(source_db));
+    }
+    if !source_secrets.is_file() {
+        return Err(BackupError::NoSecrets(source_secrets));
+    }
+    let stamp = now
+        .with_timezone(&Ho_Chi_Minh)
+        .format("diemcau-%Y%m%d-%H%M%S");
+    let folder = to.join(stamp.to_string());
+    if folder.exists() {
+        return Err(BackupError::Exists(folder));
+    }
+    std::fs::create_dir_all(to).map_err(write_error(to))?;
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&folder)
+        .map_err(write_error(&folder))?;
+    match fill(&folder, &source_db, &source_secrets) {
+        Ok(mut backup) => {
+            backup.folder = folder;
+            Ok(backup)
+        }
+        Err(e) => {
+            // A half-made backup would be trusted later: leave none.
+            let _ = std::fs::remove_dir_all(&folder);
+            Err(e)
+        }
+    }
+}
+
+fn fill(folder: &Path, source_db: &Path, source_secrets: &Path) -> Result<Backup, BackupError> {
+    let copy_db = folder.join(DB_FILE);
+    snapshot(source_db, &copy_db)?;
+    std::fs::set_permissions(&copy_db, Permissions::from_mode(0o600))
+        .map_err(write_error(&copy_db))?;
+    let keys = std::fs::read(source_secrets).map_err(|source| BackupError::Read {
+        path: source_secrets.to_path_buf(),
+        source,
+    })?;
+    let copy_secrets = folder.join(SECRETS_FILE);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&copy_secrets)
+        .and_then(|mut file| file.write_all(&keys).and_then(|()| file.sync_all()))
+        .map_err(write_error(&copy_secrets))?;
+    verify(&copy_db)
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_path_buf();
+    move |source| BackupError::Write { path, source }
+}
+
+/// One read transaction on the live database, written out as a compact new file.
+fn snapshot(source: &Path, copy: &Path) -> Result<(), BackupError> {
+    let sql_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BackupError::Sql { path, source }
+    };
+    // Read-write without create: a WAL reader needs the shared-memory file, which a
+    // read-only connection may not create when the service is stopped.
+    let conn = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_error(source))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(sql_error(source))?;
+    let target = copy.to_str().ok_or_else(|| BackupError::Write {
+        path: copy.to_path_buf(),
+        source: std::io::Error::other("the path is not UTF-8"),
+    })?;
+    conn.execute("VACUUM INTO ?1", [target])
+        .map_err(sql_error(source))?;
+    Ok(())
+}
+
+/// Opens the copy on its own and checks it before anyone relies on it.
+fn verify(copy: &Path) -> Result<Backup, BackupError> {
+    let sql_error = |source| BackupError::Sql {
+        path: copy.to_path_buf(),
+        source,
+    };
+    let conn =
+        Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_error)?;
+    let found: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .map_err(sql_error)?;
+    if found != "ok" {
+        return Err(BackupError::Damaged {
+            path: copy.to_path_buf(),
+            found,
+        });
+    }
+    let count = |table: &str| -> Result<i64, BackupError> {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .map_err(sql_error)
+    };
+    Ok(Backup {
+        folder: PathBuf::new(),
+        bytes: std::fs::metadata(copy).map(|m| m.len()).unwrap_or(0),
+        transitions: count("transitions")?,
+        timer_commands: count("timer_commands")?,
+        rehearsals: count("rehearsals")?,
+        notices: count("notices")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::store::Store;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn data_dir_with_history() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SECRETS_FILE), "[roles]\nadmin = \"k\"\n").unwrap();
+        let store = Store::open(dir.path(), 0).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            store
+                .write_durable(|tx| {
+                    tx.execute(
+                        "INSERT INTO transitions (site, from_state, to_state, at_ms, detected_at_ms, reason)
+                         VALUES ('05443', 'never_seen', 'online', 1, 1, 'hello')",
+                        [],
+                    )
+                    .map(drop)
+                })
+                .await
+                .unwrap();
+        });
+        dir
+    }
+
+    #[test]
+    fn a_backup_is_a_new_private_folder_named_by_vietnam_time_with_the_history_and_keys() {
+        let data = data_dir_with_history();
+        let to = tempfile::tempdir().unwrap();
+        // 02:30 UTC is 09:30 in Hà Nội.
+        let backup = run(data.path(), to.path(), at("2026-12-03T02:30:05Z")).unwrap();
+
+        assert_eq!(
+            backup.folder,
+            to.path().join("diemcau-20261203-093005"),
+            "named by the local time"
+        );
+        assert_eq!(backup.transitions, 1);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&backup.folder), 0o700);
+        assert_eq!(mode(&backup.folder.join(DB_FILE)), 0o600);
+        assert_eq!(mode(&backup.folder.join(SECRETS_FILE)), 0o600);
+        assert_eq!(
+            std::fs::read(backup.folder.join(SECRETS_FILE)).unwrap(),
+            std::fs::read(data.path().join(SECRETS_FILE)).unwrap()
+        );
+
+        let again = run(data.path(), to.path(), at("2026-12-03T02:30:05Z")).unwrap_err();
+        assert!(
+            matches!(again, BackupError::Exists(_)),
+            "never overwrites: {again}"
+        );
+    }
+
+    #[test]
+    fn a_data_dir_without_a_database_or_keys_is_named_in_the_error() {
+        let empty = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let why = run(empty.path(), to.path(), Utc::now())
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains(DB_FILE) && why.contains("--data-dir"), "{why}");
+
+        let data = data_dir_with_history();
+        std::fs::remove_file(data.path().join(SECRETS_FILE)).unwrap();
+        let why = run(data.path(), to.path(), Utc::now())
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains(SECRETS_FILE), "{why}");
+        assert_eq!(
+            std::fs::read_dir(to.path()).unwrap().count(),
+            0,
+            "nothing half-made is left behind"
+        );
+    }
+}
