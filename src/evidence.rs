@@ -14,7 +14,6 @@ use crate::app::AppState;
 use crate::auth::{Caller, Role};
 use crate::config::parse_time;
 use crate::error::ApiError;
-use crate::link::median;
 use crate::report::availability;
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,10 +62,7 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
         by_site.entry(site).or_default().push((state, at));
     }
     let rehearsals = app.store.rehearsals(None).await?;
-    let mut rtt_samples: HashMap<String, Vec<f64>> = HashMap::new();
-    for (site, median_ms) in app.store.rtt_medians_between(from, to).await? {
-        rtt_samples.entry(site).or_default().push(median_ms);
-    }
+    let rtt_medians = app.store.rtt_median_by_site_between(from, to).await?;
     let mut rehearsal_counts = json!({"pass": 0, "warn": 0, "fail": 0, "not_checked": 0});
     let (mut uptime_sum, mut outages, mut with_outages, mut confirmed) = (0.0, 0u32, 0u32, 0u32);
     let mut sites = Vec::new();
@@ -94,7 +90,7 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
             "id": site.id, "name": site.name, "former_district": site.former_district,
             "uptime": a.uptime, "up_ms": a.up_ms, "outages": a.outages,
             "outage_total_ms": a.outage_total_ms, "outage_longest_ms": a.outage_longest_ms,
-            "rtt_ms": rtt_samples.remove(site.id.as_str()).and_then(|s| median(s.into_iter())),
+            "rtt_ms": rtt_medians.get(site.id.as_str()),
             "rehearsal": verdict, "roll_call_confirmed_ms": roll_call,
         }));
     }

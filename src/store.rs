@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 
 use crate::clock::EpochMs;
+use crate::link::median;
 use crate::liveness::{SiteState, Transition};
 use crate::sites::SiteId;
 
@@ -386,18 +387,31 @@ impl Store {
         });
     }
 
-    /// The RTT samples taken in `[from, to)`: site, median ms.
-    pub async fn rtt_medians_between(
+    /// Each site's median of its RTT samples taken in `[from, to)`, in ms (sites without
+    /// a sample are left out). Samples are gathered by site as they are read, with no
+    /// row kept as a string: a day at 3,321 sites is ~5 M rows.
+    pub async fn rtt_median_by_site_between(
         &self,
         from: EpochMs,
         to: EpochMs,
-    ) -> Result<Vec<(String, f64)>, StoreError> {
+    ) -> Result<HashMap<String, f64>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT site, median_ms FROM rtt_samples WHERE at_ms >= ?1 AND at_ms < ?2",
             )?;
-            let rows = stmt.query_map(params![from, to], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            rows.collect()
+            let mut rows = stmt.query(params![from, to])?;
+            let mut by_site: HashMap<String, Vec<f64>> = HashMap::new();
+            while let Some(row) = rows.next()? {
+                let (site, median_ms) = (row.get_ref(0)?.as_str()?, row.get::<_, f64>(1)?);
+                match by_site.get_mut(site) {
+                    Some(samples) => samples.push(median_ms),
+                    None => drop(by_site.insert(site.to_string(), vec![median_ms])),
+                }
+            }
+            Ok(by_site
+                .into_iter()
+                .filter_map(|(site, samples)| Some((site, median(samples.into_iter())?)))
+                .collect())
         })
         .await
     }
