@@ -196,6 +196,11 @@ impl Secrets {
         Ok((Secrets::from_file(file), origin))
     }
 
+    /// Reads `<data_dir>/secrets.toml` without creating or extending it.
+    pub fn read(data_dir: &Path) -> Result<Option<Secrets>, SecretsError> {
+        Ok(read_file(&data_dir.join(SECRETS_FILE))?.map(Secrets::from_file))
+    }
+
     fn from_file(file: SecretsFile) -> Secrets {
         let sites = file
             .sites

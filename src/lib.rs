@@ -30,6 +30,7 @@
 //! - [`web`] — the pages and their embedded assets
 //! - [`app`] — build, run, shut down
 //! - [`backup`] — `diemcau backup`, a consistent copy of the data dir while it runs
+//! - [`preflight`] — `diemcau check` on a data dir: keys, database, free disk
 //! - [`agent`] — `diemcau agent`, a headless bridge client
 //! - [`simulate`] — `diemcau simulate`, many simulated bridges with faults
 //! - [`bench`] — `diemcau bench`, the service measured against a bare baseline
@@ -59,6 +60,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod noticeboard;
 pub mod notices;
+pub mod preflight;
 pub mod prober;
 pub mod protocol;
 pub mod rehearsal;

@@ -144,7 +144,8 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         probe_interval_ms: u64,
     },
-    /// Check the configuration, roster and agenda without starting anything.
+    /// Check the configuration, roster and agenda, and the data dir (keys, database,
+    /// free disk), without starting or changing anything.
     Check {
         #[command(flatten)]
         config: ConfigArgs,
@@ -511,12 +512,25 @@ fn backup(args: ConfigArgs, to: &std::path::Path) -> anyhow::Result<()> {
 fn check(args: ConfigArgs) -> anyhow::Result<()> {
     let (loaded, data_dir) = load(&args)?;
     println!(
-        "OK: {} sites, {} presentations, listen {}, data in {}",
+        "configuration OK: {} sites, {} presentations, listen {}",
         loaded.roster.len(),
         loaded.agenda.len(),
         loaded.config.listen,
-        data_dir.display()
     );
+    println!("data dir {}:", data_dir.display());
+    let report = diemcau::preflight::inspect(&data_dir, &loaded.roster);
+    for line in &report.lines {
+        println!("  {line}");
+    }
+    for warning in &report.warnings {
+        println!("  cảnh báo — warning: {warning}");
+    }
+    if !report.errors.is_empty() {
+        bail!(
+            "the data dir is not ready:\n  {}",
+            report.errors.join("\n  ")
+        );
+    }
     Ok(())
 }
 

@@ -127,6 +127,14 @@ pub enum StoreError {
     Pending(String),
     #[error("store writer has stopped")]
     Stopped,
+    #[error(
+        "{path} was written by a newer diemcau (schema {found}; this one knows {known}): run the newer binary, or restore a backup made by this one"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
 }
 
 /// A write may run more than once: after the disk refused it, it is retried.
@@ -236,6 +244,14 @@ impl Store {
             Ok(conn)
         };
         let mut writer = open(&path)?;
+        let found = schema_version(&writer)?;
+        if found > MIGRATIONS.len() as i64 {
+            return Err(StoreError::NewerSchema {
+                path,
+                found,
+                known: MIGRATIONS.len(),
+            });
+        }
         migrate(&mut writer, now)?;
         let reader = open(&path)?;
         let (writes, queue) = mpsc::channel();
@@ -699,8 +715,44 @@ fn parse_state(text: String) -> SiteState {
     text.parse().unwrap_or(SiteState::NeverSeen)
 }
 
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// What `diemcau check` says of a data dir's database, without changing it.
+#[derive(Debug)]
+pub struct DatabaseHealth {
+    pub bytes: u64,
+    pub schema: i64,
+    pub schema_known: usize,
+    /// `ok`, or what SQLite found wrong.
+    pub integrity: String,
+}
+
+/// Inspects `<data_dir>/diemcau.sqlite3` if there is one: size, schema, quick check.
+pub fn inspect(data_dir: &Path) -> Result<Option<DatabaseHealth>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let opened = |source| StoreError::Open {
+        path: path.clone(),
+        source,
+    };
+    // Without CREATE, and not read-only: a WAL reader may need to make the -shm file.
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(opened)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(Some(DatabaseHealth {
+        bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        schema: schema_version(&conn)?,
+        schema_known: MIGRATIONS.len(),
+        integrity: conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?,
+    }))
+}
+
 fn migrate(conn: &mut Connection, now: EpochMs) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let version = schema_version(conn)?;
     let tx = conn.transaction()?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         tx.execute_batch(sql)?;
@@ -883,6 +935,24 @@ mod tests {
             detected_at_ms: at + 1,
             reason: "test".into(),
         }
+    }
+
+    #[test]
+    fn a_database_from_a_newer_diemcau_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), 1).unwrap());
+        let newer = MIGRATIONS.len() as i64 + 1;
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", newer).unwrap();
+        drop(conn);
+
+        let why = Store::open(dir.path(), 2)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(why.contains("newer diemcau"), "{why}");
+        let health = inspect(dir.path()).unwrap().unwrap();
+        assert_eq!((health.schema, health.integrity.as_str()), (newer, "ok"));
     }
 
     #[tokio::test]

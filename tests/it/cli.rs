@@ -265,6 +265,39 @@ fn check_names_the_file_line_and_reason_of_a_bad_roster_row() {
 }
 
 #[test]
+fn check_reads_a_live_data_dir_and_fails_on_a_damaged_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let check = || {
+        Command::new(BIN)
+            .args(["check", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let output = check();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("keys: 4 roles, 92/92 sites"), "{said}");
+    assert!(said.contains("database: ok"), "{said}");
+    assert!(said.contains("free"), "{said}");
+    drop(served);
+
+    let db = dir.path().join("diemcau.sqlite3");
+    for leftover in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{leftover}", db.display()));
+    }
+    std::fs::write(&db, vec![0x42; 8192]).unwrap();
+    let output = check();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("diemcau.sqlite3") && stderr.contains("diemcau backup"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn serve_refuses_to_start_half_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let sites = dir.path().join("sites.csv");
