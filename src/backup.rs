@@ -12,7 +12,7 @@ use chrono_tz::Asia::Ho_Chi_Minh;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::auth::SECRETS_FILE;
-use crate::store::DB_FILE;
+use crate::store::{DB_FILE, open_existing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -45,10 +45,16 @@ pub enum BackupError {
     Damaged { path: PathBuf, found: String },
 }
 
-/// What a finished backup holds, to print and to compare with the service's pages.
+/// A finished backup: where, and what it holds.
 #[derive(Debug)]
 pub struct Backup {
     pub folder: PathBuf,
+    pub contents: Contents,
+}
+
+/// What a checked copy holds, to print and to compare with the service's pages.
+#[derive(Debug)]
+pub struct Contents {
     pub bytes: u64,
     /// Rows of the tables the organisers' evidence comes from.
     pub transitions: i64,
@@ -81,10 +87,7 @@ pub fn run(data_dir: &Path, to: &Path, now: DateTime<Utc>) -> Result<Backup, Bac
         .create(&folder)
         .map_err(write_error(&folder))?;
     match fill(&folder, &source_db, &source_secrets) {
-        Ok(mut backup) => {
-            backup.folder = folder;
-            Ok(backup)
-        }
+        Ok(contents) => Ok(Backup { folder, contents }),
         Err(e) => {
             // A half-made backup would be trusted later: leave none.
             let _ = std::fs::remove_dir_all(&folder);
@@ -93,7 +96,7 @@ pub fn run(data_dir: &Path, to: &Path, now: DateTime<Utc>) -> Result<Backup, Bac
     }
 }
 
-fn fill(folder: &Path, source_db: &Path, source_secrets: &Path) -> Result<Backup, BackupError> {
+fn fill(folder: &Path, source_db: &Path, source_secrets: &Path) -> Result<Contents, BackupError> {
     let copy_db = folder.join(DB_FILE);
     snapshot(source_db, &copy_db)?;
     std::fs::set_permissions(&copy_db, Permissions::from_mode(0o600))
@@ -124,15 +127,7 @@ fn snapshot(source: &Path, copy: &Path) -> Result<(), BackupError> {
         let path = path.to_path_buf();
         move |source| BackupError::Sql { path, source }
     };
-    // Read-write without create: a WAL reader needs the shared-memory file, which a
-    // read-only connection may not create when the service is stopped.
-    let conn = Connection::open_with_flags(
-        source,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(sql_error(source))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sql_error(source))?;
+    let conn = open_existing(source).map_err(sql_error(source))?;
     let target = copy.to_str().ok_or_else(|| BackupError::Write {
         path: copy.to_path_buf(),
         source: std::io::Error::other("the path is not UTF-8"),
@@ -143,7 +138,7 @@ fn snapshot(source: &Path, copy: &Path) -> Result<(), BackupError> {
 }
 
 /// Opens the copy on its own and checks it before anyone relies on it.
-fn verify(copy: &Path) -> Result<Backup, BackupError> {
+fn verify(copy: &Path) -> Result<Contents, BackupError> {
     let sql_error = |source| BackupError::Sql {
         path: copy.to_path_buf(),
         source,
@@ -165,8 +160,7 @@ fn verify(copy: &Path) -> Result<Backup, BackupError> {
         })
         .map_err(sql_error)
     };
-    Ok(Backup {
-        folder: PathBuf::new(),
+    Ok(Contents {
         bytes: std::fs::metadata(copy).map(|m| m.len()).unwrap_or(0),
         transitions: count("transitions")?,
         timer_commands: count("timer_commands")?,
@@ -220,7 +214,7 @@ mod tests {
             to.path().join("diemcau-20261203-093005"),
             "named by the local time"
         );
-        assert_eq!(backup.transitions, 1);
+        assert_eq!(backup.contents.transitions, 1);
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&backup.folder), 0o700);
         assert_eq!(mode(&backup.folder.join(DB_FILE)), 0o600);

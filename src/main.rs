@@ -493,14 +493,15 @@ fn simulate(server: &str, n: usize, keys: &std::path::Path, faults: &str) -> any
 fn backup(args: ConfigArgs, to: &std::path::Path) -> anyhow::Result<()> {
     let (_, data_dir) = load(&args)?;
     let backup = diemcau::backup::run(&data_dir, to, chrono::Utc::now())?;
+    let contents = &backup.contents;
     println!(
         "Đã sao lưu — backed up to {} ({} KiB): {} transitions, {} timer commands, {} rehearsal checks, {} messages and roll calls, and the keys.",
         backup.folder.display(),
-        backup.bytes.div_ceil(1024),
-        backup.transitions,
-        backup.timer_commands,
-        backup.rehearsals,
-        backup.notices
+        contents.bytes.div_ceil(1024),
+        contents.transitions,
+        contents.timer_commands,
+        contents.rehearsals,
+        contents.notices
     );
     println!(
         "The folder is a whole data dir: to carry on from it, stop the service and start it with --data-dir {}",

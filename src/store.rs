@@ -719,6 +719,15 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }
 
+/// Opens a database that must already exist, beside a service that may be writing it,
+/// for reading (a check, a backup). Not read-only: a WAL reader may need to create the
+/// shared-memory file when the service is stopped.
+pub fn open_existing(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
 /// What `diemcau check` says of a data dir's database, without changing it.
 #[derive(Debug)]
 pub struct DatabaseHealth {
@@ -735,14 +744,10 @@ pub fn inspect(data_dir: &Path) -> Result<Option<DatabaseHealth>, StoreError> {
     if !path.is_file() {
         return Ok(None);
     }
-    let opened = |source| StoreError::Open {
+    let conn = open_existing(&path).map_err(|source| StoreError::Open {
         path: path.clone(),
         source,
-    };
-    // Without CREATE, and not read-only: a WAL reader may need to make the -shm file.
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(opened)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    })?;
     Ok(Some(DatabaseHealth {
         bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
         schema: schema_version(&conn)?,
