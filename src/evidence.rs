@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -136,14 +135,8 @@ pub async fn report_csv(
     Query(query): Query<Window>,
 ) -> Result<impl IntoResponse, ApiError> {
     let report = build(&app, caller, &query).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"report.csv\"",
-            ),
-        ],
+    Ok(crate::export::download(
+        "report.csv",
         crate::export::report_csv(&report, &app.timekeeper.reports()),
     ))
 }

@@ -1,10 +1,15 @@
 //! Spreadsheet exports: CSV in UTF-8 with a byte-order mark (so Excel shows Vietnamese
 //! correctly), times in Asia/Ho_Chi_Minh, durations as m:ss.
 
+use axum::http::header;
+use axum::response::IntoResponse;
 use chrono::DateTime;
 use chrono_tz::Asia::Ho_Chi_Minh;
 
 use crate::clock::EpochMs;
+use crate::hub::SiteView;
+use crate::liveness::SiteState;
+use crate::sites::Roster;
 use crate::timer::{SlotReport, SlotState};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -42,6 +47,85 @@ fn slot_state_vi(state: SlotState) -> &'static str {
         SlotState::Paused => "tạm dừng",
         SlotState::Done => "đã xong",
     }
+}
+
+/// A CSV file for the browser to save under `filename`.
+pub fn download(filename: &'static str, csv: Vec<u8>) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        csv,
+    )
+}
+
+/// A rehearsal verdict (`pass`, `warn`, `fail`, none yet) as the pages say it.
+fn verdict_vi(verdict: Option<&str>) -> &'static str {
+    match verdict {
+        Some("pass") => "Đạt",
+        Some("warn") => "Cần lưu ý",
+        Some("fail") => "Không đạt",
+        _ => "Chưa kiểm tra",
+    }
+}
+
+fn site_state_vi(state: SiteState) -> &'static str {
+    match state {
+        SiteState::Online => "Trực tuyến",
+        SiteState::Degraded => "Chập chờn",
+        SiteState::Offline => "Mất kết nối",
+        SiteState::NeverSeen => "Chưa kết nối",
+    }
+}
+
+/// Every site as the wall shows it now, with its contact and latest rehearsal verdict:
+/// the list to call from.
+pub fn sites_csv(
+    roster: &Roster,
+    views: &[SiteView],
+    latest_verdict: impl Fn(&str) -> Option<String>,
+) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(BOM.to_vec());
+    writer
+        .write_record([
+            "Mã",
+            "Điểm cầu",
+            "Huyện cũ",
+            "Trạng thái",
+            "Từ lúc",
+            "Nghe lần cuối",
+            "RTT trung vị (ms)",
+            "Jitter (ms)",
+            "Số lần kết nối lại",
+            "Người liên hệ",
+            "Điện thoại",
+            "Kiểm tra kết nối",
+        ])
+        .expect("writing to memory");
+    for (site, view) in roster.sites().iter().zip(views) {
+        let figure = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+        writer
+            .write_record([
+                view.id.clone(),
+                view.name.clone(),
+                view.former_district.clone(),
+                site_state_vi(view.state).to_string(),
+                view.since_ms.map(local_date_time).unwrap_or_default(),
+                view.last_seen_ms.map(local_date_time).unwrap_or_default(),
+                figure(view.link.rtt_ms),
+                figure(view.link.jitter_ms),
+                view.link.reconnects.to_string(),
+                site.contact_name.clone().unwrap_or_default(),
+                site.contact_phone.clone().unwrap_or_default(),
+                verdict_vi(latest_verdict(&view.id).as_deref()).to_string(),
+            ])
+            .expect("writing to memory");
+    }
+    writer.into_inner().expect("flushing to memory")
 }
 
 /// The agenda with planned and actual times, for the minutes.
@@ -91,7 +175,7 @@ pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
 }
 
 /// Every rehearsal attempt, newest first, one row each.
-pub fn rehearsals_csv(roster: &crate::sites::Roster, attempts: &[serde_json::Value]) -> Vec<u8> {
+pub fn rehearsals_csv(roster: &Roster, attempts: &[serde_json::Value]) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(BOM.to_vec());
     writer
         .write_record([
@@ -130,11 +214,7 @@ pub fn rehearsals_csv(roster: &crate::sites::Roster, attempts: &[serde_json::Val
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_default()
         };
-        let verdict = match a["verdict"].as_str() {
-            Some("pass") => "Đạt",
-            Some("warn") => "Cần lưu ý",
-            _ => "Không đạt",
-        };
+        let verdict = verdict_vi(a["verdict"].as_str().or(Some("fail")));
         writer
             .write_record([
                 site.to_string(),
@@ -198,12 +278,7 @@ pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> V
         .expect("writing to memory");
     for site in report["sites"].as_array().into_iter().flatten() {
         let ms = |key: &str| site[key].as_i64().map(minutes_seconds).unwrap_or_default();
-        let verdict = match site["rehearsal"].as_str() {
-            Some("pass") => "Đạt",
-            Some("warn") => "Cần lưu ý",
-            Some("fail") => "Không đạt",
-            _ => "Chưa kiểm tra",
-        };
+        let verdict = verdict_vi(site["rehearsal"].as_str());
         writer
             .write_record([
                 site["id"].as_str().unwrap_or("").to_string(),

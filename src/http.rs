@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/sites", get(sites))
+        .route("/api/sites.csv", get(sites_csv))
         .route("/api/sites/{id}", get(site))
         .route("/api/timer", get(timer))
         .route("/api/timer/{command}", post(timer_command))
@@ -99,6 +100,28 @@ async fn sites(State(app): State<AppState>, caller: Caller) -> Result<Json<Value
     caller.require(STAFF)?;
     Ok(Json(
         json!({"server_ms": app.clock.now_ms(), "sites": app.hub.site_views()}),
+    ))
+}
+
+/// The call list: every site's state now, contact and latest rehearsal verdict.
+async fn sites_csv(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(STAFF)?;
+    let views = app.hub.site_views();
+    app.store.flush().await?;
+    let attempts = app.store.rehearsals(None).await?;
+    // Newest first: the first attempt of a site is its latest.
+    let latest = |id: &str| {
+        attempts
+            .iter()
+            .find(|a| a["site"] == id)
+            .and_then(|a| a["verdict"].as_str().map(str::to_string))
+    };
+    Ok(crate::export::download(
+        "diem-cau.csv",
+        crate::export::sites_csv(&app.roster, &views, latest),
     ))
 }
 
@@ -208,14 +231,8 @@ async fn agenda(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
 }
 
 async fn agenda_csv(State(app): State<AppState>, _caller: Caller) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"agenda.csv\"",
-            ),
-        ],
+    crate::export::download(
+        "agenda.csv",
         crate::export::agenda_csv(&app.timekeeper.reports()),
     )
 }
@@ -319,14 +336,8 @@ async fn rehearsals_csv(
     caller.require(STAFF)?;
     app.store.flush().await?;
     let all = app.store.rehearsals(None).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"rehearsals.csv\"",
-            ),
-        ],
+    Ok(crate::export::download(
+        "rehearsals.csv",
         crate::export::rehearsals_csv(&app.roster, &all),
     ))
 }

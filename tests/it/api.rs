@@ -131,3 +131,50 @@ async fn health_and_readiness_are_open() {
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
 }
+
+#[tokio::test]
+async fn the_call_list_csv_has_each_site_state_contact_and_latest_verdict() {
+    let roster = "code,name,kind,former_district,contact_name,contact_phone\n\
+        05443,Phường Phan Đình Phùng,phuong,TP Thái Nguyên,Chị Lan,0912 345 678\n\
+        05710,Phường Linh Sơn,phuong,TP Thái Nguyên,,\n";
+    let app = spawn_app_with_roster(roster, fast).await;
+    let _bridge = EchoingBridge::join(&app, SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    // A stored rehearsal, written beside the running service as a check would leave it.
+    let db = rusqlite::Connection::open(app.data_dir.join("diemcau.sqlite3")).unwrap();
+    db.busy_timeout(WAIT).unwrap();
+    for (id, started_ms, verdict) in [("a", 1, "fail"), ("b", 2, "pass")] {
+        db.execute(
+            "INSERT INTO rehearsals (id, site, started_ms, finished_ms, technician, checklist, figures, rows, verdict)
+             VALUES (?1, '05443', ?2, ?2, 'An', '{}', '{}', '[]', ?3)",
+            rusqlite::params![id, started_ms, verdict],
+        )
+        .unwrap();
+    }
+
+    let text = app.get_csv("/api/sites.csv", app.key("operator")).await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("Mã,Điểm cầu,Huyện cũ,Trạng thái"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("05443,Phường Phan Đình Phùng,TP Thái Nguyên,Trực tuyến,"),
+        "{text}"
+    );
+    assert!(
+        lines[1].ends_with(",Chị Lan,0912 345 678,Đạt"),
+        "the latest verdict: {text}"
+    );
+    assert!(
+        lines[2].starts_with("05710,Phường Linh Sơn,TP Thái Nguyên,Chưa kết nối,,,"),
+        "{text}"
+    );
+    assert!(lines[2].ends_with(",,,Chưa kiểm tra"), "{text}");
+
+    for key in ["display", SITE] {
+        let (status, _) = app.get("/api/sites.csv", Some(app.key(key))).await;
+        assert_eq!(status, 403, "{key}");
+    }
+}

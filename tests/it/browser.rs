@@ -252,6 +252,20 @@ async fn the_wall_shows_92_tiles_the_connected_site_and_finds_communes_without_d
         json!([]),
         "all 92 tiles fit one 1920×1080 wall screen, without scrolling"
     );
+    // The call list downloads with the page's own session (no key in the link).
+    let call_list = browser
+        .script(
+            "return fetch(document.querySelector(arguments[0]).href).then(r => r.text());",
+            "#call-list",
+        )
+        .await;
+    let call_list = call_list.as_str().unwrap();
+    assert_eq!(call_list.lines().count(), 93, "{call_list}");
+    assert!(
+        call_list.contains(&format!("{SITE},Phường Phan Đình Phùng,"))
+            && call_list.contains("Trực tuyến"),
+        "{call_list}"
+    );
 
     browser
         .web()
