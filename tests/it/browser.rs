@@ -143,6 +143,17 @@ impl Browser {
             .expect("script runs")
     }
 
+    /// Fetches what the link `css` downloads, with the page's own session.
+    async fn download(&self, css: &str) -> String {
+        let text = self
+            .script(
+                "return fetch(document.querySelector(arguments[0]).href).then(r => r.text());",
+                css,
+            )
+            .await;
+        text.as_str().expect("the link answers text").to_string()
+    }
+
     /// Waits until the text of `css` satisfies `ok`; returns it.
     async fn text_until(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
@@ -253,13 +264,7 @@ async fn the_wall_shows_92_tiles_the_connected_site_and_finds_communes_without_d
         "all 92 tiles fit one 1920×1080 wall screen, without scrolling"
     );
     // The call list downloads with the page's own session (no key in the link).
-    let call_list = browser
-        .script(
-            "return fetch(document.querySelector(arguments[0]).href).then(r => r.text());",
-            "#call-list",
-        )
-        .await;
-    let call_list = call_list.as_str().unwrap();
+    let call_list = browser.download("#call-list").await;
     assert_eq!(call_list.lines().count(), 93, "{call_list}");
     assert!(
         call_list.contains(&format!("{SITE},Phường Phan Đình Phùng,"))
@@ -428,6 +433,16 @@ async fn on_the_console_space_starts_the_selected_slot() {
         .text_until("#slot-state", |t| t == "Đang trình bày")
         .await;
     browser.screenshot("console").await;
+    let times = browser.download("#agenda-csv").await;
+    assert_eq!(times.lines().count(), 27, "{times}");
+    assert!(
+        times
+            .lines()
+            .nth(2)
+            .unwrap()
+            .contains(",đang trình bày,7:00,"),
+        "{times}"
+    );
 }
 
 #[tokio::test]
