@@ -1,8 +1,6 @@
 //! The evidence report (`/api/report`, `/api/report.csv`, `/report`): per site and per
 //! presentation, over the conference window, from what the store holds.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
@@ -56,10 +54,7 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
     };
     let (from, to) = window(app, query).await?;
     app.store.flush().await?;
-    let mut by_site: HashMap<String, Vec<_>> = HashMap::new();
-    for (site, state, at) in app.store.transitions_before(to).await? {
-        by_site.entry(site).or_default().push((state, at));
-    }
+    let by_site = app.store.transitions_by_site_before(to).await?;
     let rehearsals = app.store.rehearsals(None).await?;
     let rtt_medians = app.store.rtt_median_by_site_between(from, to).await?;
     let mut rehearsal_counts = json!({"pass": 0, "warn": 0, "fail": 0, "not_checked": 0});

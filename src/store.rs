@@ -389,7 +389,6 @@ impl Store {
         .await
     }
 
-    /// Every transition before `before_ms` as (site, state, time), oldest first.
     /// Stores one sample of each connected site's median RTT (in the background).
     pub fn record_rtt_medians(&self, at: EpochMs, medians: Vec<(SiteId, f64)>) {
         self.write(move |tx| {
@@ -415,15 +414,7 @@ impl Store {
             let mut stmt = conn.prepare_cached(
                 "SELECT site, median_ms FROM rtt_samples WHERE at_ms >= ?1 AND at_ms < ?2",
             )?;
-            let mut rows = stmt.query(params![from, to])?;
-            let mut by_site: HashMap<String, Vec<f64>> = HashMap::new();
-            while let Some(row) = rows.next()? {
-                let (site, median_ms) = (row.get_ref(0)?.as_str()?, row.get::<_, f64>(1)?);
-                match by_site.get_mut(site) {
-                    Some(samples) => samples.push(median_ms),
-                    None => drop(by_site.insert(site.to_string(), vec![median_ms])),
-                }
-            }
+            let by_site = group_by_site(stmt.query(params![from, to])?, |row| row.get(1))?;
             Ok(by_site
                 .into_iter()
                 .filter_map(|(site, samples)| Some((site, median(samples.into_iter())?)))
@@ -432,22 +423,19 @@ impl Store {
         .await
     }
 
-    pub async fn transitions_before(
+    /// Every transition before `before_ms`, by site: (state, time), oldest first.
+    pub async fn transitions_by_site_before(
         &self,
         before_ms: EpochMs,
-    ) -> Result<Vec<(String, SiteState, EpochMs)>, StoreError> {
+    ) -> Result<HashMap<String, Vec<(SiteState, EpochMs)>>, StoreError> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT site, to_state, at_ms FROM transitions WHERE at_ms < ?1 ORDER BY at_ms, id",
             )?;
-            let rows = stmt.query_map(params![before_ms], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    parse_state(row.get::<_, String>(1)?),
-                    row.get::<_, i64>(2)?,
-                ))
-            })?;
-            rows.collect()
+            group_by_site(stmt.query(params![before_ms])?, |row| {
+                let state = row.get_ref(1)?.as_str()?;
+                Ok((state.parse().unwrap_or(SiteState::NeverSeen), row.get(2)?))
+            })
         })
         .await
     }
@@ -711,6 +699,23 @@ impl Store {
 }
 
 /// States written by this program always parse; anything else reads as never seen.
+/// Rows whose first column is a site id, gathered by site in the order read, without a
+/// string per row: the report reads millions of them at national scale.
+fn group_by_site<T>(
+    mut rows: rusqlite::Rows<'_>,
+    value: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<HashMap<String, Vec<T>>> {
+    let mut by_site: HashMap<String, Vec<T>> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let (site, value) = (row.get_ref(0)?.as_str()?, value(row)?);
+        match by_site.get_mut(site) {
+            Some(values) => values.push(value),
+            None => drop(by_site.insert(site.to_string(), vec![value])),
+        }
+    }
+    Ok(by_site)
+}
+
 fn parse_state(text: String) -> SiteState {
     text.parse().unwrap_or(SiteState::NeverSeen)
 }
