@@ -246,10 +246,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(why.contains(SECRETS_FILE), "{why}");
+    }
+
+    #[test]
+    fn a_backup_that_fails_half_way_leaves_no_folder_behind() {
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(data.path().join(SECRETS_FILE), "[roles]\n").unwrap();
+        std::fs::write(data.path().join(DB_FILE), vec![0x42; 8192]).unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let why = run(data.path(), to.path(), Utc::now()).unwrap_err();
+        assert!(matches!(why, BackupError::Sql { .. }), "{why}");
         assert_eq!(
             std::fs::read_dir(to.path()).unwrap().count(),
             0,
-            "nothing half-made is left behind"
+            "a half-made backup would be trusted later"
         );
     }
 }
