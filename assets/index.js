@@ -14,6 +14,10 @@ async function main() {
     const me = await whoami();
     $("#who").textContent = `Khoá: ${ROLE_NAMES[me.role]}${me.site ? ` — ${me.site.name}` : ""}`;
     $("#pages").replaceChildren(...me.pages.map((p) => el("li", {}, el("a", { href: p.path }, p.title))));
+    $("#downloads").replaceChildren(
+      ...me.downloads.map((d) => el("li", {}, el("a", { href: d.path, download: true }, d.title))),
+    );
+    $("#downloads-title").classList.toggle("hidden", me.downloads.length === 0);
   } catch (error) {
     fail(error.message);
   }

@@ -247,7 +247,20 @@ async fn asset(Path(path): Path<String>) -> Response {
     }
 }
 
-/// Who the page's key belongs to, and which pages it opens.
+/// The spreadsheet downloads: path, title, and whether a key may fetch it (the routes
+/// check again).
+const DOWNLOADS: [(&str, &str, bool); 4] = [
+    (
+        "/api/sites.csv",
+        "Danh sách gọi các điểm cầu: trạng thái, liên hệ",
+        true,
+    ),
+    ("/api/agenda.csv", "Thời gian từng phần tham luận", false),
+    ("/api/rehearsals.csv", "Kết quả kiểm tra kết nối", true),
+    ("/api/report.csv", "Báo cáo minh chứng", true),
+];
+
+/// Who the page's key belongs to, and which pages and downloads it opens.
 async fn whoami(State(app): State<AppState>, caller: Caller) -> Json<serde_json::Value> {
     let site = match caller {
         Caller::Site(id) => app.roster.index_of(id).map(|i| json!(app.roster.site(i))),
@@ -258,9 +271,18 @@ async fn whoami(State(app): State<AppState>, caller: Caller) -> Json<serde_json:
         .filter(|p| **p != Page::Landing && p.allows(caller))
         .map(|p| json!({"path": p.path(), "title": p.title()}))
         .collect();
+    let staff = caller.is_any_of(&[Role::Admin, Role::Operator, Role::Secretary]);
+    let downloads: Vec<_> = DOWNLOADS
+        .iter()
+        .filter(|(_, _, staff_only)| staff || !staff_only)
+        .map(|(path, title, _)| json!({"path": path, "title": title}))
+        .collect();
     let role = match caller {
         Caller::Role(role) => role.as_str(),
         Caller::Site(_) => "site",
     };
-    Json(json!({"role": role, "site": site, "pages": pages, "server_ms": app.clock.now_ms()}))
+    Json(json!({
+        "role": role, "site": site, "pages": pages, "downloads": downloads,
+        "server_ms": app.clock.now_ms(),
+    }))
 }

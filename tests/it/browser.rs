@@ -491,6 +491,23 @@ async fn a_page_without_a_key_or_with_a_wrong_one_says_so_and_shows_no_data() {
         links.contains("Tường điểm cầu") && links.contains("Màn hình hội trường"),
         "{links}"
     );
+    let downloads = browser
+        .text_until("#downloads", |t| t.contains("Danh sách gọi"))
+        .await;
+    assert!(downloads.contains("Báo cáo minh chứng"), "{downloads}");
+    // Every listed download answers this page's session with a spreadsheet.
+    let answers = browser
+        .script(
+            "return Promise.all([...document.querySelectorAll(arguments[0])].map(a =>
+                fetch(a.href).then(r => [r.status, r.headers.get('content-type')])));",
+            "#downloads a",
+        )
+        .await;
+    assert_eq!(
+        answers,
+        json!(vec![json!([200, "text/csv; charset=utf-8"]); 4]),
+        "{downloads}"
+    );
     browser.screenshot("landing").await;
 }
 
