@@ -49,6 +49,13 @@ fn slot_state_vi(state: SlotState) -> &'static str {
     }
 }
 
+/// A CSV writer for Excel (UTF-8 with a byte-order mark) with its header row written.
+fn spreadsheet(header: &[&str]) -> csv::Writer<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(BOM.to_vec());
+    writer.write_record(header).expect("writing to memory");
+    writer
+}
+
 /// A CSV file for the browser to save under `filename`.
 pub fn download(filename: &'static str, csv: Vec<u8>) -> impl IntoResponse {
     (
@@ -89,23 +96,20 @@ pub fn sites_csv(
     views: &[SiteView],
     latest_verdict: impl Fn(&str) -> Option<String>,
 ) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(BOM.to_vec());
-    writer
-        .write_record([
-            "Mã",
-            "Điểm cầu",
-            "Huyện cũ",
-            "Trạng thái",
-            "Từ lúc",
-            "Nghe lần cuối",
-            "RTT trung vị (ms)",
-            "Jitter (ms)",
-            "Số lần kết nối lại",
-            "Người liên hệ",
-            "Điện thoại",
-            "Kiểm tra kết nối",
-        ])
-        .expect("writing to memory");
+    let mut writer = spreadsheet(&[
+        "Mã",
+        "Điểm cầu",
+        "Huyện cũ",
+        "Trạng thái",
+        "Từ lúc",
+        "Nghe lần cuối",
+        "RTT trung vị (ms)",
+        "Jitter (ms)",
+        "Số lần kết nối lại",
+        "Người liên hệ",
+        "Điện thoại",
+        "Kiểm tra kết nối",
+    ]);
     for (site, view) in roster.sites().iter().zip(views) {
         let figure = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
         writer
@@ -130,24 +134,21 @@ pub fn sites_csv(
 
 /// The agenda with planned and actual times, for the minutes.
 pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(BOM.to_vec());
-    writer
-        .write_record([
-            "STT",
-            "Đơn vị",
-            "Chủ đề",
-            "Địa điểm",
-            "Trạng thái",
-            "Dự kiến",
-            "Điều chỉnh",
-            "Thực tế",
-            "Vượt giờ",
-            "Số lần tạm dừng",
-            "Gián đoạn đường truyền",
-            "Bắt đầu",
-            "Kết thúc",
-        ])
-        .expect("writing to memory");
+    let mut writer = spreadsheet(&[
+        "STT",
+        "Đơn vị",
+        "Chủ đề",
+        "Địa điểm",
+        "Trạng thái",
+        "Dự kiến",
+        "Điều chỉnh",
+        "Thực tế",
+        "Vượt giờ",
+        "Số lần tạm dừng",
+        "Gián đoạn đường truyền",
+        "Bắt đầu",
+        "Kết thúc",
+    ]);
     for r in reports {
         let venue = match r.venue {
             crate::agenda::Venue::Hall => "Hội trường".to_string(),
@@ -176,25 +177,22 @@ pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
 
 /// Every rehearsal attempt, newest first, one row each.
 pub fn rehearsals_csv(roster: &Roster, attempts: &[serde_json::Value]) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(BOM.to_vec());
-    writer
-        .write_record([
-            "Mã",
-            "Điểm cầu",
-            "Huyện cũ",
-            "Thời gian",
-            "Kỹ thuật viên",
-            "Kết quả",
-            "Tải lên (Mbps)",
-            "Tải xuống (Mbps)",
-            "Độ trễ (ms)",
-            "Jitter (ms)",
-            "Trễ tăng khi tải (ms)",
-            "Gói trễ (%)",
-            "Mất kết nối",
-            "Sai số đồng hồ (ms)",
-        ])
-        .expect("writing to memory");
+    let mut writer = spreadsheet(&[
+        "Mã",
+        "Điểm cầu",
+        "Huyện cũ",
+        "Thời gian",
+        "Kỹ thuật viên",
+        "Kết quả",
+        "Tải lên (Mbps)",
+        "Tải xuống (Mbps)",
+        "Độ trễ (ms)",
+        "Jitter (ms)",
+        "Trễ tăng khi tải (ms)",
+        "Gói trễ (%)",
+        "Mất kết nối",
+        "Sai số đồng hồ (ms)",
+    ]);
     for a in attempts {
         let site = a["site"].as_str().unwrap_or("");
         let (name, district) = site
