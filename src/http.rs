@@ -111,14 +111,17 @@ async fn sites_csv(
     caller.require(STAFF)?;
     let views = app.hub.site_views();
     app.store.flush().await?;
-    let attempts = app.store.rehearsals(None).await?;
     // Newest first: the first attempt of a site is its latest.
-    let latest = |id: &str| {
-        attempts
-            .iter()
-            .find(|a| a["site"] == id)
-            .and_then(|a| a["verdict"].as_str().map(str::to_string))
-    };
+    let mut latest = std::collections::HashMap::new();
+    for attempt in app.store.rehearsals(None).await? {
+        if let (Some(site), Some(verdict)) = (attempt["site"].as_str(), attempt["verdict"].as_str())
+        {
+            latest
+                .entry(site.to_string())
+                .or_insert_with(|| verdict.to_string());
+        }
+    }
+    let latest = |id: &str| latest.get(id).cloned();
     Ok(crate::export::download(
         "diem-cau.csv",
         crate::export::sites_csv(&app.roster, &views, latest),
