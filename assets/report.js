@@ -10,17 +10,39 @@ const minutes = (ms) => {
 };
 const percent = (ratio) => `${(ratio * 100).toFixed(1)} %`;
 
+// The window is kept in the page's address (?from=…&to=…, RFC 3339 with +07:00) so a
+// printed or shared report and its CSV cover the same time.
+const VN_OFFSET_MS = 7 * 3600 * 1000;
+const toInput = (ms) => new Date(ms + VN_OFFSET_MS).toISOString().slice(0, 16);
+const fromInput = (value) => `${value}:00+07:00`;
+
+function windowForm(window) {
+  $("#from").value = toInput(window.from_ms);
+  $("#to").value = toInput(window.to_ms);
+  $("#window-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const endsAfterStart = $("#to").value > $("#from").value;
+    $("#window-error").textContent = endsAfterStart ? "" : "Thời điểm kết thúc phải sau thời điểm bắt đầu.";
+    if (!endsAfterStart) return;
+    const query = new URLSearchParams({ from: fromInput($("#from").value), to: fromInput($("#to").value) });
+    location.search = query.toString();
+  });
+}
+
 async function main() {
   let report;
+  let query;
   try {
     await whoami();
-    const query = location.search.replace(/^\?/, "");
+    query = location.search.replace(/^\?/, "");
     report = await getJson(`/api/report${query ? `?${query}` : ""}`);
   } catch (error) {
     fail(error.message);
     return;
   }
   $("#print").addEventListener("click", () => window.print());
+  if (query) $("#csv").href = `/api/report.csv?${query}`;
+  windowForm(report.window);
   $("#window").textContent = `Từ ${dateTime(report.window.from_ms)} đến ${dateTime(report.window.to_ms)} (giờ Việt Nam) · lập lúc ${dateTime(report.generated_ms)}`;
   const t = report.totals;
   const total = (label, value, id) => el("div", { class: "total", id }, label, el("b", {}, value));

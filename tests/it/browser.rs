@@ -699,6 +699,43 @@ async fn the_report_page_lists_every_site_and_presentation_for_printing() {
     assert_eq!(browser.texts("#sites tr").await.len(), 92);
     assert_eq!(browser.texts("#presentations tr").await.len(), 26);
     browser.screenshot("report").await;
+
+    // An end before the start is refused on the page, in Vietnamese, and nothing is lost.
+    browser
+        .script(
+            "document.querySelector('#from').value = '2026-01-01T11:30';
+             document.querySelector('#to').value = '2026-01-01T08:00';
+             document.querySelector(arguments[0]).requestSubmit(); return null;",
+            "#window-form",
+        )
+        .await;
+    browser
+        .text_until("#window-error", |t| t.contains("phải sau"))
+        .await;
+    assert_eq!(browser.texts("#sites tr").await.len(), 92);
+
+    // The organisers pick the conference morning; the page and its CSV cover it.
+    browser
+        .script(
+            "document.querySelector('#from').value = '2026-01-01T08:00';
+             document.querySelector('#to').value = '2026-01-01T11:30';
+             document.querySelector(arguments[0]).requestSubmit(); return null;",
+            "#window-form",
+        )
+        .await;
+    browser
+        .text_until("#window", |t| {
+            t.starts_with("Từ 08:00 01/01/2026 đến 11:30 01/01/2026")
+        })
+        .await;
+    let csv = browser.download("#csv").await;
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .contains("từ 01/01/2026 08:00:00 đến 01/01/2026 11:30:00"),
+        "the CSV covers the window on the page: {csv}"
+    );
 }
 
 #[tokio::test]
