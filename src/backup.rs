@@ -121,12 +121,15 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
     move |source| BackupError::Write { path, source }
 }
 
+fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
+    move |source| BackupError::Sql {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// One read transaction on the live database, written out as a compact new file.
 fn snapshot(source: &Path, copy: &Path) -> Result<(), BackupError> {
-    let sql_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BackupError::Sql { path, source }
-    };
     let conn = open_existing(source).map_err(sql_error(source))?;
     let target = copy.to_str().ok_or_else(|| BackupError::Write {
         path: copy.to_path_buf(),
@@ -139,15 +142,12 @@ fn snapshot(source: &Path, copy: &Path) -> Result<(), BackupError> {
 
 /// Opens the copy on its own and checks it before anyone relies on it.
 fn verify(copy: &Path) -> Result<Contents, BackupError> {
-    let sql_error = |source| BackupError::Sql {
-        path: copy.to_path_buf(),
-        source,
-    };
+    let sql_error = sql_error(copy);
     let conn =
-        Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql_error)?;
+        Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(&sql_error)?;
     let found: String = conn
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .map_err(sql_error)?;
+        .map_err(&sql_error)?;
     if found != "ok" {
         return Err(BackupError::Damaged {
             path: copy.to_path_buf(),
@@ -158,7 +158,7 @@ fn verify(copy: &Path) -> Result<Contents, BackupError> {
         conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
             row.get(0)
         })
-        .map_err(sql_error)
+        .map_err(&sql_error)
     };
     Ok(Contents {
         bytes: std::fs::metadata(copy).map(|m| m.len()).unwrap_or(0),

@@ -701,28 +701,14 @@ async fn the_report_page_lists_every_site_and_presentation_for_printing() {
     browser.screenshot("report").await;
 
     // An end before the start is refused on the page, in Vietnamese, and nothing is lost.
-    browser
-        .script(
-            "document.querySelector('#from').value = '2026-01-01T11:30';
-             document.querySelector('#to').value = '2026-01-01T08:00';
-             document.querySelector(arguments[0]).requestSubmit(); return null;",
-            "#window-form",
-        )
-        .await;
+    ask_for_window(&browser, "2026-01-01T11:30", "2026-01-01T08:00").await;
     browser
         .text_until("#window-error", |t| t.contains("phải sau"))
         .await;
     assert_eq!(browser.texts("#sites tr").await.len(), 92);
 
     // The organisers pick the conference morning; the page and its CSV cover it.
-    browser
-        .script(
-            "document.querySelector('#from').value = '2026-01-01T08:00';
-             document.querySelector('#to').value = '2026-01-01T11:30';
-             document.querySelector(arguments[0]).requestSubmit(); return null;",
-            "#window-form",
-        )
-        .await;
+    ask_for_window(&browser, "2026-01-01T08:00", "2026-01-01T11:30").await;
     browser
         .text_until("#window", |t| {
             t.starts_with("Từ 08:00 01/01/2026 đến 11:30 01/01/2026")
@@ -736,6 +722,20 @@ async fn the_report_page_lists_every_site_and_presentation_for_printing() {
             .contains("từ 01/01/2026 08:00:00 đến 01/01/2026 11:30:00"),
         "the CSV covers the window on the page: {csv}"
     );
+}
+
+/// Fills the report page's "Từ … đến …" (datetime-local values) and submits it.
+async fn ask_for_window(browser: &Browser, from: &str, to: &str) {
+    browser
+        .web()
+        .execute(
+            "document.querySelector('#from').value = arguments[0];
+             document.querySelector('#to').value = arguments[1];
+             document.querySelector('#window-form').requestSubmit(); return null;",
+            vec![json!(from), json!(to)],
+        )
+        .await
+        .expect("script runs");
 }
 
 #[tokio::test]
