@@ -13,45 +13,19 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agenda::Agenda;
-use crate::auth::{Caller, Keyring, Secrets, SecretsError, SecretsOrigin};
-use crate::clock::{Clock, EpochMs};
-use crate::config::{Config, Loaded};
-use crate::hub::Hub;
+use crate::auth::{Keyring, Secrets, SecretsError, SecretsOrigin};
+use crate::clock::Clock;
+use crate::config::Loaded;
+use crate::core::sites::SiteId;
+use crate::core::time::EpochMs;
 use crate::metrics::Metrics;
-use crate::noticeboard::Noticeboard;
-use crate::sessions::Sessions;
-use crate::sites::{Roster, SiteId};
+use crate::services::hub::Hub;
+use crate::services::noticeboard::Noticeboard;
+use crate::services::sessions::Sessions;
+use crate::services::timekeeper::Timekeeper;
 use crate::store::{Store, StoreError};
-use crate::timekeeper::Timekeeper;
 
-/// Everything the handlers share; cloned as an `Arc`.
-pub struct Shared {
-    pub config: Config,
-    pub roster: Arc<Roster>,
-    pub agenda: Agenda,
-    pub secrets: Keyring,
-    /// Holders whose key was just rotated: their open live sockets close.
-    pub revoked: tokio::sync::broadcast::Sender<Caller>,
-    pub sessions: Sessions,
-    pub hub: Arc<Hub>,
-    pub timekeeper: Arc<Timekeeper>,
-    pub noticeboard: Noticeboard,
-    /// Active checks of the sites' equipment.
-    pub devices: crate::prober::Devices,
-    /// Rehearsal checks whose connection dropped, waiting for the site to come back.
-    pub parked_checks:
-        std::sync::Mutex<std::collections::HashMap<crate::sites::SiteIdx, crate::check::CheckRun>>,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub clock: Arc<dyn Clock>,
-    /// Cancelled when the server begins to shut down; socket tasks watch it.
-    pub shutdown: CancellationToken,
-    /// Websocket tasks (detached from HTTP once upgraded), awaited at shutdown.
-    pub tasks: TaskTracker,
-}
-
-pub type AppState = Arc<Shared>;
+pub use crate::state::{AppState, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -173,16 +147,9 @@ impl App {
         // action (terminate) for the life of the process.
         let _ =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
-        let mut background = vec![
-            tokio::spawn(publish_links(state.clone())),
-            tokio::spawn(state.timekeeper.clone().run_auto_stop()),
-            tokio::spawn(pause_on_site_loss(state.clone(), self.offline)),
-            tokio::spawn(follow_keys(state.clone())),
-            tokio::spawn(sample_rtt(state.clone())),
-        ];
-        background.extend(crate::prober::spawn_all(&state));
+        let background = crate::tasks::spawn_all(&state, self.offline);
         let protocol = &state.config.protocol;
-        let listener = crate::listener::GuardedListener::new(
+        let listener = crate::http::listener::GuardedListener::new(
             self.listener,
             protocol.max_connections,
             Duration::from_millis(protocol.handshake_timeout_ms),
@@ -234,74 +201,4 @@ fn bind(listen: &str) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
-}
-
-/// Follows `secrets.toml`: a rotated key stops working at once (within a second), and
-/// its page sessions and open sockets end.
-async fn follow_keys(state: AppState) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        match state.secrets.reload_if_changed() {
-            Ok(changed) => {
-                for holder in changed {
-                    revoke(&state, holder);
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "secrets.toml changed but cannot be used: the keys in force stay");
-            }
-        }
-    }
-}
-
-fn revoke(state: &AppState, holder: Caller) {
-    tracing::warn!(holder = %holder.label(), "key rotated: its page sessions and sockets end");
-    state.sessions.revoke(holder);
-    if let Caller::Site(id) = holder
-        && let Some(idx) = state.roster.index_of(id)
-    {
-        state.hub.kick(idx, crate::protocol::close::BAD_KEY);
-    }
-    let _ = state.revoked.send(holder);
-}
-
-/// Hands every offline transition to the timekeeper.
-async fn pause_on_site_loss(
-    state: AppState,
-    mut offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
-) {
-    while let Some((site, at_ms)) = offline.recv().await {
-        state.timekeeper.site_offline(site, at_ms).await;
-    }
-}
-
-/// Every `report.rtt_sample_ms`, each connected site's median RTT is stored, so the
-/// evidence report can give the RTT of its own window, long after the day.
-async fn sample_rtt(state: AppState) {
-    let mut every = tokio::time::interval(Duration::from_millis(state.config.report.rtt_sample_ms));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await; // the first tick is immediate: nobody is connected yet
-    loop {
-        every.tick().await;
-        let medians = state.hub.connected_rtt_medians();
-        if !medians.is_empty() {
-            state
-                .store
-                .record_rtt_medians(state.clock.now_ms(), medians);
-        }
-    }
-}
-
-/// Every probe interval, the link figures of connected sites go to the live feed.
-async fn publish_links(state: AppState) {
-    let mut every = tokio::time::interval(Duration::from_millis(
-        state.config.liveness.probe_interval_ms,
-    ));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        state.hub.publish_links();
-    }
 }

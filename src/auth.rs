@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::sites::{Roster, SiteId};
+use crate::core::sites::{Roster, SiteId};
 
 pub const SECRETS_FILE: &str = "secrets.toml";
 

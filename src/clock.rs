@@ -7,8 +7,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch, as the server sees them.
-pub type EpochMs = i64;
+pub use crate::core::time::EpochMs;
 
 /// A source of server time, injectable so that tests can drive it.
 pub trait Clock: Send + Sync + 'static {

@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::agenda::Agenda;
-use crate::sites::Roster;
-use crate::table::TableError;
+use crate::core::agenda::Agenda;
+use crate::core::liveness::Thresholds;
+use crate::core::sites::Roster;
+use crate::core::table::TableError;
+use crate::core::timer::{AtZero, TimerPolicy};
 
 const DEFAULT_TOML: &str = include_str!("../config/diemcau.toml");
 const DEFAULT_SITES: &[u8] = include_bytes!("../config/sites.csv");
@@ -93,7 +95,7 @@ pub struct RehearsalConfig {
     pub frame_bytes: usize,
     /// A site that drops during its check may come back within this and carry on.
     pub reconnect_grace_seconds: u64,
-    pub rubric: crate::rehearsal::Rubric,
+    pub rubric: crate::core::rehearsal::Rubric,
 }
 
 impl Default for RehearsalConfig {
@@ -106,7 +108,7 @@ impl Default for RehearsalConfig {
             warmup_ms: 2000,
             frame_bytes: 64 * 1024,
             reconnect_grace_seconds: 10,
-            rubric: crate::rehearsal::Rubric::default(),
+            rubric: crate::core::rehearsal::Rubric::default(),
         }
     }
 }
@@ -140,16 +142,6 @@ pub struct ProtocolConfig {
     pub live_send_timeout_ms: u64,
 }
 
-/// What the timer does when a slot reaches 0:00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AtZero {
-    /// Keep running into overtime, counting up.
-    Signal,
-    /// Stop the slot after the grace period.
-    AutoStop,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimerConfig {
@@ -165,6 +157,30 @@ pub struct TimerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     pub public: bool,
+}
+
+// The core's parameters come from the config here, so the core never sees a file.
+impl From<&LivenessConfig> for Thresholds {
+    fn from(c: &LivenessConfig) -> Self {
+        Self {
+            degraded_after_ms: c.degraded_after_ms as i64,
+            offline_after_ms: c.offline_after_ms as i64,
+            online_after_echoes: c.online_after_echoes,
+            flapping_offline_count: c.flapping_offline_count,
+            flapping_window_ms: c.flapping_window_ms as i64,
+        }
+    }
+}
+
+impl From<&TimerConfig> for TimerPolicy {
+    fn from(c: &TimerConfig) -> Self {
+        Self {
+            warning_ms: c.warning_seconds as i64 * 1000,
+            danger_ms: c.danger_seconds as i64 * 1000,
+            at_zero: c.at_zero,
+            auto_stop_grace_ms: c.auto_stop_grace_seconds as i64 * 1000,
+        }
+    }
 }
 
 impl Default for Config {

@@ -10,7 +10,7 @@ use diemcau::app::App;
 use diemcau::auth::{Caller, Role, SECRETS_FILE, Secrets, SecretsOrigin};
 use diemcau::clock::SystemClock;
 use diemcau::config::{Loaded, Sources};
-use diemcau::sites::SiteId;
+use diemcau::core::sites::SiteId;
 
 /// diemcau ("điểm cầu"): bridge sites, liveness and live status for a hybrid conference.
 #[derive(Parser)]
@@ -247,13 +247,13 @@ fn main() -> anyhow::Result<()> {
             json,
         } => {
             let runtime = runtime()?;
-            let options = diemcau::bench::BenchOptions {
+            let options = diemcau::tools::bench::BenchOptions {
                 sites,
                 seconds,
                 probe_interval_ms,
                 changes,
             };
-            let report = runtime.block_on(diemcau::bench::run(options))?;
+            let report = runtime.block_on(diemcau::tools::bench::run(options))?;
             print!("{}", report.table());
             std::fs::write(&json, serde_json::to_string_pretty(&report)?)
                 .with_context(|| format!("cannot write {}", json.display()))?;
@@ -265,7 +265,10 @@ fn main() -> anyhow::Result<()> {
             probe_interval_ms,
         } => {
             let runtime = runtime()?;
-            runtime.block_on(diemcau::bench::baseline_server(&listen, probe_interval_ms))?;
+            runtime.block_on(diemcau::tools::bench::baseline_server(
+                &listen,
+                probe_interval_ms,
+            ))?;
             Ok(())
         }
         Command::Simulate {
@@ -283,7 +286,7 @@ fn main() -> anyhow::Result<()> {
             checked,
         } => {
             let runtime = runtime()?;
-            let options = diemcau::agent::AgentOptions {
+            let options = diemcau::tools::agent::AgentOptions {
                 server,
                 site,
                 key,
@@ -291,7 +294,7 @@ fn main() -> anyhow::Result<()> {
                 technician,
                 checked,
             };
-            let code = runtime.block_on(diemcau::agent::run(options))?;
+            let code = runtime.block_on(diemcau::tools::agent::run(options))?;
             std::process::exit(code);
         }
     }
@@ -426,7 +429,7 @@ fn roster(n: u32, data_dir: &std::path::Path) -> anyhow::Result<()> {
     if !(1..100_000).contains(&n) {
         bail!("--synthetic takes 1 to 99999 sites");
     }
-    let roster = diemcau::sites::Roster::synthetic(n);
+    let roster = diemcau::core::sites::Roster::synthetic(n);
     Secrets::load_or_create(data_dir, &roster)?;
     let mut out = csv::Writer::from_writer(std::io::stdout().lock());
     out.write_record(["code", "name", "kind", "former_district"])?;
@@ -447,7 +450,7 @@ fn roster(n: u32, data_dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn simulate(server: &str, n: usize, keys: &std::path::Path, faults: &str) -> anyhow::Result<()> {
-    use diemcau::simulate::{FaultMix, FaultTiming, SimStats, site_keys, spawn_site};
+    use diemcau::tools::simulate::{FaultMix, FaultTiming, SimStats, site_keys, spawn_site};
     let mix = FaultMix::parse(faults).map_err(anyhow::Error::msg)?;
     let text = std::fs::read_to_string(keys)
         .with_context(|| format!("cannot read the keys file {}", keys.display()))?;
@@ -492,7 +495,7 @@ fn simulate(server: &str, n: usize, keys: &std::path::Path, faults: &str) -> any
 
 fn backup(args: ConfigArgs, to: &std::path::Path) -> anyhow::Result<()> {
     let (_, data_dir) = load(&args)?;
-    let backup = diemcau::backup::run(&data_dir, to, chrono::Utc::now())?;
+    let backup = diemcau::tools::backup::run(&data_dir, to, chrono::Utc::now())?;
     let contents = &backup.contents;
     println!(
         "Đã sao lưu — backed up to {} ({} KiB): {} transitions, {} timer commands, {} rehearsal checks, {} messages and roll calls, and the keys.",
@@ -519,7 +522,7 @@ fn check(args: ConfigArgs) -> anyhow::Result<()> {
         loaded.config.listen,
     );
     println!("data dir {}:", data_dir.display());
-    let report = diemcau::preflight::inspect(&data_dir, &loaded.roster);
+    let report = diemcau::tools::preflight::inspect(&data_dir, &loaded.roster);
     for line in &report.lines {
         println!("  {line}");
     }

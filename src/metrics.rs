@@ -12,9 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::agenda::Agenda;
-use crate::liveness::SiteState;
-use crate::sites::{Roster, SiteIdx};
+use crate::core::agenda::Agenda;
+use crate::core::liveness::SiteState;
+use crate::core::sites::{Roster, SiteIdx};
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 

@@ -3,9 +3,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::clock::EpochMs;
-use crate::sites::{SiteId, SiteKind};
-use crate::timer::TimerSnapshot;
+use crate::core::sites::{SiteId, SiteKind};
+use crate::core::time::EpochMs;
+use crate::core::timer::TimerSnapshot;
 
 /// Close codes the server uses on `/ws/bridge` and `/ws/live`.
 pub mod close {
@@ -145,9 +145,9 @@ pub enum ServerMsg {
     /// The check's verdict with every row.
     CheckResult {
         check: Uuid,
-        verdict: crate::rehearsal::Verdict,
-        rows: Vec<crate::rehearsal::Row>,
-        figures: crate::rehearsal::Figures,
+        verdict: crate::core::rehearsal::Verdict,
+        rows: Vec<crate::core::rehearsal::Row>,
+        figures: crate::core::rehearsal::Figures,
     },
     /// The frame was refused; the connection stays unless a close follows.
     Error { code: String, message: String },

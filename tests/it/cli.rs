@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use diemcau::auth::{Role, Secrets};
-use diemcau::sites::Roster;
+use diemcau::core::sites::Roster;
 
 use crate::helpers::*;
 
@@ -433,7 +433,7 @@ fn a_synthetic_roster_and_its_keys_are_ready_for_serve_and_simulate() {
         String::from_utf8_lossy(&check.stdout).contains("3321 sites"),
         "{check:?}"
     );
-    let keys = diemcau::simulate::site_keys(
+    let keys = diemcau::tools::simulate::site_keys(
         &std::fs::read_to_string(dir.path().join("secrets.toml")).unwrap(),
     )
     .unwrap();

@@ -2,6 +2,7 @@
 
 mod access;
 mod api;
+mod architecture;
 mod bridge;
 mod browser;
 mod cli;

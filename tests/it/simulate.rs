@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use diemcau::simulate::{Fault, FaultTiming, SimStats, spawn_site};
-use diemcau::sites::Roster;
+use diemcau::core::sites::Roster;
+use diemcau::tools::simulate::{Fault, FaultTiming, SimStats, spawn_site};
 
 use crate::helpers::*;
 

@@ -284,7 +284,7 @@ async fn a_site_that_is_not_presenting_can_drop_without_touching_the_timer() {
 async fn auto_stop_ends_the_slot_after_the_grace() {
     let app = spawn_app(|c| {
         fast(c);
-        c.timer.at_zero = diemcau::config::AtZero::AutoStop;
+        c.timer.at_zero = diemcau::core::timer::AtZero::AutoStop;
         c.timer.auto_stop_grace_seconds = 0;
     })
     .await;

@@ -1,0 +1,223 @@
+//! Roll call (điểm danh) and messages (thông báo) to bridge sites, with who has
+//! confirmed. Pure: the shell delivers, stores and broadcasts.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::core::sites::{Roster, SiteId, SiteIdx, SiteKind};
+use crate::core::time::EpochMs;
+
+/// Who a message is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Target {
+    All,
+    Xa,
+    Phuong,
+    /// Every site of one former district.
+    District(String),
+    Site(SiteId),
+}
+
+impl Target {
+    /// `all`, `xa`, `phuong`, `district:NAME` or `site:CODE`.
+    pub fn parse(text: &str) -> Result<Target, String> {
+        match text {
+            "all" => Ok(Target::All),
+            "xa" => Ok(Target::Xa),
+            "phuong" => Ok(Target::Phuong),
+            _ => {
+                if let Some(name) = text.strip_prefix("district:") {
+                    Ok(Target::District(name.trim().to_string()))
+                } else if let Some(code) = text.strip_prefix("site:") {
+                    code.parse().map(Target::Site)
+                } else {
+                    Err(format!(
+                        "`to` must be all, xa, phuong, district:NAME or site:CODE (got `{text}`)"
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The sites this reaches.
+    pub fn recipients(&self, roster: &Roster) -> Vec<SiteIdx> {
+        roster
+            .sites()
+            .iter()
+            .enumerate()
+            .filter(|(_, site)| match self {
+                Target::All => true,
+                Target::Xa => site.kind == SiteKind::Xa,
+                Target::Phuong => site.kind == SiteKind::Phuong,
+                Target::District(name) => &site.former_district == name,
+                Target::Site(id) => site.id == *id,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    RollCall,
+    Message,
+}
+
+/// A roll call or a message, and the sites that confirmed it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Notice {
+    pub id: Uuid,
+    pub kind: NoticeKind,
+    pub text: String,
+    /// `info`, `warning` or `urgent` for messages; `roll_call` for a roll call.
+    pub level: String,
+    pub target: Target,
+    pub sent_ms: EpochMs,
+    /// Roll calls: confirmations after this are late.
+    pub deadline_ms: Option<EpochMs>,
+    pub sender: String,
+    #[serde(skip)]
+    pub recipients: Vec<SiteIdx>,
+    /// Site index → when it confirmed.
+    #[serde(skip)]
+    pub acks: BTreeMap<SiteIdx, EpochMs>,
+}
+
+impl Notice {
+    pub fn is_recipient(&self, site: SiteIdx) -> bool {
+        self.recipients.contains(&site)
+    }
+}
+
+/// All notices so far, newest last.
+#[derive(Clone, Debug, Default)]
+pub struct Notices {
+    notices: Vec<Notice>,
+}
+
+impl Notices {
+    pub fn add(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+
+    pub fn all(&self) -> &[Notice] {
+        &self.notices
+    }
+
+    /// The latest roll call, if any.
+    pub fn roll_call(&self) -> Option<&Notice> {
+        self.notices
+            .iter()
+            .rev()
+            .find(|n| n.kind == NoticeKind::RollCall)
+    }
+
+    /// Records a site's confirmation; `Some` the first time, `None` for a repeat or a
+    /// notice that was not for this site.
+    pub fn ack(&mut self, id: Uuid, site: SiteIdx, now: EpochMs) -> Option<&Notice> {
+        let notice = self.notices.iter_mut().find(|n| n.id == id)?;
+        if !notice.is_recipient(site) || notice.acks.contains_key(&site) {
+            return None;
+        }
+        notice.acks.insert(site, now);
+        Some(notice)
+    }
+
+    /// What a site still has to confirm: the latest roll call and unconfirmed messages.
+    pub fn pending_for(&self, site: SiteIdx) -> Vec<&Notice> {
+        let latest_roll_call = self.roll_call().map(|n| n.id);
+        self.notices
+            .iter()
+            .filter(|n| n.is_recipient(site) && !n.acks.contains_key(&site))
+            .filter(|n| n.kind == NoticeKind::Message || Some(n.id) == latest_roll_call)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roster() -> Roster {
+        Roster::parse("s.csv", include_bytes!("../../config/sites.csv")).unwrap()
+    }
+
+    fn notice(kind: NoticeKind, target: Target, roster: &Roster) -> Notice {
+        Notice {
+            id: Uuid::new_v4(),
+            kind,
+            text: "t".into(),
+            level: "info".into(),
+            recipients: target.recipients(roster),
+            target,
+            sent_ms: 0,
+            deadline_ms: None,
+            sender: "operator".into(),
+            acks: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn targets_reach_the_right_sites() {
+        let roster = roster();
+        assert_eq!(Target::All.recipients(&roster).len(), 92);
+        assert_eq!(Target::Xa.recipients(&roster).len(), 77);
+        assert_eq!(Target::Phuong.recipients(&roster).len(), 15);
+        assert_eq!(
+            Target::parse("district:Huyện Ba Bể")
+                .unwrap()
+                .recipients(&roster)
+                .len(),
+            5
+        );
+        assert_eq!(
+            Target::parse("site:05443")
+                .unwrap()
+                .recipients(&roster)
+                .len(),
+            1
+        );
+        assert!(Target::parse("everyone").is_err());
+        assert!(Target::parse("site:abc").is_err());
+    }
+
+    #[test]
+    fn a_site_confirms_once_and_only_what_was_for_it() {
+        let roster = roster();
+        let mut notices = Notices::default();
+        let message = notice(
+            NoticeKind::Message,
+            Target::Site("05443".parse().unwrap()),
+            &roster,
+        );
+        let id = message.id;
+        notices.add(message);
+        let own = roster.index_of("05443".parse().unwrap()).unwrap();
+        let other = roster.index_of("05710".parse().unwrap()).unwrap();
+        assert_eq!(notices.pending_for(own).len(), 1);
+        assert!(notices.ack(id, other, 5).is_none(), "not for that site");
+        assert!(notices.ack(id, own, 5).is_some());
+        assert!(
+            notices.ack(id, own, 6).is_none(),
+            "a repeat changes nothing"
+        );
+        assert!(notices.pending_for(own).is_empty());
+    }
+
+    #[test]
+    fn only_the_latest_roll_call_is_pending() {
+        let roster = roster();
+        let mut notices = Notices::default();
+        notices.add(notice(NoticeKind::RollCall, Target::All, &roster));
+        let latest = notice(NoticeKind::RollCall, Target::All, &roster);
+        let latest_id = latest.id;
+        notices.add(latest);
+        let pending = notices.pending_for(0);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, latest_id);
+    }
+}

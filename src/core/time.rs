@@ -1,0 +1,34 @@
+//! Server time as the core sees it: epoch milliseconds, and how a person reads them
+//! (Vietnam's wall clock, durations as m:ss). The clock itself is read in the shell
+//! (`crate::clock`); here `now` is always an argument.
+
+use chrono::DateTime;
+use chrono_tz::Asia::Ho_Chi_Minh;
+
+/// Milliseconds since the Unix epoch, as the server sees them.
+pub type EpochMs = i64;
+
+/// Wall-clock time in Vietnam, `HH:MM:SS`.
+pub fn local_time(ms: EpochMs) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&Ho_Chi_Minh).format("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+/// Date and time in Vietnam, `dd/mm/yyyy HH:MM:SS`.
+pub fn local_date_time(ms: EpochMs) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| {
+            t.with_timezone(&Ho_Chi_Minh)
+                .format("%d/%m/%Y %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// A duration as `m:ss` (whole seconds, rounded down; negative with a minus sign).
+pub fn minutes_seconds(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let seconds = ms.abs() / 1000;
+    format!("{sign}{}:{:02}", seconds / 60, seconds % 60)
+}

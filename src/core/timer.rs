@@ -1,0 +1,901 @@
+//! The speaker timer: the agenda's slots, one at a time, exact to the millisecond.
+//!
+//! Pure: every command carries `now`. The shell stores each applied command with its
+//! time, so replaying the stored commands rebuilds exactly the same timer after a
+//! crash — a running slot keeps its original deadline.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::agenda::{Agenda, Presentation, Venue};
+use crate::core::sites::SiteId;
+use crate::core::time::EpochMs;
+
+/// State of one slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlotState {
+    Pending,
+    /// Selected, not started.
+    Ready,
+    Running,
+    Paused,
+    Done,
+}
+
+impl SlotState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SlotState::Pending => "pending",
+            SlotState::Ready => "ready",
+            SlotState::Running => "running",
+            SlotState::Paused => "paused",
+            SlotState::Done => "done",
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        matches!(self, SlotState::Running | SlotState::Paused)
+    }
+}
+
+/// How close the speaker is to the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Normal,
+    /// At most `warning_ms` left.
+    Warning,
+    /// At most `danger_ms` left.
+    Danger,
+    /// Below zero: counting up.
+    Overtime,
+}
+
+/// What the timer does when a slot reaches 0:00.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtZero {
+    /// Keep running into overtime, counting up.
+    Signal,
+    /// Stop the slot after the grace period.
+    AutoStop,
+}
+
+/// Thresholds and the policy at 0:00, from `[timer]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TimerPolicy {
+    pub warning_ms: i64,
+    pub danger_ms: i64,
+    pub at_zero: AtZero,
+    pub auto_stop_grace_ms: i64,
+}
+
+impl TimerPolicy {
+    pub fn phase(&self, remaining_ms: i64) -> Phase {
+        if remaining_ms < 0 {
+            Phase::Overtime
+        } else if remaining_ms <= self.danger_ms {
+            Phase::Danger
+        } else if remaining_ms <= self.warning_ms {
+            Phase::Warning
+        } else {
+            Phase::Normal
+        }
+    }
+}
+
+/// The presenting site dropped while its slot ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Interruption {
+    pub site: SiteId,
+    /// When the site went offline.
+    pub lost_at_ms: EpochMs,
+    /// When the timer paused itself.
+    pub paused_at_ms: EpochMs,
+    /// When the secretary resumed, if yet.
+    pub resumed_at_ms: Option<EpochMs>,
+}
+
+/// One presentation's slot and what happened in it.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub plan: Presentation,
+    pub state: SlotState,
+    /// Time added (or taken, negative) by the secretary.
+    pub added_ms: i64,
+    pub started_ms: Option<EpochMs>,
+    pub ended_ms: Option<EpochMs>,
+    /// Speaking time of finished runs (between start/resume and pause/stop).
+    elapsed_ms: i64,
+    /// Start of the current run, while running.
+    running_since_ms: Option<EpochMs>,
+    pub pauses: u32,
+    pub interruptions: Vec<Interruption>,
+    /// Set when the slot was ended by the auto_stop policy.
+    pub auto_stopped: bool,
+}
+
+impl Slot {
+    fn new(plan: Presentation) -> Self {
+        Slot {
+            plan,
+            state: SlotState::Pending,
+            added_ms: 0,
+            started_ms: None,
+            ended_ms: None,
+            elapsed_ms: 0,
+            running_since_ms: None,
+            pauses: 0,
+            interruptions: Vec::new(),
+            auto_stopped: false,
+        }
+    }
+
+    pub fn planned_ms(&self) -> i64 {
+        self.plan.slot_seconds as i64 * 1000
+    }
+
+    /// The slot's length with the secretary's adjustments.
+    pub fn allowed_ms(&self) -> i64 {
+        self.planned_ms() + self.added_ms
+    }
+
+    /// Speaking time so far.
+    pub fn used_ms(&self, now: EpochMs) -> i64 {
+        self.elapsed_ms
+            + self
+                .running_since_ms
+                .map_or(0, |since| (now - since).max(0))
+    }
+
+    pub fn remaining_ms(&self, now: EpochMs) -> i64 {
+        self.allowed_ms() - self.used_ms(now)
+    }
+
+    pub fn overtime_ms(&self, now: EpochMs) -> i64 {
+        (-self.remaining_ms(now)).max(0)
+    }
+
+    /// When the slot reaches 0:00, while running.
+    pub fn deadline_ms(&self) -> Option<EpochMs> {
+        self.running_since_ms
+            .map(|since| since + self.allowed_ms() - self.elapsed_ms)
+    }
+
+    fn clear(&mut self) {
+        *self = Slot::new(self.plan.clone());
+    }
+}
+
+/// What the secretary (or the service itself) asks of the timer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Select {
+        slot: u32,
+    },
+    Start {
+        slot: Option<u32>,
+    },
+    Pause,
+    Resume,
+    Stop,
+    Next,
+    Previous,
+    Adjust {
+        seconds: i64,
+    },
+    Reset {
+        slot: Option<u32>,
+    },
+    /// The presenting site went offline (pause_on_site_loss).
+    SiteLost {
+        site: SiteId,
+        lost_at_ms: EpochMs,
+    },
+    /// The auto_stop policy's grace ran out.
+    AutoStop,
+}
+
+/// Why a command cannot be done now; every message is Vietnamese first, then English.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimerError {
+    #[error("Không có phần tham luận số {0} — there is no slot {0}")]
+    UnknownSlot(u32),
+    #[error("Chưa chọn phần tham luận nào — no slot is selected")]
+    NothingSelected,
+    #[error("Không có phần nào đang chạy — nothing is running")]
+    NothingRunning,
+    #[error("Đồng hồ không tạm dừng — the timer is not paused")]
+    NotPaused,
+    #[error("Phần {0} đang chạy — slot {0} is already running")]
+    AlreadyRunning(u32),
+    #[error("Phần {0} đang tạm dừng, hãy bấm Tiếp tục — slot {0} is paused: resume it")]
+    PausedUseResume(u32),
+    #[error("Phần {0} đang diễn ra, hãy dừng trước — slot {0} is in progress: stop it first")]
+    StopFirst(u32),
+    #[error("Phần {0} đã kết thúc, hãy đặt lại trước — slot {0} is done: reset it first")]
+    SlotDone(u32),
+    #[error(
+        "Thời lượng không thể nhỏ hơn hoặc bằng 0 — the slot cannot be shortened to zero or less"
+    )]
+    AdjustBelowZero,
+    #[error(
+        "Số giây điều chỉnh phải khác 0 và không quá 3600 — adjust by 1 to 3600 seconds, up or down"
+    )]
+    AdjustOutOfRange,
+    #[error("Đây là phần cuối — there is no next slot")]
+    NoNext,
+    #[error("Đây là phần đầu — there is no earlier slot to go back to")]
+    NoPrevious,
+    #[error("Điểm cầu {0} không đang trình bày — site {0} is not presenting")]
+    NotPresenting(SiteId),
+    #[error("Chưa đến lúc tự dừng — not time to stop yet")]
+    NotDue,
+}
+
+impl TimerError {
+    /// 400 for a request that can never work, 409 for one the current state refuses.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            TimerError::UnknownSlot(_) | TimerError::AdjustOutOfRange
+        )
+    }
+}
+
+/// A slot as the snapshot names it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SlotBrief {
+    pub order: u32,
+    pub unit: String,
+    pub topic: String,
+    pub venue: Venue,
+}
+
+/// What every screen is sent (DESIGN.md "Speaker timer").
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TimerSnapshot {
+    pub rev: u64,
+    /// The current slot's state, or `idle` when none is selected.
+    pub state: &'static str,
+    pub slot: Option<SlotBrief>,
+    /// The next slot not yet done: its site is "on deck".
+    pub next: Option<SlotBrief>,
+    pub duration_ms: Option<i64>,
+    pub added_ms: i64,
+    /// Server epoch ms at which the slot reaches 0:00, while running.
+    pub deadline_ms: Option<EpochMs>,
+    /// Time left while not running (negative: overtime).
+    pub remaining_ms: Option<i64>,
+    pub phase: Option<Phase>,
+    pub warning_ms: i64,
+    pub danger_ms: i64,
+    pub server_ms: EpochMs,
+}
+
+/// One slot for the agenda and the minutes.
+#[derive(Clone, Debug, Serialize)]
+pub struct SlotReport {
+    pub order: u32,
+    pub unit: String,
+    pub unit_kind: String,
+    pub topic: String,
+    pub venue: Venue,
+    pub state: SlotState,
+    pub planned_ms: i64,
+    pub added_ms: i64,
+    pub actual_ms: Option<i64>,
+    pub overtime_ms: Option<i64>,
+    pub started_ms: Option<EpochMs>,
+    pub ended_ms: Option<EpochMs>,
+    pub pauses: u32,
+    pub interruptions: Vec<Interruption>,
+    pub auto_stopped: bool,
+}
+
+/// The timer over the whole agenda.
+#[derive(Clone, Debug)]
+pub struct Timer {
+    slots: Vec<Slot>,
+    current: Option<usize>,
+    rev: u64,
+    policy: TimerPolicy,
+}
+
+impl Timer {
+    pub fn new(agenda: &Agenda, policy: TimerPolicy) -> Timer {
+        Timer {
+            slots: agenda
+                .presentations
+                .iter()
+                .cloned()
+                .map(Slot::new)
+                .collect(),
+            current: None,
+            rev: 0,
+            policy,
+        }
+    }
+
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    pub fn policy(&self) -> &TimerPolicy {
+        &self.policy
+    }
+
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    pub fn current(&self) -> Option<&Slot> {
+        self.current.map(|i| &self.slots[i])
+    }
+
+    /// Applies a command at `now`; on error nothing changes.
+    pub fn apply(&mut self, command: &Command, now: EpochMs) -> Result<(), TimerError> {
+        match command {
+            Command::Select { slot } => {
+                let i = self.index(*slot)?;
+                self.ensure_idle()?;
+                self.select(i)?;
+            }
+            Command::Start { slot } => {
+                if let Some(order) = slot {
+                    let i = self.index(*order)?;
+                    if self.current != Some(i) || self.slots[i].state == SlotState::Pending {
+                        self.ensure_idle()?;
+                        self.select(i)?;
+                    }
+                }
+                let i = self.current.ok_or(TimerError::NothingSelected)?;
+                let slot = &mut self.slots[i];
+                match slot.state {
+                    SlotState::Ready | SlotState::Pending => {
+                        slot.state = SlotState::Running;
+                        slot.started_ms = Some(now);
+                        slot.running_since_ms = Some(now);
+                    }
+                    SlotState::Running => return Err(TimerError::AlreadyRunning(slot.plan.order)),
+                    SlotState::Paused => return Err(TimerError::PausedUseResume(slot.plan.order)),
+                    SlotState::Done => return Err(TimerError::SlotDone(slot.plan.order)),
+                }
+            }
+            Command::Pause => {
+                let slot = self.running_slot()?;
+                slot.elapsed_ms = slot.used_ms(now);
+                slot.running_since_ms = None;
+                slot.state = SlotState::Paused;
+                slot.pauses += 1;
+            }
+            Command::Resume => {
+                let slot = self.current_slot_mut()?;
+                if slot.state != SlotState::Paused {
+                    return Err(TimerError::NotPaused);
+                }
+                slot.state = SlotState::Running;
+                slot.running_since_ms = Some(now);
+                for interruption in slot
+                    .interruptions
+                    .iter_mut()
+                    .filter(|i| i.resumed_at_ms.is_none())
+                {
+                    interruption.resumed_at_ms = Some(now);
+                }
+            }
+            Command::Stop => self.stop(now, false)?,
+            Command::Next => {
+                let from = self.current;
+                let after = from.map_or(0, |i| i + 1);
+                let next = (after..self.slots.len())
+                    .find(|i| self.slots[*i].state != SlotState::Done)
+                    .ok_or(TimerError::NoNext)?;
+                if from.is_some_and(|i| self.slots[i].state.is_active()) {
+                    self.stop(now, false)?;
+                }
+                self.select(next)?;
+            }
+            Command::Previous => {
+                self.ensure_idle()?;
+                let before = self.current.ok_or(TimerError::NoPrevious)?;
+                let previous = (0..before)
+                    .rev()
+                    .find(|i| self.slots[*i].state != SlotState::Done)
+                    .ok_or(TimerError::NoPrevious)?;
+                self.select(previous)?;
+            }
+            Command::Adjust { seconds } => {
+                if *seconds == 0 || seconds.abs() > 3600 {
+                    return Err(TimerError::AdjustOutOfRange);
+                }
+                let slot = self.current_slot_mut()?;
+                if slot.state == SlotState::Done {
+                    return Err(TimerError::SlotDone(slot.plan.order));
+                }
+                if slot.allowed_ms() + seconds * 1000 <= 0 {
+                    return Err(TimerError::AdjustBelowZero);
+                }
+                slot.added_ms += seconds * 1000;
+            }
+            Command::Reset { slot } => {
+                let i = match slot {
+                    Some(order) => self.index(*order)?,
+                    None => self.current.ok_or(TimerError::NothingSelected)?,
+                };
+                if self.slots[i].state.is_active() {
+                    return Err(TimerError::StopFirst(self.slots[i].plan.order));
+                }
+                self.slots[i].clear();
+                if self.current == Some(i) {
+                    self.slots[i].state = SlotState::Ready;
+                }
+            }
+            Command::SiteLost { site, lost_at_ms } => {
+                let slot = self
+                    .running_slot()
+                    .map_err(|_| TimerError::NotPresenting(*site))?;
+                if slot.plan.venue != Venue::Site(*site) {
+                    return Err(TimerError::NotPresenting(*site));
+                }
+                slot.elapsed_ms = slot.used_ms(now);
+                slot.running_since_ms = None;
+                slot.state = SlotState::Paused;
+                slot.pauses += 1;
+                slot.interruptions.push(Interruption {
+                    site: *site,
+                    lost_at_ms: *lost_at_ms,
+                    paused_at_ms: now,
+                    resumed_at_ms: None,
+                });
+            }
+            Command::AutoStop => {
+                if self.auto_stop_at() > Some(now) || self.auto_stop_at().is_none() {
+                    return Err(TimerError::NotDue);
+                }
+                self.stop(now, true)?;
+            }
+        }
+        self.rev += 1;
+        Ok(())
+    }
+
+    /// When the auto_stop policy will end the running slot, if it applies.
+    pub fn auto_stop_at(&self) -> Option<EpochMs> {
+        if self.policy.at_zero != AtZero::AutoStop {
+            return None;
+        }
+        Some(self.current()?.deadline_ms()? + self.policy.auto_stop_grace_ms)
+    }
+
+    pub fn snapshot(&self, now: EpochMs) -> TimerSnapshot {
+        let current = self.current();
+        let running = current.is_some_and(|s| s.state == SlotState::Running);
+        let next_index = self.current.map_or(0, |i| i + 1);
+        let next = (next_index..self.slots.len())
+            .find(|i| self.slots[*i].state != SlotState::Done)
+            .map(|i| brief(&self.slots[i]));
+        TimerSnapshot {
+            rev: self.rev,
+            state: current.map_or("idle", |s| s.state.as_str()),
+            slot: current.map(brief),
+            next,
+            duration_ms: current.map(Slot::planned_ms),
+            added_ms: current.map_or(0, |s| s.added_ms),
+            deadline_ms: current.and_then(Slot::deadline_ms),
+            remaining_ms: current.filter(|_| !running).map(|s| s.remaining_ms(now)),
+            phase: current
+                .filter(|s| s.state.is_active())
+                .map(|s| self.policy.phase(s.remaining_ms(now))),
+            warning_ms: self.policy.warning_ms,
+            danger_ms: self.policy.danger_ms,
+            server_ms: now,
+        }
+    }
+
+    pub fn reports(&self, now: EpochMs) -> Vec<SlotReport> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let begun = slot.started_ms.is_some();
+                SlotReport {
+                    order: slot.plan.order,
+                    unit: slot.plan.unit.clone(),
+                    unit_kind: slot.plan.unit_kind.clone(),
+                    topic: slot.plan.topic.clone(),
+                    venue: slot.plan.venue,
+                    state: slot.state,
+                    planned_ms: slot.planned_ms(),
+                    added_ms: slot.added_ms,
+                    actual_ms: begun.then(|| slot.used_ms(now)),
+                    overtime_ms: begun.then(|| slot.overtime_ms(now)),
+                    started_ms: slot.started_ms,
+                    ended_ms: slot.ended_ms,
+                    pauses: slot.pauses,
+                    interruptions: slot.interruptions.clone(),
+                    auto_stopped: slot.auto_stopped,
+                }
+            })
+            .collect()
+    }
+
+    fn index(&self, order: u32) -> Result<usize, TimerError> {
+        self.slots
+            .iter()
+            .position(|s| s.plan.order == order)
+            .ok_or(TimerError::UnknownSlot(order))
+    }
+
+    /// Refuses while the current slot is running or paused.
+    fn ensure_idle(&self) -> Result<(), TimerError> {
+        match self.current() {
+            Some(slot) if slot.state.is_active() => Err(TimerError::StopFirst(slot.plan.order)),
+            _ => Ok(()),
+        }
+    }
+
+    fn select(&mut self, i: usize) -> Result<(), TimerError> {
+        if self.slots[i].state == SlotState::Done {
+            return Err(TimerError::SlotDone(self.slots[i].plan.order));
+        }
+        if let Some(previous) = self
+            .current
+            .filter(|p| self.slots[*p].state == SlotState::Ready)
+        {
+            self.slots[previous].state = SlotState::Pending;
+        }
+        self.current = Some(i);
+        self.slots[i].state = SlotState::Ready;
+        Ok(())
+    }
+
+    fn current_slot_mut(&mut self) -> Result<&mut Slot, TimerError> {
+        let i = self.current.ok_or(TimerError::NothingSelected)?;
+        Ok(&mut self.slots[i])
+    }
+
+    fn running_slot(&mut self) -> Result<&mut Slot, TimerError> {
+        match self.current {
+            Some(i) if self.slots[i].state == SlotState::Running => Ok(&mut self.slots[i]),
+            _ => Err(TimerError::NothingRunning),
+        }
+    }
+
+    fn stop(&mut self, now: EpochMs, auto: bool) -> Result<(), TimerError> {
+        let i = self.current.ok_or(TimerError::NothingRunning)?;
+        let slot = &mut self.slots[i];
+        if !slot.state.is_active() {
+            return Err(TimerError::NothingRunning);
+        }
+        slot.elapsed_ms = slot.used_ms(now);
+        slot.running_since_ms = None;
+        slot.state = SlotState::Done;
+        slot.ended_ms = Some(now);
+        slot.auto_stopped = auto;
+        Ok(())
+    }
+}
+
+fn brief(slot: &Slot) -> SlotBrief {
+    SlotBrief {
+        order: slot.plan.order,
+        unit: slot.plan.unit.clone(),
+        topic: slot.plan.topic.clone(),
+        venue: slot.plan.venue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::sites::Roster;
+
+    const T0: EpochMs = 1_777_000_000_000;
+    const SEVEN_MIN: i64 = 420_000;
+
+    fn policy(at_zero: AtZero) -> TimerPolicy {
+        TimerPolicy {
+            warning_ms: 60_000,
+            danger_ms: 30_000,
+            at_zero,
+            auto_stop_grace_ms: 30_000,
+        }
+    }
+
+    fn timer() -> Timer {
+        timer_with(AtZero::Signal)
+    }
+
+    fn timer_with(at_zero: AtZero) -> Timer {
+        let roster = Roster::parse("s.csv", include_bytes!("../../config/sites.csv")).unwrap();
+        let agenda = Agenda::parse(
+            "a.csv",
+            include_bytes!("../../config/agenda.csv"),
+            &roster,
+            420,
+        )
+        .unwrap();
+        Timer::new(&agenda, policy(at_zero))
+    }
+
+    fn started(order: u32) -> Timer {
+        let mut timer = timer();
+        timer
+            .apply(&Command::Start { slot: Some(order) }, T0)
+            .unwrap();
+        timer
+    }
+
+    #[test]
+    fn start_runs_the_slot_against_a_deadline_seven_minutes_out() {
+        let timer = started(4);
+        let snap = timer.snapshot(T0 + 1000);
+        assert_eq!(snap.state, "running");
+        assert_eq!(snap.slot.as_ref().unwrap().unit, "Sở Khoa học và Công nghệ");
+        assert_eq!(snap.next.as_ref().unwrap().order, 5);
+        assert_eq!(snap.deadline_ms, Some(T0 + SEVEN_MIN));
+        assert_eq!(
+            snap.remaining_ms, None,
+            "clients compute it from the deadline"
+        );
+        assert_eq!(snap.duration_ms, Some(SEVEN_MIN));
+        assert_eq!(snap.rev, 1);
+    }
+
+    #[test]
+    fn phases_change_at_each_boundary_to_the_millisecond() {
+        let timer = started(1);
+        let phase = |ms_after_start: i64| {
+            let mut t = timer.clone();
+            t.apply(&Command::Pause, T0 + ms_after_start).unwrap();
+            t.snapshot(T0 + ms_after_start).phase.unwrap()
+        };
+        assert_eq!(phase(SEVEN_MIN - 60_001), Phase::Normal);
+        assert_eq!(phase(SEVEN_MIN - 60_000), Phase::Warning);
+        assert_eq!(phase(SEVEN_MIN - 30_001), Phase::Warning);
+        assert_eq!(phase(SEVEN_MIN - 30_000), Phase::Danger);
+        assert_eq!(phase(SEVEN_MIN), Phase::Danger);
+        assert_eq!(phase(SEVEN_MIN + 1), Phase::Overtime);
+        assert_eq!(
+            timer.snapshot(T0 + SEVEN_MIN + 1).phase,
+            Some(Phase::Overtime)
+        );
+    }
+
+    #[test]
+    fn pause_keeps_the_remaining_time_and_resume_moves_the_deadline() {
+        let mut timer = started(1);
+        timer.apply(&Command::Pause, T0 + 100_000).unwrap();
+        let snap = timer.snapshot(T0 + 500_000);
+        assert_eq!(
+            (snap.state, snap.remaining_ms, snap.deadline_ms),
+            ("paused", Some(320_000), None)
+        );
+        timer.apply(&Command::Resume, T0 + 200_000).unwrap();
+        assert_eq!(
+            timer.snapshot(T0 + 200_000).deadline_ms,
+            Some(T0 + 200_000 + 320_000)
+        );
+        assert_eq!(timer.current().unwrap().pauses, 1);
+    }
+
+    #[test]
+    fn adjust_adds_and_takes_time_but_never_below_zero_length() {
+        let mut timer = started(1);
+        timer
+            .apply(&Command::Adjust { seconds: 60 }, T0 + 1)
+            .unwrap();
+        assert_eq!(
+            timer.snapshot(T0 + 1).deadline_ms,
+            Some(T0 + SEVEN_MIN + 60_000)
+        );
+        timer
+            .apply(&Command::Adjust { seconds: -120 }, T0 + 2)
+            .unwrap();
+        assert_eq!(timer.snapshot(T0 + 2).added_ms, -60_000);
+        assert_eq!(
+            timer.apply(&Command::Adjust { seconds: -360 }, T0 + 3),
+            Err(TimerError::AdjustBelowZero)
+        );
+        assert_eq!(
+            timer.apply(&Command::Adjust { seconds: 0 }, T0 + 3),
+            Err(TimerError::AdjustOutOfRange)
+        );
+        assert_eq!(
+            timer.snapshot(T0 + 3).added_ms,
+            -60_000,
+            "a refused command changes nothing"
+        );
+    }
+
+    #[test]
+    fn overtime_counts_up_under_the_signal_policy_and_is_recorded_at_stop() {
+        let mut timer = started(1);
+        assert_eq!(timer.auto_stop_at(), None);
+        timer
+            .apply(&Command::Stop, T0 + SEVEN_MIN + 45_000)
+            .unwrap();
+        let report = &timer.reports(T0 + 10_000_000)[0];
+        assert_eq!(report.state, SlotState::Done);
+        assert_eq!(report.actual_ms, Some(SEVEN_MIN + 45_000));
+        assert_eq!(report.overtime_ms, Some(45_000));
+        assert!(!report.auto_stopped);
+    }
+
+    #[test]
+    fn auto_stop_ends_the_slot_after_the_grace_and_records_the_overtime() {
+        let mut timer = timer_with(AtZero::AutoStop);
+        timer.apply(&Command::Start { slot: Some(2) }, T0).unwrap();
+        let due = T0 + SEVEN_MIN + 30_000;
+        assert_eq!(timer.auto_stop_at(), Some(due));
+        assert_eq!(
+            timer.apply(&Command::AutoStop, due - 1),
+            Err(TimerError::NotDue)
+        );
+        timer.apply(&Command::AutoStop, due).unwrap();
+        let report = &timer.reports(due)[1];
+        assert_eq!(
+            (report.state, report.overtime_ms, report.auto_stopped),
+            (SlotState::Done, Some(30_000), true)
+        );
+    }
+
+    #[test]
+    fn impossible_commands_say_why() {
+        let mut timer = timer();
+        assert_eq!(
+            timer.apply(&Command::Pause, T0),
+            Err(TimerError::NothingRunning)
+        );
+        assert_eq!(
+            timer.apply(&Command::Resume, T0),
+            Err(TimerError::NothingSelected)
+        );
+        assert_eq!(
+            timer.apply(&Command::Start { slot: None }, T0),
+            Err(TimerError::NothingSelected)
+        );
+        assert_eq!(
+            timer.apply(&Command::Select { slot: 27 }, T0),
+            Err(TimerError::UnknownSlot(27))
+        );
+        timer.apply(&Command::Start { slot: Some(1) }, T0).unwrap();
+        assert_eq!(
+            timer.apply(&Command::Start { slot: Some(1) }, T0),
+            Err(TimerError::AlreadyRunning(1))
+        );
+        assert_eq!(
+            timer.apply(&Command::Start { slot: Some(2) }, T0),
+            Err(TimerError::StopFirst(1))
+        );
+        assert_eq!(
+            timer.apply(&Command::Select { slot: 3 }, T0),
+            Err(TimerError::StopFirst(1))
+        );
+        assert_eq!(
+            timer.apply(&Command::Reset { slot: None }, T0),
+            Err(TimerError::StopFirst(1))
+        );
+        timer.apply(&Command::Stop, T0 + 1000).unwrap();
+        assert_eq!(
+            timer.apply(&Command::Start { slot: Some(1) }, T0),
+            Err(TimerError::SlotDone(1))
+        );
+        assert_eq!(
+            timer.apply(&Command::Start { slot: None }, T0),
+            Err(TimerError::SlotDone(1))
+        );
+        let message = TimerError::SlotDone(1).to_string();
+        assert!(
+            message.contains("đã kết thúc") && message.contains("reset it first"),
+            "{message}"
+        );
+        assert_eq!(timer.rev(), 2, "only the two commands that worked count");
+    }
+
+    #[test]
+    fn reset_makes_a_done_slot_startable_again() {
+        let mut timer = started(1);
+        timer.apply(&Command::Stop, T0 + 5000).unwrap();
+        timer
+            .apply(&Command::Reset { slot: Some(1) }, T0 + 6000)
+            .unwrap();
+        let snap = timer.snapshot(T0 + 6000);
+        assert_eq!((snap.state, snap.remaining_ms), ("ready", Some(SEVEN_MIN)));
+        timer
+            .apply(&Command::Start { slot: None }, T0 + 7000)
+            .unwrap();
+        assert_eq!(
+            timer.snapshot(T0 + 7000).deadline_ms,
+            Some(T0 + 7000 + SEVEN_MIN)
+        );
+    }
+
+    #[test]
+    fn next_stops_the_running_slot_and_selects_the_following_one() {
+        let mut timer = started(1);
+        timer.apply(&Command::Next, T0 + 400_000).unwrap();
+        let snap = timer.snapshot(T0 + 400_000);
+        assert_eq!((snap.state, snap.slot.unwrap().order), ("ready", 2));
+        assert_eq!(timer.slots()[0].state, SlotState::Done);
+        timer.apply(&Command::Previous, T0 + 400_001).unwrap_err();
+        timer
+            .apply(&Command::Select { slot: 26 }, T0 + 400_002)
+            .unwrap();
+        assert_eq!(
+            timer.slots()[1].state,
+            SlotState::Pending,
+            "an unstarted selection is let go"
+        );
+        assert_eq!(
+            timer.apply(&Command::Next, T0 + 400_003),
+            Err(TimerError::NoNext)
+        );
+        timer.apply(&Command::Previous, T0 + 400_004).unwrap();
+        assert_eq!(timer.current().unwrap().plan.order, 25);
+    }
+
+    #[test]
+    fn the_presenting_site_going_offline_pauses_and_records_the_interruption() {
+        let mut timer = timer();
+        timer.apply(&Command::Start { slot: Some(26) }, T0).unwrap();
+        let site: SiteId = "01912".parse().unwrap(); // Xã Chợ Rã presents from its own bridge
+        assert_eq!(timer.current().unwrap().plan.venue, Venue::Site(site));
+        let other: SiteId = "05443".parse().unwrap();
+        assert_eq!(
+            timer.apply(
+                &Command::SiteLost {
+                    site: other,
+                    lost_at_ms: T0
+                },
+                T0 + 10
+            ),
+            Err(TimerError::NotPresenting(other))
+        );
+        timer
+            .apply(
+                &Command::SiteLost {
+                    site,
+                    lost_at_ms: T0 + 59_000,
+                },
+                T0 + 60_000,
+            )
+            .unwrap();
+        let snap = timer.snapshot(T0 + 90_000);
+        assert_eq!(
+            (snap.state, snap.remaining_ms),
+            ("paused", Some(SEVEN_MIN - 60_000))
+        );
+        timer.apply(&Command::Resume, T0 + 120_000).unwrap();
+        let interruption = &timer.current().unwrap().interruptions[0];
+        assert_eq!(
+            (
+                interruption.lost_at_ms,
+                interruption.paused_at_ms,
+                interruption.resumed_at_ms
+            ),
+            (T0 + 59_000, T0 + 60_000, Some(T0 + 120_000))
+        );
+    }
+
+    #[test]
+    fn replaying_the_same_commands_rebuilds_the_same_timer() {
+        let commands = [
+            (Command::Start { slot: Some(3) }, T0),
+            (Command::Adjust { seconds: 30 }, T0 + 10_000),
+            (Command::Pause, T0 + 20_000),
+            (Command::Resume, T0 + 25_000),
+        ];
+        let mut a = timer();
+        let mut b = timer();
+        for (command, at) in &commands {
+            a.apply(command, *at).unwrap();
+        }
+        for (command, at) in &commands {
+            let json = serde_json::to_string(command).unwrap();
+            b.apply(&serde_json::from_str(&json).unwrap(), *at).unwrap();
+        }
+        assert_eq!(a.snapshot(T0 + 30_000), b.snapshot(T0 + 30_000));
+    }
+}

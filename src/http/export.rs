@@ -1,0 +1,294 @@
+//! Spreadsheet exports: CSV in UTF-8 with a byte-order mark (so Excel shows Vietnamese
+//! correctly), times in Asia/Ho_Chi_Minh, durations as m:ss.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::core::liveness::SiteState;
+use crate::core::sites::Roster;
+use crate::core::time::{local_date_time, local_time, minutes_seconds};
+use crate::core::timer::{SlotReport, SlotState};
+use crate::services::hub::SiteView;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn slot_state_vi(state: SlotState) -> &'static str {
+    match state {
+        SlotState::Pending => "chưa trình bày",
+        SlotState::Ready => "chuẩn bị",
+        SlotState::Running => "đang trình bày",
+        SlotState::Paused => "tạm dừng",
+        SlotState::Done => "đã xong",
+    }
+}
+
+/// A CSV writer for Excel (UTF-8 with a byte-order mark) with its header row written.
+fn spreadsheet(header: &[&str]) -> csv::Writer<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(BOM.to_vec());
+    writer.write_record(header).expect("writing to memory");
+    writer
+}
+
+/// A CSV file for the browser to save under `filename`.
+pub fn download(filename: &'static str, csv: Vec<u8>) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        csv,
+    )
+}
+
+/// A rehearsal verdict (`pass`, `warn`, `fail`, none yet) as the pages say it.
+fn verdict_vi(verdict: Option<&str>) -> &'static str {
+    match verdict {
+        Some("pass") => "Đạt",
+        Some("warn") => "Cần lưu ý",
+        Some("fail") => "Không đạt",
+        _ => "Chưa kiểm tra",
+    }
+}
+
+fn site_state_vi(state: SiteState) -> &'static str {
+    match state {
+        SiteState::Online => "Trực tuyến",
+        SiteState::Degraded => "Chập chờn",
+        SiteState::Offline => "Mất kết nối",
+        SiteState::NeverSeen => "Chưa kết nối",
+    }
+}
+
+/// Every site as the wall shows it now, with its contact and latest rehearsal verdict:
+/// the list to call from.
+pub fn sites_csv(
+    roster: &Roster,
+    views: &[SiteView],
+    latest_verdict: impl Fn(&str) -> Option<String>,
+) -> Vec<u8> {
+    let mut writer = spreadsheet(&[
+        "Mã",
+        "Điểm cầu",
+        "Huyện cũ",
+        "Trạng thái",
+        "Từ lúc",
+        "Nghe lần cuối",
+        "RTT trung vị (ms)",
+        "Jitter (ms)",
+        "Số lần kết nối lại",
+        "Người liên hệ",
+        "Điện thoại",
+        "Kiểm tra kết nối",
+    ]);
+    for (site, view) in roster.sites().iter().zip(views) {
+        let figure = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+        writer
+            .write_record([
+                view.id.clone(),
+                view.name.clone(),
+                view.former_district.clone(),
+                site_state_vi(view.state).to_string(),
+                view.since_ms.map(local_date_time).unwrap_or_default(),
+                view.last_seen_ms.map(local_date_time).unwrap_or_default(),
+                figure(view.link.rtt_ms),
+                figure(view.link.jitter_ms),
+                view.link.reconnects.to_string(),
+                site.contact_name.clone().unwrap_or_default(),
+                site.contact_phone.clone().unwrap_or_default(),
+                verdict_vi(latest_verdict(&view.id).as_deref()).to_string(),
+            ])
+            .expect("writing to memory");
+    }
+    writer.into_inner().expect("flushing to memory")
+}
+
+/// The agenda with planned and actual times, for the minutes.
+pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
+    let mut writer = spreadsheet(&[
+        "STT",
+        "Đơn vị",
+        "Chủ đề",
+        "Địa điểm",
+        "Trạng thái",
+        "Dự kiến",
+        "Điều chỉnh",
+        "Thực tế",
+        "Vượt giờ",
+        "Số lần tạm dừng",
+        "Gián đoạn đường truyền",
+        "Bắt đầu",
+        "Kết thúc",
+    ]);
+    for r in reports {
+        let venue = match r.venue {
+            crate::core::agenda::Venue::Hall => "Hội trường".to_string(),
+            crate::core::agenda::Venue::Site(id) => format!("Điểm cầu {id}"),
+        };
+        writer
+            .write_record([
+                r.order.to_string(),
+                r.unit.clone(),
+                r.topic.clone(),
+                venue,
+                slot_state_vi(r.state).to_string(),
+                minutes_seconds(r.planned_ms),
+                minutes_seconds(r.added_ms),
+                r.actual_ms.map(minutes_seconds).unwrap_or_default(),
+                r.overtime_ms.map(minutes_seconds).unwrap_or_default(),
+                r.pauses.to_string(),
+                r.interruptions.len().to_string(),
+                r.started_ms.map(local_time).unwrap_or_default(),
+                r.ended_ms.map(local_time).unwrap_or_default(),
+            ])
+            .expect("writing to memory");
+    }
+    writer.into_inner().expect("flushing to memory")
+}
+
+/// Every rehearsal attempt, newest first, one row each.
+pub fn rehearsals_csv(roster: &Roster, attempts: &[serde_json::Value]) -> Vec<u8> {
+    let mut writer = spreadsheet(&[
+        "Mã",
+        "Điểm cầu",
+        "Huyện cũ",
+        "Thời gian",
+        "Kỹ thuật viên",
+        "Kết quả",
+        "Tải lên (Mbps)",
+        "Tải xuống (Mbps)",
+        "Độ trễ (ms)",
+        "Jitter (ms)",
+        "Trễ tăng khi tải (ms)",
+        "Gói trễ (%)",
+        "Mất kết nối",
+        "Sai số đồng hồ (ms)",
+    ]);
+    for a in attempts {
+        let site = a["site"].as_str().unwrap_or("");
+        let (name, district) = site
+            .parse()
+            .ok()
+            .and_then(|id| roster.index_of(id))
+            .map(|i| {
+                (
+                    roster.site(i).name.clone(),
+                    roster.site(i).former_district.clone(),
+                )
+            })
+            .unwrap_or_default();
+        let figure = |key: &str| {
+            a["figures"][key]
+                .as_f64()
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_default()
+        };
+        let verdict = verdict_vi(a["verdict"].as_str().or(Some("fail")));
+        writer
+            .write_record([
+                site.to_string(),
+                name,
+                district,
+                a["started_ms"]
+                    .as_i64()
+                    .map(local_date_time)
+                    .unwrap_or_default(),
+                a["technician"].as_str().unwrap_or("").to_string(),
+                verdict.to_string(),
+                figure("upload_mbps"),
+                figure("download_mbps"),
+                figure("rtt_median_ms"),
+                figure("jitter_ms"),
+                figure("loaded_rise_ms"),
+                figure("stalled_pct"),
+                a["figures"]["disconnects"].to_string(),
+                figure("offset_uncertainty_ms"),
+            ])
+            .expect("writing to memory");
+    }
+    writer.into_inner().expect("flushing to memory")
+}
+
+/// The evidence report: the sites, a blank line, then the presentations (as the agenda).
+pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> Vec<u8> {
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(BOM.to_vec());
+    let window = &report["window"];
+    writer
+        .write_record([
+            "Báo cáo minh chứng điểm cầu".to_string(),
+            format!(
+                "từ {} đến {}",
+                window["from_ms"]
+                    .as_i64()
+                    .map(local_date_time)
+                    .unwrap_or_default(),
+                window["to_ms"]
+                    .as_i64()
+                    .map(local_date_time)
+                    .unwrap_or_default()
+            ),
+        ])
+        .expect("writing to memory");
+    writer
+        .write_record([
+            "Mã",
+            "Điểm cầu",
+            "Huyện cũ",
+            "Thời gian trực tuyến (%)",
+            "Số lần mất kết nối",
+            "Tổng thời gian mất",
+            "Lần mất lâu nhất",
+            "RTT trung vị (ms)",
+            "Kiểm tra kết nối",
+            "Điểm danh",
+        ])
+        .expect("writing to memory");
+    for site in report["sites"].as_array().into_iter().flatten() {
+        let ms = |key: &str| site[key].as_i64().map(minutes_seconds).unwrap_or_default();
+        let verdict = verdict_vi(site["rehearsal"].as_str());
+        writer
+            .write_record([
+                site["id"].as_str().unwrap_or("").to_string(),
+                site["name"].as_str().unwrap_or("").to_string(),
+                site["former_district"].as_str().unwrap_or("").to_string(),
+                format!("{:.1}", site["uptime"].as_f64().unwrap_or(0.0) * 100.0),
+                site["outages"].to_string(),
+                ms("outage_total_ms"),
+                ms("outage_longest_ms"),
+                site["rtt_ms"]
+                    .as_f64()
+                    .map(|v| format!("{v:.0}"))
+                    .unwrap_or_default(),
+                verdict.to_string(),
+                site["roll_call_confirmed_ms"]
+                    .as_i64()
+                    .map(local_time)
+                    .unwrap_or_else(|| "chưa xác nhận".into()),
+            ])
+            .expect("writing to memory");
+    }
+    writer.write_record([""]).expect("writing to memory");
+    let mut out = writer.into_inner().expect("flushing to memory");
+    // The presentations table is the agenda's, without a second byte-order mark.
+    out.extend_from_slice(&agenda_csv(presentations)[BOM.len()..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_vietnam_and_durations_as_minutes() {
+        // 2026-11-27 01:30:05 UTC is 08:30:05 in Hà Nội.
+        assert_eq!(local_time(1_795_743_005_000), "08:30:05");
+        assert_eq!(local_date_time(1_795_743_005_000), "27/11/2026 08:30:05");
+        assert_eq!(minutes_seconds(420_000), "7:00");
+        assert_eq!(minutes_seconds(45_999), "0:45");
+        assert_eq!(minutes_seconds(-61_000), "-1:01");
+    }
+}

@@ -1,0 +1,123 @@
+//! The pages' live feed `/ws/live`: a full snapshot, then sequenced changes.
+//!
+//! Frames come from one broadcast channel, encoded once. A page that falls behind
+//! (or sees a gap and sends `{"type":"resync"}`) gets a fresh snapshot; it never
+//! slows anyone else.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::{Caller, Role};
+use crate::http::error::ApiError;
+use crate::metrics::SocketKind;
+use crate::protocol::close;
+use crate::services::hub::Topic;
+use crate::state::AppState;
+
+pub async fn upgrade(
+    State(app): State<AppState>,
+    caller: Caller,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin, Role::Operator, Role::Secretary, Role::Display])?;
+    let tasks = app.tasks.clone();
+    Ok(ws
+        .max_message_size(4096)
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .on_upgrade(move |socket| tasks.track_future(serve(app, socket, caller))))
+}
+
+async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
+    let timer_only = caller == Caller::Role(Role::Display);
+    let mut revoked = app.revoked.subscribe();
+    app.metrics.connection_opened(SocketKind::Live);
+    let (mut sink, mut stream) = socket.split();
+    let snapshot = |app: &AppState| {
+        let (receiver, seq, mut snapshot) = app.hub.subscribe(|snapshot| {
+            snapshot.insert("timer".into(), json!(app.timekeeper.snapshot()));
+            let devices: serde_json::Map<String, serde_json::Value> = app
+                .devices
+                .all()
+                .into_iter()
+                .map(|(idx, check)| (app.roster.site(idx).id.to_string(), json!(check)))
+                .collect();
+            snapshot.insert("devices".into(), serde_json::Value::Object(devices));
+        });
+        if timer_only {
+            snapshot
+                .as_object_mut()
+                .expect("object")
+                .retain(|k, _| matches!(k.as_str(), "type" | "seq" | "server_ms" | "timer"));
+        }
+        (receiver, seq, Message::Text(snapshot.to_string().into()))
+    };
+    let send_timeout = Duration::from_millis(app.config.protocol.live_send_timeout_ms);
+    let (mut receiver, mut after, first) = snapshot(&app);
+    let mut pending = Some(first);
+    let close_code = loop {
+        if let Some(frame) = pending.take() {
+            match tokio::time::timeout(send_timeout, sink.send(frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break None,
+                // It does not read: say why if its buffer still has room, then let go.
+                Err(_) => break Some((close::NOT_READING, "not reading: dropped")),
+            }
+        }
+        tokio::select! {
+            _ = app.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
+            holder = revoked.recv() => match holder {
+                Ok(holder) if holder == caller => break Some((close::BAD_KEY, "this key was rotated: open the new link")),
+                _ => {}
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let request = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+                    if request["type"] == "resync" {
+                        (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
+                    } else if request["type"] == "time" && request["client_ms"].is_i64() {
+                        // Pages without probes learn the server clock this way (NTP style).
+                        let answer = json!({"type": "time", "client_ms": request["client_ms"], "server_ms": app.clock.now_ms()});
+                        pending = Some(Message::Text(answer.to_string().into()));
+                    } else {
+                        pending = Some(Message::Text(json!({"type": "error", "code": "unknown_type", "message": "the live feed accepts {\"type\":\"resync\"} and {\"type\":\"time\",\"client_ms\":…}"}).to_string().into()));
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Ok(_)) => {}
+            },
+            frame = receiver.recv() => match frame {
+                Ok(frame) if frame.seq <= after => {}
+                Ok(frame) => {
+                    if timer_only && frame.topic != Topic::Timer {
+                        continue;
+                    }
+                    pending = Some(Message::Text(frame.json));
+                }
+                // Fell behind: start again from a fresh snapshot rather than skip silently.
+                Err(RecvError::Lagged(_)) => {
+                    (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
+                }
+                Err(RecvError::Closed) => break Some((close::GOING_AWAY, "server shutting down")),
+            },
+        }
+    };
+    if let Some((code, reason)) = close_code {
+        let frame = axum::extract::ws::CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+    app.metrics.connection_closed(SocketKind::Live);
+}

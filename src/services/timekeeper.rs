@@ -1,0 +1,275 @@
+//! The shell around the speaker timer: one command at a time, stored before it is
+//! answered, then sent to every bridge and the live feed. Also the two things the
+//! timer does by itself: pause when the presenting site drops, and auto_stop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::params;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::core::agenda::{Agenda, Venue};
+use crate::core::sites::SiteId;
+use crate::core::time::EpochMs;
+use crate::core::timer::{Command, SlotState, Timer, TimerError, TimerPolicy, TimerSnapshot};
+use crate::metrics::Metrics;
+use crate::protocol::ServerMsg;
+use crate::services::hub::{Hub, Topic};
+use crate::store::{Store, StoreError};
+
+/// Who gave a command the service gave itself.
+pub const SYSTEM: &str = "system";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Refused(#[from] TimerError),
+    /// Not stored, so not done: the answer must not claim otherwise.
+    #[error("the command could not be stored, nothing changed: {0}")]
+    NotStored(#[from] StoreError),
+}
+
+pub struct Timekeeper {
+    timer: Mutex<Timer>,
+    /// Commands run one at a time, in the order they are stored.
+    lane: tokio::sync::Mutex<()>,
+    /// The answer given to each `command_id`, so a retry changes nothing.
+    answered: Mutex<HashMap<String, Value>>,
+    /// Wakes the auto_stop task when the deadline may have moved.
+    changed: Notify,
+    pause_on_site_loss: bool,
+    store: Store,
+    hub: Arc<Hub>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl Timekeeper {
+    /// Rebuilds the timer by replaying the stored commands at their stored times.
+    pub fn restore(
+        agenda: &Agenda,
+        policy: TimerPolicy,
+        pause_on_site_loss: bool,
+        store: Store,
+        hub: Arc<Hub>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Timekeeper, StoreError> {
+        let mut timer = Timer::new(agenda, policy);
+        let mut answered = HashMap::new();
+        for stored in store.load_timer_commands()? {
+            let replayed = serde_json::from_str::<Command>(&stored.command)
+                .map_err(|e| e.to_string())
+                .and_then(|command| {
+                    timer
+                        .apply(&command, stored.at_ms)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(reason) = replayed {
+                // Only an agenda edited between runs can make a stored command fail.
+                tracing::warn!(id = stored.id, %reason, "stored timer command no longer applies; skipped");
+                continue;
+            }
+            if let (Some(id), Ok(answer)) =
+                (stored.command_id, serde_json::from_str(&stored.result))
+            {
+                answered.insert(id, answer);
+            }
+        }
+        let overtime: i64 = timer
+            .slots()
+            .iter()
+            .filter(|s| s.state == SlotState::Done)
+            .map(|s| s.overtime_ms(0))
+            .sum();
+        metrics.timer_overtime(overtime);
+        Ok(Timekeeper {
+            timer: Mutex::new(timer),
+            lane: tokio::sync::Mutex::new(()),
+            answered: Mutex::new(answered),
+            changed: Notify::new(),
+            pause_on_site_loss,
+            store,
+            hub,
+            clock,
+            metrics,
+        })
+    }
+
+    fn timer(&self) -> MutexGuard<'_, Timer> {
+        self.timer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> TimerSnapshot {
+        self.timer().snapshot(self.clock.now_ms())
+    }
+
+    /// The `timer` frame for a bridge that just connected.
+    pub fn bridge_frame(&self) -> ServerMsg {
+        ServerMsg::Timer(self.snapshot())
+    }
+
+    pub fn reports(&self) -> Vec<crate::core::timer::SlotReport> {
+        self.timer().reports(self.clock.now_ms())
+    }
+
+    /// Applies, stores, then broadcasts a command; the answer is the new snapshot. When
+    /// the disk refuses, the command still applies and is stored once the disk is back.
+    /// A repeated `command_id` gets the first answer and changes nothing.
+    pub async fn command(
+        &self,
+        command: Command,
+        command_id: Option<String>,
+        actor: &str,
+    ) -> Result<Value, CommandError> {
+        let _turn = self.lane.lock().await;
+        if let Some(answer) = command_id
+            .as_ref()
+            .and_then(|id| self.answered.lock().unwrap().get(id).cloned())
+        {
+            return Ok(answer);
+        }
+        let now = self.clock.now_ms();
+        let (next, snapshot, finished) = {
+            let current = self.timer();
+            let mut next = current.clone();
+            next.apply(&command, now)?;
+            let finished = newly_done_overtime(&current, &next, now);
+            let snapshot = next.snapshot(now);
+            (next, snapshot, finished)
+        };
+        let answer = serde_json::to_value(&snapshot).expect("snapshot serializes");
+        let row = (
+            serde_json::to_string(&command).expect("command serializes"),
+            answer.to_string(),
+            actor.to_string(),
+            command_id.clone(),
+            snapshot.rev as i64,
+        );
+        let stored = self
+            .store
+            .write_durable(move |tx| {
+                tx.execute(
+                    "INSERT INTO timer_commands (at_ms, actor, command, command_id, rev, result)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![now, row.2, row.0, row.3, row.4, row.1],
+                )
+                .map(drop)
+            })
+            .await;
+        crate::store::keep_going_unless_rejected(stored)?;
+        *self.timer() = next;
+        if let Some(id) = command_id {
+            self.answered.lock().unwrap().insert(id, answer.clone());
+        }
+        self.metrics.timer_overtime(finished);
+        tracing::info!(actor, command = ?command, rev = snapshot.rev, state = snapshot.state, "timer command");
+        self.broadcast(&snapshot);
+        self.changed.notify_one();
+        Ok(answer)
+    }
+
+    /// Sends the snapshot to every bridge (encoded once) and to the live feed.
+    fn broadcast(&self, snapshot: &TimerSnapshot) {
+        let frame = ServerMsg::Timer(snapshot.clone()).to_json();
+        let metrics = self.metrics.clone();
+        let delivery = crate::services::hub::Delivery::new(move |took| metrics.timer_fanout(took));
+        self.hub
+            .send_to_all_tracked(&frame.clone().into(), Some(delivery));
+        self.hub.publish(Topic::Timer, |seq| with_seq(&frame, seq));
+    }
+
+    /// The presenting site went offline: pause its slot if it is running.
+    pub async fn site_offline(&self, site: SiteId, lost_at_ms: EpochMs) {
+        if !self.pause_on_site_loss {
+            return;
+        }
+        let presenting = self.timer().current().and_then(|slot| {
+            (slot.state == SlotState::Running && slot.plan.venue == Venue::Site(site))
+                .then_some(slot.plan.order)
+        });
+        let Some(order) = presenting else { return };
+        match self
+            .command(Command::SiteLost { site, lost_at_ms }, None, SYSTEM)
+            .await
+        {
+            Ok(_) => {
+                let name = self
+                    .hub
+                    .roster()
+                    .index_of(site)
+                    .map(|i| self.hub.roster().site(i).name.clone())
+                    .unwrap_or_default();
+                let message = format!(
+                    "{name} mất kết nối khi đang trình bày (phần {order}) — đồng hồ đã tự tạm dừng; bấm Tiếp tục khi điểm cầu trở lại. \
+                     The presenting site dropped: the timer paused itself."
+                );
+                tracing::warn!(%site, order, "presenting site offline: timer paused");
+                self.hub.publish(Topic::Sites, |seq| {
+                    json!({"type": "alert", "seq": seq, "kind": "presenter_offline", "site": site,
+                           "slot": order, "at_ms": lost_at_ms, "message": message})
+                    .to_string()
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "site loss did not pause the timer"),
+        }
+    }
+
+    /// Runs forever: applies auto_stop when its time comes.
+    pub async fn run_auto_stop(self: Arc<Self>) {
+        loop {
+            let due = self.timer().auto_stop_at();
+            match due {
+                None => self.changed.notified().await,
+                Some(at) => {
+                    let wait = (at - self.clock.now_ms()).max(0) as u64;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {
+                            match self.command(Command::AutoStop, None, SYSTEM).await {
+                                Ok(_) | Err(CommandError::Refused(TimerError::NotDue)) => {}
+                                Err(e) => {
+                                    tracing::error!(error = %e, "auto_stop failed; retrying in 1 s");
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
+                        }
+                        _ = self.changed.notified() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the timer gauges as of now (called when metrics are scraped).
+    pub fn refresh_metrics(&self) {
+        let now = self.clock.now_ms();
+        let timer = self.timer();
+        let current = timer.current();
+        let remaining = current
+            .filter(|s| s.state != SlotState::Done)
+            .map(|s| s.remaining_ms(now));
+        self.metrics
+            .timer_state(current.map_or("idle", |s| s.state.as_str()), remaining);
+    }
+}
+
+/// Overtime of a slot that this command finished.
+fn newly_done_overtime(before: &Timer, after: &Timer, now: EpochMs) -> i64 {
+    before
+        .slots()
+        .iter()
+        .zip(after.slots())
+        .filter(|(b, a)| b.state != SlotState::Done && a.state == SlotState::Done)
+        .map(|(_, a)| a.overtime_ms(now))
+        .sum()
+}
+
+/// Adds the live feed's `seq` to an encoded frame.
+fn with_seq(frame: &str, seq: u64) -> String {
+    let mut value: Value = serde_json::from_str(frame).expect("our own JSON");
+    value["seq"] = json!(seq);
+    value.to_string()
+}

@@ -1,0 +1,52 @@
+//! What every handler and background task shares: one `Arc<Shared>`, built by
+//! `App::build`. It lives apart from `app` so that `http` and `tasks` can use it while
+//! `app` wires them, without an import cycle.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Caller, Keyring};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::core::agenda::Agenda;
+use crate::core::sites::Roster;
+use crate::metrics::Metrics;
+use crate::services::hub::Hub;
+use crate::services::noticeboard::Noticeboard;
+use crate::services::sessions::Sessions;
+use crate::services::timekeeper::Timekeeper;
+use crate::store::Store;
+
+/// Everything the handlers share; cloned as an `Arc`.
+pub struct Shared {
+    pub config: Config,
+    pub roster: Arc<Roster>,
+    pub agenda: Agenda,
+    pub secrets: Keyring,
+    /// Holders whose key was just rotated: their open live sockets close.
+    pub revoked: tokio::sync::broadcast::Sender<Caller>,
+    pub sessions: Sessions,
+    pub hub: Arc<Hub>,
+    pub timekeeper: Arc<Timekeeper>,
+    pub noticeboard: Noticeboard,
+    /// Active checks of the sites' equipment.
+    pub devices: crate::services::devices::Devices,
+    /// Rehearsal checks whose connection dropped, waiting for the site to come back.
+    pub parked_checks: std::sync::Mutex<
+        std::collections::HashMap<
+            crate::core::sites::SiteIdx,
+            crate::services::rehearsal_run::CheckRun,
+        >,
+    >,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the server begins to shut down; socket tasks watch it.
+    pub shutdown: CancellationToken,
+    /// Websocket tasks (detached from HTTP once upgraded), awaited at shutdown.
+    pub tasks: TaskTracker,
+}
+
+pub type AppState = Arc<Shared>;

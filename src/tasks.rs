@@ -1,0 +1,160 @@
+//! Every background loop of `serve`: each reads the clock or waits on a channel, then
+//! calls one service. `App::run` starts them and aborts them at shutdown.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+use serde_json::json;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::auth::Caller;
+use crate::core::device::DeviceTransition;
+use crate::core::sites::{SiteId, SiteIdx};
+use crate::core::time::EpochMs;
+use crate::services::hub::Topic;
+use crate::state::AppState;
+
+/// Starts every loop; the handles are aborted when the server stops.
+pub fn spawn_all(
+    state: &AppState,
+    offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(publish_links(state.clone())),
+        tokio::spawn(state.timekeeper.clone().run_auto_stop()),
+        tokio::spawn(pause_on_site_loss(state.clone(), offline)),
+        tokio::spawn(follow_keys(state.clone())),
+        tokio::spawn(sample_rtt(state.clone())),
+    ];
+    tasks.extend(spawn_device_checks(state));
+    tasks
+}
+
+/// Follows `secrets.toml`: a rotated key stops working at once (within a second), and
+/// its page sessions and open sockets end.
+async fn follow_keys(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match state.secrets.reload_if_changed() {
+            Ok(changed) => {
+                for holder in changed {
+                    revoke(&state, holder);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "secrets.toml changed but cannot be used: the keys in force stay");
+            }
+        }
+    }
+}
+
+fn revoke(state: &AppState, holder: Caller) {
+    tracing::warn!(holder = %holder.label(), "key rotated: its page sessions and sockets end");
+    state.sessions.revoke(holder);
+    if let Caller::Site(id) = holder
+        && let Some(idx) = state.roster.index_of(id)
+    {
+        state.hub.kick(idx, crate::protocol::close::BAD_KEY);
+    }
+    let _ = state.revoked.send(holder);
+}
+
+/// Hands every offline transition to the timekeeper.
+async fn pause_on_site_loss(
+    state: AppState,
+    mut offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
+) {
+    while let Some((site, at_ms)) = offline.recv().await {
+        state.timekeeper.site_offline(site, at_ms).await;
+    }
+}
+
+/// Every `report.rtt_sample_ms`, each connected site's median RTT is stored, so the
+/// evidence report can give the RTT of its own window, long after the day.
+async fn sample_rtt(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_millis(state.config.report.rtt_sample_ms));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // the first tick is immediate: nobody is connected yet
+    loop {
+        every.tick().await;
+        let medians = state.hub.connected_rtt_medians();
+        if !medians.is_empty() {
+            state
+                .store
+                .record_rtt_medians(state.clock.now_ms(), medians);
+        }
+    }
+}
+
+/// Every probe interval, the link figures of connected sites go to the live feed.
+async fn publish_links(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_millis(
+        state.config.liveness.probe_interval_ms,
+    ));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.hub.publish_links();
+    }
+}
+
+/// Starts one checking task per site that has a probe address.
+fn spawn_device_checks(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    state
+        .roster
+        .sites()
+        .iter()
+        .enumerate()
+        .filter_map(|(idx, site)| site.probe.clone().map(|address| (idx, address)))
+        .map(|(idx, address)| tokio::spawn(check_forever(state.clone(), idx, address)))
+        .collect()
+}
+
+async fn check_forever(state: AppState, site: SiteIdx, address: String) {
+    let config = &state.config.checks;
+    let mut every = tokio::time::interval(Duration::from_millis(config.interval_ms));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let timeout = Duration::from_millis(config.timeout_ms);
+    loop {
+        every.tick().await;
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, TcpStream::connect(&address)).await {
+            Ok(Ok(_stream)) => Ok(started.elapsed().as_secs_f64() * 1000.0),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", config.timeout_ms)),
+        };
+        let now = state.clock.now_ms();
+        state.metrics.device_check(
+            site,
+            result.as_ref().ok().copied(),
+            started.elapsed().as_secs_f64(),
+        );
+        let id = state.roster.site(site).id;
+        let persist = |t: &DeviceTransition| {
+            let stored = t.clone();
+            state.store.write(move |tx| {
+                tx.execute(
+                    "INSERT INTO device_transitions (site, from_state, to_state, at_ms, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id.as_str(), stored.from.as_str(), stored.to.as_str(), stored.at_ms, stored.reason],
+                )
+                .map(drop)
+            });
+        };
+        if let Some(t) = state
+            .devices
+            .record(site, result, now, config.failures_to_down, persist)
+        {
+            tracing::info!(site = %id, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "device state changed");
+            let event = json!({"type": "device", "site": id, "transition": t, "device": state.devices.get(site)});
+            state.hub.publish(Topic::Sites, |seq| {
+                let mut event = event;
+                event["seq"] = json!(seq);
+                event.to_string()
+            });
+        }
+    }
+}

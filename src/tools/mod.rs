@@ -1,0 +1,8 @@
+//! The subcommands other than `serve`: clients and operators' tools built on the same
+//! crate (an agent, a simulator, the benchmark, backups, the data-dir check).
+
+pub mod agent;
+pub mod backup;
+pub mod bench;
+pub mod preflight;
+pub mod simulate;
