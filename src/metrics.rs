@@ -373,11 +373,12 @@ impl Metrics {
         self.ws_gauge(kind).dec();
     }
 
-    pub fn store_health(&self, health: &crate::store::StoreHealth) {
-        self.store_writable
-            .set(i64::from(health.failure().is_none()));
-        self.store_pending.set(health.pending_writes() as i64);
-        let (total, counted) = (health.failed_transactions(), self.store_errors.get());
+    /// The store's health: whether writes reach the disk, how many wait in memory, and
+    /// how many transactions have failed since start.
+    pub fn store_health(&self, writable: bool, pending_writes: usize, failed_transactions: u64) {
+        self.store_writable.set(i64::from(writable));
+        self.store_pending.set(pending_writes as i64);
+        let (total, counted) = (failed_transactions, self.store_errors.get());
         if total > counted {
             self.store_errors.inc_by(total - counted);
         }

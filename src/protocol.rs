@@ -1,8 +1,21 @@
-//! Wire protocol v1 of the bridge socket (`/ws/bridge`): JSON text frames tagged by `type`.
+//! The two wires, each one serde enum of JSON text frames tagged by `type`:
+//! - `/ws/bridge` (protocol v1, DESIGN.md): [`ClientMsg`] in, [`ServerMsg`] out;
+//! - `/ws/live` (the pages' feed): [`LiveMsg`] out, every change under one sequence
+//!   number ([`Sequenced`], stamped by the hub alone), and [`LiveRequest`] in.
+//!
+//! A frame is encoded once into a [`Frame`] and shared by every socket it goes to.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::core::device::{DeviceCheck, DeviceTransition};
+use crate::core::link::LinkSummary;
+use crate::core::liveness::{SiteState, Transition};
+use crate::core::notices::Notice;
+use crate::core::rehearsal::RehearsalResult;
 use crate::core::sites::{SiteId, SiteKind};
 use crate::core::time::EpochMs;
 use crate::core::timer::TimerSnapshot;
@@ -237,6 +250,186 @@ impl ServerMsg {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server messages always serialize")
     }
+}
+
+/// One encoded text frame (UTF-8 JSON), shared by every socket it is sent to: a clone
+/// is a reference count, not a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    pub fn encode(message: &impl Serialize) -> Frame {
+        Frame(Bytes::from(
+            serde_json::to_string(message).expect("wire messages always serialize"),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a frame is encoded from a String")
+    }
+
+    /// The UTF-8 bytes, for the socket.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl From<&ServerMsg> for Frame {
+    fn from(message: &ServerMsg) -> Frame {
+        Frame::encode(message)
+    }
+}
+
+/// Everything a page or API client sees about one site.
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteView {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub former_district: String,
+    pub state: SiteState,
+    pub since_ms: Option<EpochMs>,
+    pub last_seen_ms: Option<EpochMs>,
+    pub connected: bool,
+    pub agent: Option<AgentKind>,
+    #[serde(flatten)]
+    pub link: LinkSummary,
+    /// Fraction of the time since tracking began that the site was up (0–1).
+    pub uptime: Option<f64>,
+    pub flapping: bool,
+    pub clock_offset_ms: Option<f64>,
+    pub clock_uncertainty_ms: Option<f64>,
+}
+
+/// Sites by state.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StateCounts {
+    pub total: usize,
+    pub online: usize,
+    pub degraded: usize,
+    pub offline: usize,
+    pub never_seen: usize,
+}
+
+/// A connected site's link figures, in the `links` frame.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkEntry {
+    pub id: SiteId,
+    #[serde(flatten)]
+    pub link: LinkSummary,
+    pub last_seen_ms: Option<EpochMs>,
+}
+
+/// A notice as the wall and the API show it: who it went to, who confirmed, who not.
+#[derive(Clone, Debug, Serialize)]
+pub struct NoticeSummary {
+    #[serde(flatten)]
+    pub notice: Notice,
+    /// How many sites it went to.
+    pub recipients: usize,
+    pub confirmed: Vec<Confirmation>,
+    pub missing: Vec<SiteId>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Confirmation {
+    pub site: SiteId,
+    pub at_ms: EpochMs,
+}
+
+/// Server → page, on `/ws/live`. Every frame but the answers to a page's own request
+/// (`time`, `error`) goes out as [`Sequenced`].
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveMsg {
+    /// The whole picture, first on connect and after a `resync`. A display key gets
+    /// only the timer (the other fields are left out).
+    Snapshot {
+        server_ms: EpochMs,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<StateCounts>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sites: Option<Vec<SiteView>>,
+        timer: TimerSnapshot,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        devices: Option<BTreeMap<String, DeviceCheck>>,
+    },
+    /// A site changed state: its view and the transition that did it.
+    Site {
+        site: SiteView,
+        transition: Option<Transition>,
+    },
+    /// Link figures of every connected site, each probe interval.
+    Links {
+        server_ms: EpochMs,
+        links: Vec<LinkEntry>,
+    },
+    /// The speaker timer changed (the same snapshot the bridges get).
+    Timer(TimerSnapshot),
+    /// Something staff must act on now, e.g. `presenter_offline`.
+    Alert {
+        kind: &'static str,
+        site: SiteId,
+        slot: u32,
+        at_ms: EpochMs,
+        message: String,
+    },
+    /// A roll call or message was sent.
+    Notice { notice: NoticeSummary },
+    /// A site confirmed a notice.
+    Ack {
+        notice: Uuid,
+        site: SiteId,
+        at_ms: EpochMs,
+    },
+    /// The rehearsal board changed: a check finished, or a new schedule of so many slots.
+    Rehearsal(RehearsalChange),
+    /// A site's equipment changed state (active check).
+    Device {
+        site: SiteId,
+        transition: DeviceTransition,
+        device: Option<DeviceCheck>,
+    },
+    /// The answer to a page's `time` request (NTP style, for pages without probes).
+    Time { client_ms: i64, server_ms: EpochMs },
+    /// The page's request was not understood.
+    Error { code: String, message: String },
+}
+
+/// What changed on the rehearsal board.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum RehearsalChange {
+    /// A check finished.
+    Result { result: RehearsalResult },
+    /// A new schedule of `schedule` slots was generated.
+    Schedule { schedule: usize },
+}
+
+impl LiveMsg {
+    /// Whether a display key sees it (it sees only the timer).
+    pub fn is_timer(&self) -> bool {
+        matches!(self, LiveMsg::Timer(_) | LiveMsg::Snapshot { .. })
+    }
+}
+
+/// A live frame under the feed's sequence number: a page that sees a gap asks for a
+/// fresh snapshot.
+#[derive(Serialize)]
+pub struct Sequenced<'a> {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub message: &'a LiveMsg,
+}
+
+/// Page → server, on `/ws/live`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveRequest {
+    /// Send a fresh snapshot.
+    Resync,
+    /// What is the server's clock? (answered with `time`)
+    Time { client_ms: i64 },
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct Shared {
     pub parked_checks: std::sync::Mutex<
         std::collections::HashMap<
             crate::core::sites::SiteIdx,
-            crate::services::rehearsal_run::CheckRun,
+            crate::services::rehearsal_run::RehearsalRun,
         >,
     >,
     pub store: Store,

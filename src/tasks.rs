@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::params;
-use serde_json::json;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -13,7 +11,7 @@ use crate::auth::Caller;
 use crate::core::device::DeviceTransition;
 use crate::core::sites::{SiteId, SiteIdx};
 use crate::core::time::EpochMs;
-use crate::services::hub::Topic;
+use crate::protocol::LiveMsg;
 use crate::state::AppState;
 
 /// Starts every loop; the handles are aborted when the server stops.
@@ -134,26 +132,16 @@ async fn check_forever(state: AppState, site: SiteIdx, address: String) {
             started.elapsed().as_secs_f64(),
         );
         let id = state.roster.site(site).id;
-        let persist = |t: &DeviceTransition| {
-            let stored = t.clone();
-            state.store.write(move |tx| {
-                tx.execute(
-                    "INSERT INTO device_transitions (site, from_state, to_state, at_ms, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id.as_str(), stored.from.as_str(), stored.to.as_str(), stored.at_ms, stored.reason],
-                )
-                .map(drop)
-            });
-        };
+        let persist = |t: &DeviceTransition| state.store.record_device_transition(id, t);
         if let Some(t) = state
             .devices
             .record(site, result, now, config.failures_to_down, persist)
         {
             tracing::info!(site = %id, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "device state changed");
-            let event = json!({"type": "device", "site": id, "transition": t, "device": state.devices.get(site)});
-            state.hub.publish(Topic::Sites, |seq| {
-                let mut event = event;
-                event["seq"] = json!(seq);
-                event.to_string()
+            state.hub.publish(LiveMsg::Device {
+                site: id,
+                transition: t,
+                device: state.devices.get(site),
             });
         }
     }

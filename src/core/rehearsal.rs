@@ -1,9 +1,14 @@
 //! The rehearsal check (kiểm tra kết nối): figures measured over ~2 minutes, judged
 //! row by row against the rubric; the verdict is the worst row. Pure.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::core::link::median;
+use crate::core::sites::SiteId;
+use crate::core::time::EpochMs;
 
 /// Verdict of one row and of the whole check; ordered from best to worst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -279,6 +284,20 @@ pub fn latency_figures(
     let rise = idle.zip(loaded).map(|(i, l)| (l - i).max(0.0));
     let stalled_pct = (probes > 0).then(|| stalled as f64 * 100.0 / probes as f64);
     (idle, jitter.or(idle.map(|_| 0.0)), rise, stalled_pct)
+}
+
+/// A finished rehearsal check as stored and shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct RehearsalResult {
+    pub id: Uuid,
+    pub site: SiteId,
+    pub started_ms: EpochMs,
+    pub finished_ms: EpochMs,
+    pub technician: String,
+    pub checklist: BTreeMap<String, bool>,
+    pub verdict: Verdict,
+    pub rows: Vec<Row>,
+    pub figures: Figures,
 }
 
 #[cfg(test)]

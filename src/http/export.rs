@@ -8,7 +8,7 @@ use crate::core::liveness::SiteState;
 use crate::core::sites::Roster;
 use crate::core::time::{local_date_time, local_time, minutes_seconds};
 use crate::core::timer::{SlotReport, SlotState};
-use crate::services::hub::SiteView;
+use crate::protocol::SiteView;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 

@@ -20,6 +20,7 @@ use crate::auth::{Caller, Role};
 use crate::core::sites::SiteId;
 use crate::core::timer::Command;
 use crate::http::error::ApiError;
+use crate::protocol::{LiveMsg, RehearsalChange};
 use crate::services::timekeeper::CommandError;
 use crate::state::AppState;
 
@@ -86,7 +87,12 @@ async fn metrics(
         caller.require(&[Role::Admin, Role::Operator])?;
     }
     app.timekeeper.refresh_metrics();
-    app.metrics.store_health(app.store.health());
+    let health = app.store.health();
+    app.metrics.store_health(
+        health.failure().is_none(),
+        health.pending_writes(),
+        health.failed_transactions(),
+    );
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -336,9 +342,10 @@ async fn set_schedule(
         .replace_schedule(slots)
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    app.hub.publish(crate::services::hub::Topic::Sites, |seq| {
-        json!({"type": "rehearsal", "seq": seq, "schedule": count}).to_string()
-    });
+    app.hub
+        .publish(LiveMsg::Rehearsal(RehearsalChange::Schedule {
+            schedule: count,
+        }));
     Ok(Json(json!({"slots": count})))
 }
 

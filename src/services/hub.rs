@@ -7,43 +7,29 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::LivenessConfig;
 use crate::core::clocksync::{Exchange, OffsetEstimator, OffsetSample, SyncEstimate};
-use crate::core::link::{LinkStats, LinkSummary};
+use crate::core::link::LinkStats;
 use crate::core::liveness::{Liveness, SiteState, Thresholds, Transition, Uptime};
 use crate::core::sites::{Roster, SiteId, SiteIdx};
 use crate::core::time::EpochMs;
 use crate::metrics::Metrics;
-use crate::protocol::AgentKind;
+use crate::protocol::{AgentKind, Frame, LinkEntry, LiveMsg, Sequenced, SiteView, StateCounts};
 use crate::store::{History, Store};
 
 /// What a socket task is asked to send.
 #[derive(Debug)]
 pub enum Outbound {
-    Text(Utf8Bytes),
+    Text(Frame),
     /// Throughput test data (rehearsal check).
-    Binary(axum::body::Bytes),
+    Binary(bytes::Bytes),
     /// A frame sent to every site whose fan-out is timed: the writer lets go of the
     /// `Delivery` once the frame is written.
-    Tracked(Utf8Bytes, Arc<Delivery>),
-}
-
-impl Outbound {
-    pub fn into_message(self) -> (axum::extract::ws::Message, Option<Arc<Delivery>>) {
-        use axum::extract::ws::Message;
-        match self {
-            Outbound::Text(text) => (Message::Text(text), None),
-            Outbound::Binary(data) => (Message::Binary(data), None),
-            Outbound::Tracked(text, delivery) => (Message::Text(text), Some(delivery)),
-        }
-    }
+    Tracked(Frame, Arc<Delivery>),
 }
 
 /// One frame on its way to every site. Dropped when the last site's writer has handed
@@ -79,7 +65,7 @@ impl std::fmt::Debug for Delivery {
 pub struct LiveFrame {
     pub seq: u64,
     pub topic: Topic,
-    pub json: Utf8Bytes,
+    pub frame: Frame,
 }
 
 /// What a live frame is about, so a display key sees only the timer.
@@ -114,37 +100,6 @@ struct Inner {
     /// Sites per state, in `SiteState::ALL` order; kept up to date by `after_change`
     /// rather than counted over every site at each transition.
     counts: [usize; 4],
-}
-
-/// Everything a page or API client sees about one site.
-#[derive(Clone, Debug, Serialize)]
-pub struct SiteView {
-    pub id: String,
-    pub name: String,
-    pub kind: &'static str,
-    pub former_district: String,
-    pub state: SiteState,
-    pub since_ms: Option<EpochMs>,
-    pub last_seen_ms: Option<EpochMs>,
-    pub connected: bool,
-    pub agent: Option<AgentKind>,
-    #[serde(flatten)]
-    pub link: LinkSummary,
-    /// Fraction of the time since tracking began that the site was up (0–1).
-    pub uptime: Option<f64>,
-    pub flapping: bool,
-    pub clock_offset_ms: Option<f64>,
-    pub clock_uncertainty_ms: Option<f64>,
-}
-
-/// Sites by state.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct StateCounts {
-    pub total: usize,
-    pub online: usize,
-    pub degraded: usize,
-    pub offline: usize,
-    pub never_seen: usize,
 }
 
 /// What an echo produced.
@@ -415,12 +370,12 @@ impl Hub {
 
     /// Sends a frame to every connected site without waiting for any of them. A site
     /// whose queue is full is told to close (it is not reading). Returns how many got it.
-    pub fn send_to_all_sites(&self, frame: &Utf8Bytes) -> usize {
+    pub fn send_to_all_sites(&self, frame: &Frame) -> usize {
         self.send_to_all_tracked(frame, None)
     }
 
     /// The same, timing the fan-out with `delivery` (see `Delivery`).
-    pub fn send_to_all_tracked(&self, frame: &Utf8Bytes, delivery: Option<Arc<Delivery>>) -> usize {
+    pub fn send_to_all_tracked(&self, frame: &Frame, delivery: Option<Arc<Delivery>>) -> usize {
         let mut inner = self.lock();
         inner
             .sites
@@ -431,7 +386,7 @@ impl Hub {
     }
 
     /// The same for some sites only.
-    pub fn send_to_sites(&self, sites: &[SiteIdx], frame: &Utf8Bytes) -> usize {
+    pub fn send_to_sites(&self, sites: &[SiteIdx], frame: &Frame) -> usize {
         let mut inner = self.lock();
         sites
             .iter()
@@ -440,43 +395,57 @@ impl Hub {
             .count()
     }
 
-    /// Publishes a frame on the live feed under the next sequence number.
-    pub fn publish(&self, topic: Topic, build: impl FnOnce(u64) -> String) {
+    /// Publishes a change on the live feed under the next sequence number: the one
+    /// place where live frames are numbered.
+    pub fn publish(&self, message: LiveMsg) {
         let mut inner = self.lock();
-        self.publish_locked(&mut inner, topic, build);
+        self.publish_locked(&mut inner, message);
     }
 
-    fn publish_locked(&self, inner: &mut Inner, topic: Topic, build: impl FnOnce(u64) -> String) {
+    fn publish_locked(&self, inner: &mut Inner, message: LiveMsg) {
         inner.seq += 1;
         let seq = inner.seq;
+        let topic = if message.is_timer() {
+            Topic::Timer
+        } else {
+            Topic::Sites
+        };
         // No subscriber is fine: nobody is watching.
         let _ = self.live.send(LiveFrame {
             seq,
             topic,
-            json: Utf8Bytes::from(build(seq)),
+            frame: Frame::encode(&Sequenced {
+                seq,
+                message: &message,
+            }),
         });
     }
 
     /// A receiver of live frames and a snapshot consistent with it: every frame after
     /// the snapshot's `seq` arrives on the receiver.
+    /// `snapshot` is built under the hub's lock from the sites' views, their counts and
+    /// `now` (`None` for a timer-only page), so no change falls between it and the
+    /// receiver; it is sent already encoded under the feed's current `seq`.
     pub fn subscribe(
         &self,
-        extra: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
-    ) -> (broadcast::Receiver<LiveFrame>, u64, serde_json::Value) {
+        sites_too: bool,
+        snapshot: impl FnOnce(Option<(StateCounts, Vec<SiteView>)>, EpochMs) -> LiveMsg,
+    ) -> (broadcast::Receiver<LiveFrame>, u64, Frame) {
         let now = self.clock.now_ms();
         let inner = self.lock();
         let receiver = self.live.subscribe();
-        let sites: Vec<SiteView> = (0..inner.sites.len())
-            .map(|i| self.view(&inner, i, now))
-            .collect();
-        let mut snapshot = serde_json::Map::new();
-        snapshot.insert("type".into(), json!("snapshot"));
-        snapshot.insert("seq".into(), json!(inner.seq));
-        snapshot.insert("server_ms".into(), json!(now));
-        snapshot.insert("status".into(), json!(inner.state_counts()));
-        snapshot.insert("sites".into(), json!(sites));
-        extra(&mut snapshot);
-        (receiver, inner.seq, serde_json::Value::Object(snapshot))
+        let sites = sites_too.then(|| {
+            let views = (0..inner.sites.len())
+                .map(|i| self.view(&inner, i, now))
+                .collect();
+            (inner.state_counts(), views)
+        });
+        let message = snapshot(sites, now);
+        let frame = Frame::encode(&Sequenced {
+            seq: inner.seq,
+            message: &message,
+        });
+        (receiver, inner.seq, frame)
     }
 
     /// Link figures of connected sites, as one live frame (sent every probe interval).
@@ -492,19 +461,22 @@ impl Hub {
             .iter()
             .enumerate()
             .filter(|(_, rt)| rt.conn.is_some())
-            .map(|(i, rt)| {
-                let mut entry = json!(rt.link.summary());
-                entry["id"] = json!(self.roster.site(i).id);
-                entry["last_seen_ms"] = json!(rt.liveness.last_seen_ms());
-                entry
+            .map(|(i, rt)| LinkEntry {
+                id: self.roster.site(i).id,
+                link: rt.link.summary(),
+                last_seen_ms: rt.liveness.last_seen_ms(),
             })
             .collect();
         if links.is_empty() {
             return;
         }
-        self.publish_locked(&mut inner, Topic::Sites, |seq| {
-            json!({"type": "links", "seq": seq, "server_ms": now, "links": links}).to_string()
-        });
+        self.publish_locked(
+            &mut inner,
+            LiveMsg::Links {
+                server_ms: now,
+                links,
+            },
+        );
     }
 
     pub fn site_view(&self, site: SiteIdx) -> SiteView {
@@ -588,9 +560,13 @@ impl Hub {
         self.metrics.set_state_counts(&inner.counts);
         let view = self.view(inner, site, now);
         let last = transitions.last().cloned();
-        self.publish_locked(inner, Topic::Sites, |seq| {
-            json!({"type": "site", "seq": seq, "site": view, "transition": last}).to_string()
-        });
+        self.publish_locked(
+            inner,
+            LiveMsg::Site {
+                site: view,
+                transition: last,
+            },
+        );
     }
 }
 
@@ -603,7 +579,7 @@ fn state_index(state: SiteState) -> usize {
 }
 
 /// Queues a frame for a connected site; a full queue tells it to close instead.
-fn deliver(rt: &mut SiteRuntime, frame: &Utf8Bytes, delivery: Option<&Arc<Delivery>>) -> bool {
+fn deliver(rt: &mut SiteRuntime, frame: &Frame, delivery: Option<&Arc<Delivery>>) -> bool {
     let Some(conn) = rt.conn.as_mut() else {
         return false;
     };
@@ -678,11 +654,11 @@ mod tests {
         hub.connect(1, AgentKind::Agent, "t", healthy_out, healthy_kick);
 
         for n in 0..5 {
-            let delivered = hub.send_to_all_sites(&Utf8Bytes::from(format!("frame {n}")));
+            let delivered = hub.send_to_all_sites(&Frame::encode(&format!("frame {n}")));
             let Some(Outbound::Text(frame)) = healthy_queue.recv().await else {
                 panic!("healthy queue closed")
             };
-            assert_eq!(frame.as_str(), format!("frame {n}"));
+            assert_eq!(frame.as_str(), format!("\"frame {n}\""));
             assert_eq!(delivered, if n < 2 { 2 } else { 1 }, "frame {n}");
         }
         assert_eq!(

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::params;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -12,8 +11,8 @@ use crate::clock::Clock;
 use crate::core::notices::{Notice, NoticeKind, Notices, Target};
 use crate::core::sites::{Roster, SiteIdx};
 use crate::core::time::EpochMs;
-use crate::protocol::ServerMsg;
-use crate::services::hub::{Hub, Topic};
+use crate::protocol::{Confirmation, Frame, LiveMsg, NoticeSummary, ServerMsg};
+use crate::services::hub::Hub;
 use crate::store::{Store, StoreError};
 
 pub struct Noticeboard {
@@ -101,34 +100,15 @@ impl Noticeboard {
 
     /// Stores, then delivers to the connected recipients and tells the wall.
     async fn publish(&self, notice: Notice) -> Result<Value, StoreError> {
-        let row = notice.clone();
-        let stored = self
-            .store
-            .write_durable(move |tx| {
-                tx.execute(
-                    "INSERT INTO notices (id, kind, text, level, target, sent_ms, deadline_ms, sender)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        row.id.to_string(),
-                        serde_json::to_string(&row.kind).expect("serializes"),
-                        row.text,
-                        row.level,
-                        serde_json::to_string(&row.target).expect("serializes"),
-                        row.sent_ms,
-                        row.deadline_ms,
-                        row.sender,
-                    ],
-                )
-                .map(drop)
-            })
-            .await;
+        let stored = self.store.record_notice(&notice).await;
         crate::store::keep_going_unless_rejected(stored)?;
-        let frame = frame_for(&notice).to_json();
-        let delivered = self.hub.send_to_sites(&notice.recipients, &frame.into());
+        let frame = Frame::from(&frame_for(&notice));
+        let delivered = self.hub.send_to_sites(&notice.recipients, &frame);
         let summary = self.summary_of(&notice);
         self.notices().add(notice);
-        let event = json!({"type": "notice", "notice": summary.clone()});
-        self.hub.publish(Topic::Sites, |seq| with_seq(event, seq));
+        self.hub.publish(LiveMsg::Notice {
+            notice: summary.clone(),
+        });
         Ok(json!({"notice": summary, "delivered_now": delivered}))
     }
 
@@ -139,15 +119,12 @@ impl Noticeboard {
             return;
         }
         let site_id = self.roster.site(site).id;
-        self.store.write(move |tx| {
-            tx.execute(
-                "INSERT OR IGNORE INTO notice_acks (notice, site, at_ms) VALUES (?1, ?2, ?3)",
-                params![id.to_string(), site_id.as_str(), now],
-            )
-            .map(drop)
+        self.store.record_ack(id, site_id, now);
+        self.hub.publish(LiveMsg::Ack {
+            notice: id,
+            site: site_id,
+            at_ms: now,
         });
-        let event = json!({"type": "ack", "notice": id, "site": site_id, "at_ms": now});
-        self.hub.publish(Topic::Sites, |seq| with_seq(event, seq));
     }
 
     /// Frames a site that just connected has still to confirm.
@@ -160,7 +137,7 @@ impl Noticeboard {
     }
 
     /// Every notice with who confirmed and who has not.
-    pub fn summaries(&self) -> Vec<Value> {
+    pub fn summaries(&self) -> Vec<NoticeSummary> {
         self.notices()
             .all()
             .iter()
@@ -169,7 +146,7 @@ impl Noticeboard {
     }
 
     /// The latest roll call's summary.
-    pub fn roll_call_summary(&self) -> Option<Value> {
+    pub fn roll_call_summary(&self) -> Option<NoticeSummary> {
         self.notices().roll_call().map(|n| self.summary_of(n))
     }
 
@@ -180,23 +157,27 @@ impl Noticeboard {
             .and_then(|n| n.acks.get(&site).copied())
     }
 
-    fn summary_of(&self, notice: &Notice) -> Value {
-        let confirmed: Vec<Value> = notice
+    fn summary_of(&self, notice: &Notice) -> NoticeSummary {
+        let confirmed = notice
             .acks
             .iter()
-            .map(|(site, at)| json!({"site": self.roster.site(*site).id, "at_ms": at}))
+            .map(|(site, at)| Confirmation {
+                site: self.roster.site(*site).id,
+                at_ms: *at,
+            })
             .collect();
-        let missing: Vec<_> = notice
+        let missing = notice
             .recipients
             .iter()
             .filter(|site| !notice.acks.contains_key(site))
             .map(|site| self.roster.site(*site).id)
             .collect();
-        let mut value = json!(notice);
-        value["recipients"] = json!(notice.recipients.len());
-        value["confirmed"] = json!(confirmed);
-        value["missing"] = json!(missing);
-        value
+        NoticeSummary {
+            notice: notice.clone(),
+            recipients: notice.recipients.len(),
+            confirmed,
+            missing,
+        }
     }
 }
 
@@ -212,9 +193,4 @@ fn frame_for(notice: &Notice) -> ServerMsg {
             level: notice.level.clone(),
         },
     }
-}
-
-fn with_seq(mut event: Value, seq: u64) -> String {
-    event["seq"] = json!(seq);
-    event.to_string()
 }

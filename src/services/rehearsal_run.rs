@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use rusqlite::params;
-use serde::Serialize;
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -15,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::RehearsalConfig;
 use crate::core::rehearsal::{
-    Figures, Row, Verdict, judge, latency_figures, p90_after_warmup, window_rates_mbps,
+    Figures, RehearsalResult, judge, latency_figures, p90_after_warmup, window_rates_mbps,
 };
 use crate::core::sites::SiteId;
 use crate::core::time::EpochMs;
@@ -47,7 +45,7 @@ pub enum Step {
     Finished,
 }
 
-pub struct CheckRun {
+pub struct RehearsalRun {
     pub id: Uuid,
     site: SiteId,
     technician: String,
@@ -68,30 +66,16 @@ pub struct CheckRun {
     reconnects: u32,
 }
 
-/// A finished check as stored and shown.
-#[derive(Clone, Debug, Serialize)]
-pub struct CheckResult {
-    pub id: Uuid,
-    pub site: SiteId,
-    pub started_ms: EpochMs,
-    pub finished_ms: EpochMs,
-    pub technician: String,
-    pub checklist: BTreeMap<String, bool>,
-    pub verdict: Verdict,
-    pub rows: Vec<Row>,
-    pub figures: Figures,
-}
-
-impl CheckRun {
+impl RehearsalRun {
     pub fn start(
         site: SiteId,
         technician: String,
         checklist: BTreeMap<String, bool>,
         config: &RehearsalConfig,
         now_ms: EpochMs,
-    ) -> (CheckRun, ServerMsg) {
+    ) -> (RehearsalRun, ServerMsg) {
         let id = Uuid::new_v4();
-        let run = CheckRun {
+        let run = RehearsalRun {
             id,
             site,
             technician,
@@ -287,7 +271,7 @@ impl CheckRun {
         store: &Store,
         disconnected: bool,
         now_ms: EpochMs,
-    ) -> CheckResult {
+    ) -> RehearsalResult {
         if let Some(sender) = self.sender.take() {
             sender.abort();
         }
@@ -313,7 +297,7 @@ impl CheckRun {
             offset_uncertainty_ms: self.offset_uncertainty_ms,
         };
         let (verdict, rows) = judge(&figures, &config.rubric);
-        let result = CheckResult {
+        let result = RehearsalResult {
             id: self.id,
             site: self.site,
             started_ms: self.started_ms,
@@ -324,25 +308,7 @@ impl CheckRun {
             rows,
             figures,
         };
-        let stored = result.clone();
-        store.write(move |tx| {
-            tx.execute(
-                "INSERT INTO rehearsals (id, site, started_ms, finished_ms, technician, checklist, figures, rows, verdict)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    stored.id.to_string(),
-                    stored.site.as_str(),
-                    stored.started_ms,
-                    stored.finished_ms,
-                    stored.technician,
-                    serde_json::to_string(&stored.checklist).expect("serializes"),
-                    serde_json::to_string(&stored.figures).expect("serializes"),
-                    serde_json::to_string(&stored.rows).expect("serializes"),
-                    stored.verdict.as_str(),
-                ],
-            )
-            .map(drop)
-        });
+        store.record_rehearsal(&result);
         result
     }
 }

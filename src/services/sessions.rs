@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use rusqlite::params;
-
 use crate::auth::{Caller, Key};
 use crate::core::time::EpochMs;
 use crate::store::{Store, StoreError};
@@ -41,13 +39,7 @@ impl Sessions {
             })
             .filter(|(_, session)| session.is_valid_at(now))
             .collect();
-        store.write(move |tx| {
-            tx.execute(
-                "DELETE FROM web_sessions WHERE created_ms <= ?1",
-                params![now - MAX_AGE_MS],
-            )
-            .map(drop)
-        });
+        store.forget_web_sessions_before(now - MAX_AGE_MS);
         Ok(Sessions {
             by_token: RwLock::new(by_token),
             store,
@@ -68,13 +60,7 @@ impl Sessions {
         );
         drop(by_token);
         let (stored, label) = (token.clone(), caller.label());
-        self.store.write(move |tx| {
-            tx.execute(
-                "INSERT INTO web_sessions (token, caller, created_ms) VALUES (?1, ?2, ?3)",
-                params![stored, label, now],
-            )
-            .map(drop)
-        });
+        self.store.record_web_session(stored, label, now);
         format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={MAX_AGE_SECONDS}")
     }
 
@@ -85,10 +71,7 @@ impl Sessions {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, held| held.caller != caller);
         let label = caller.label();
-        self.store.write(move |tx| {
-            tx.execute("DELETE FROM web_sessions WHERE caller = ?1", params![label])
-                .map(drop)
-        });
+        self.store.forget_web_sessions_of(label);
     }
 
     /// Who holds `token` at `now`, if it is a session less than a week old.

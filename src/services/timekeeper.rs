@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::params;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
@@ -16,9 +15,9 @@ use crate::core::sites::SiteId;
 use crate::core::time::EpochMs;
 use crate::core::timer::{Command, SlotState, Timer, TimerError, TimerPolicy, TimerSnapshot};
 use crate::metrics::Metrics;
-use crate::protocol::ServerMsg;
-use crate::services::hub::{Hub, Topic};
-use crate::store::{Store, StoreError};
+use crate::protocol::{Frame, LiveMsg, ServerMsg};
+use crate::services::hub::Hub;
+use crate::store::{NewCommand, Store, StoreError};
 
 /// Who gave a command the service gave itself.
 pub const SYSTEM: &str = "system";
@@ -142,24 +141,15 @@ impl Timekeeper {
             (next, snapshot, finished)
         };
         let answer = serde_json::to_value(&snapshot).expect("snapshot serializes");
-        let row = (
-            serde_json::to_string(&command).expect("command serializes"),
-            answer.to_string(),
-            actor.to_string(),
-            command_id.clone(),
-            snapshot.rev as i64,
-        );
-        let stored = self
-            .store
-            .write_durable(move |tx| {
-                tx.execute(
-                    "INSERT INTO timer_commands (at_ms, actor, command, command_id, rev, result)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![now, row.2, row.0, row.3, row.4, row.1],
-                )
-                .map(drop)
-            })
-            .await;
+        let row = NewCommand {
+            at_ms: now,
+            actor: actor.to_string(),
+            command: serde_json::to_string(&command).expect("command serializes"),
+            command_id: command_id.clone(),
+            rev: snapshot.rev as i64,
+            result: answer.to_string(),
+        };
+        let stored = self.store.record_timer_command(row).await;
         crate::store::keep_going_unless_rejected(stored)?;
         *self.timer() = next;
         if let Some(id) = command_id {
@@ -174,12 +164,11 @@ impl Timekeeper {
 
     /// Sends the snapshot to every bridge (encoded once) and to the live feed.
     fn broadcast(&self, snapshot: &TimerSnapshot) {
-        let frame = ServerMsg::Timer(snapshot.clone()).to_json();
+        let frame = Frame::from(&ServerMsg::Timer(snapshot.clone()));
         let metrics = self.metrics.clone();
         let delivery = crate::services::hub::Delivery::new(move |took| metrics.timer_fanout(took));
-        self.hub
-            .send_to_all_tracked(&frame.clone().into(), Some(delivery));
-        self.hub.publish(Topic::Timer, |seq| with_seq(&frame, seq));
+        self.hub.send_to_all_tracked(&frame, Some(delivery));
+        self.hub.publish(LiveMsg::Timer(snapshot.clone()));
     }
 
     /// The presenting site went offline: pause its slot if it is running.
@@ -208,10 +197,12 @@ impl Timekeeper {
                      The presenting site dropped: the timer paused itself."
                 );
                 tracing::warn!(%site, order, "presenting site offline: timer paused");
-                self.hub.publish(Topic::Sites, |seq| {
-                    json!({"type": "alert", "seq": seq, "kind": "presenter_offline", "site": site,
-                           "slot": order, "at_ms": lost_at_ms, "message": message})
-                    .to_string()
+                self.hub.publish(LiveMsg::Alert {
+                    kind: "presenter_offline",
+                    site,
+                    slot: order,
+                    at_ms: lost_at_ms,
+                    message,
                 });
             }
             Err(e) => tracing::debug!(error = %e, "site loss did not pause the timer"),
@@ -265,11 +256,4 @@ fn newly_done_overtime(before: &Timer, after: &Timer, now: EpochMs) -> i64 {
         .filter(|(b, a)| b.state != SlotState::Done && a.state == SlotState::Done)
         .map(|(_, a)| a.overtime_ms(now))
         .sum()
-}
-
-/// Adds the live feed's `seq` to an encoded frame.
-fn with_seq(frame: &str, seq: u64) -> String {
-    let mut value: Value = serde_json::from_str(frame).expect("our own JSON");
-    value["seq"] = json!(seq);
-    value.to_string()
 }

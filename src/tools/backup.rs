@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Ho_Chi_Minh;
-use rusqlite::{Connection, OpenFlags};
 
 use crate::auth::SECRETS_FILE;
-use crate::store::{DB_FILE, open_existing};
+use crate::store::{BackupCounts, DB_FILE, StoreError, backup_database};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -37,10 +36,7 @@ pub enum BackupError {
         source: std::io::Error,
     },
     #[error("database {path}: {source}")]
-    Sql {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Sql { path: PathBuf, source: StoreError },
     #[error("the copy {path} failed its integrity check ({found}); the original is untouched")]
     Damaged { path: PathBuf, found: String },
 }
@@ -52,16 +48,8 @@ pub struct Backup {
     pub contents: Contents,
 }
 
-/// What a checked copy holds, to print and to compare with the service's pages.
-#[derive(Debug)]
-pub struct Contents {
-    pub bytes: u64,
-    /// Rows of the tables the organisers' evidence comes from.
-    pub transitions: i64,
-    pub timer_commands: i64,
-    pub rehearsals: i64,
-    pub notices: i64,
-}
+/// What a checked copy holds.
+pub type Contents = BackupCounts;
 
 /// Copies `data_dir`'s database and keys into a new folder `to/diemcau-YYYYMMDD-HHMMSS`
 /// (Vietnam time of `now`), readable only by its owner.
@@ -98,7 +86,10 @@ pub fn run(data_dir: &Path, to: &Path, now: DateTime<Utc>) -> Result<Backup, Bac
 
 fn fill(folder: &Path, source_db: &Path, source_secrets: &Path) -> Result<Contents, BackupError> {
     let copy_db = folder.join(DB_FILE);
-    snapshot(source_db, &copy_db)?;
+    let checked = backup_database(source_db, &copy_db).map_err(|source| BackupError::Sql {
+        path: source_db.to_path_buf(),
+        source,
+    })?;
     std::fs::set_permissions(&copy_db, Permissions::from_mode(0o600))
         .map_err(write_error(&copy_db))?;
     let keys = std::fs::read(source_secrets).map_err(|source| BackupError::Read {
@@ -113,7 +104,10 @@ fn fill(folder: &Path, source_db: &Path, source_secrets: &Path) -> Result<Conten
         .open(&copy_secrets)
         .and_then(|mut file| file.write_all(&keys).and_then(|()| file.sync_all()))
         .map_err(write_error(&copy_secrets))?;
-    verify(&copy_db)
+    checked.map_err(|found| BackupError::Damaged {
+        path: copy_db,
+        found,
+    })
 }
 
 fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
@@ -121,58 +115,11 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
     move |source| BackupError::Write { path, source }
 }
 
-fn sql_error(path: &Path) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
-    move |source| BackupError::Sql {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// One read transaction on the live database, written out as a compact new file.
-fn snapshot(source: &Path, copy: &Path) -> Result<(), BackupError> {
-    let conn = open_existing(source).map_err(sql_error(source))?;
-    let target = copy.to_str().ok_or_else(|| BackupError::Write {
-        path: copy.to_path_buf(),
-        source: std::io::Error::other("the path is not UTF-8"),
-    })?;
-    conn.execute("VACUUM INTO ?1", [target])
-        .map_err(sql_error(source))?;
-    Ok(())
-}
-
-/// Opens the copy on its own and checks it before anyone relies on it.
-fn verify(copy: &Path) -> Result<Contents, BackupError> {
-    let sql_error = sql_error(copy);
-    let conn =
-        Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(&sql_error)?;
-    let found: String = conn
-        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .map_err(&sql_error)?;
-    if found != "ok" {
-        return Err(BackupError::Damaged {
-            path: copy.to_path_buf(),
-            found,
-        });
-    }
-    let count = |table: &str| -> Result<i64, BackupError> {
-        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
-            row.get(0)
-        })
-        .map_err(&sql_error)
-    };
-    Ok(Contents {
-        bytes: std::fs::metadata(copy).map(|m| m.len()).unwrap_or(0),
-        transitions: count("transitions")?,
-        timer_commands: count("timer_commands")?,
-        rehearsals: count("rehearsals")?,
-        notices: count("notices")?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::core::liveness::{SiteState, Transition};
     use crate::store::Store;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -187,17 +134,15 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            store
-                .write_durable(|tx| {
-                    tx.execute(
-                        "INSERT INTO transitions (site, from_state, to_state, at_ms, detected_at_ms, reason)
-                         VALUES ('05443', 'never_seen', 'online', 1, 1, 'hello')",
-                        [],
-                    )
-                    .map(drop)
-                })
-                .await
-                .unwrap();
+            let online = Transition {
+                from: SiteState::NeverSeen,
+                to: SiteState::Online,
+                at_ms: 1,
+                detected_at_ms: 1,
+                reason: "hello".into(),
+            };
+            store.record_transition("05443".parse().unwrap(), &online);
+            store.flush().await.unwrap();
         });
         dir
     }

@@ -18,12 +18,13 @@ use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::core::clocksync::Exchange;
+use crate::core::rehearsal::RehearsalResult;
 use crate::core::sites::{SiteId, SiteIdx};
 use crate::core::time::EpochMs;
 use crate::metrics::SocketKind;
-use crate::protocol::{ClientMsg, ServerMsg, close};
-use crate::services::hub::{Outbound, Topic};
-use crate::services::rehearsal_run::{CheckResult, CheckRun, Step};
+use crate::protocol::{ClientMsg, Frame, LiveMsg, RehearsalChange, ServerMsg, close};
+use crate::services::hub::Outbound;
+use crate::services::rehearsal_run::{RehearsalRun, Step};
 use crate::state::AppState;
 
 pub async fn upgrade(
@@ -189,8 +190,8 @@ async fn read_hello(
 /// Says why in an error frame, then closes.
 async fn refuse(sink: &mut SplitSink<WebSocket, Message>, code: u16, error: &str, message: &str) {
     tracing::debug!(code, error, "bridge connection refused");
-    let frame = ServerMsg::error(error, message).to_json();
-    let _ = sink.send(Message::Text(frame.into())).await;
+    let frame = Frame::from(&ServerMsg::error(error, message));
+    let _ = sink.send(super::text(frame)).await;
     let _ = sink.send(close_message(code, message)).await;
 }
 
@@ -287,7 +288,7 @@ async fn run_session(
     let mut bad_frames = 0u32;
     let echo_timeout = liveness.echo_timeout_ms as i64;
     let rehearsal = &app.config.rehearsal;
-    let mut check: Option<CheckRun> = None;
+    let mut check: Option<RehearsalRun> = None;
 
     let ending = 'session: {
         let pending = app.noticeboard.pending_frames(hello.idx);
@@ -416,7 +417,7 @@ async fn run_session(
                                 Some((code, message)) => ServerMsg::error(code, message),
                                 None => {
                                     let name: String = technician.trim().chars().take(80).collect();
-                                    let (run, start) = CheckRun::start(site.id, name, checklist, rehearsal, app.clock.now_ms());
+                                    let (run, start) = RehearsalRun::start(site.id, name, checklist, rehearsal, app.clock.now_ms());
                                     tracing::info!(check = %run.id, "rehearsal check started");
                                     check = Some(run);
                                     probes = tokio::time::interval(Duration::from_millis(rehearsal.probe_interval_ms));
@@ -539,7 +540,7 @@ fn presenting(app: &AppState) -> bool {
 }
 
 /// Keeps a dropped site's check for the grace; after it, the check is stored as failed.
-fn park_check(app: &AppState, site: SiteIdx, run: CheckRun) {
+fn park_check(app: &AppState, site: SiteIdx, run: RehearsalRun) {
     let id = run.id;
     app.parked_checks
         .lock()
@@ -563,14 +564,11 @@ fn park_check(app: &AppState, site: SiteIdx, run: CheckRun) {
 }
 
 /// Logs a finished check and tells the live feed (the rehearsal board).
-fn announce_check(app: &AppState, result: &CheckResult) {
+fn announce_check(app: &AppState, result: &RehearsalResult) {
     tracing::info!(check = %result.id, verdict = result.verdict.as_str(), "rehearsal check finished");
-    let frame = serde_json::json!({"type": "rehearsal", "result": result});
-    app.hub.publish(Topic::Sites, |seq| {
-        let mut frame = frame;
-        frame["seq"] = serde_json::json!(seq);
-        frame.to_string()
-    });
+    app.hub.publish(LiveMsg::Rehearsal(RehearsalChange::Result {
+        result: result.clone(),
+    }));
 }
 
 /// The site's send queue, as the reader uses it.
@@ -580,7 +578,7 @@ impl Queue<'_> {
     /// Queues a frame without waiting; an error means the site is not reading.
     fn send(&self, msg: &ServerMsg) -> Result<(), ()> {
         self.0
-            .try_send(Outbound::Text(msg.to_json().into()))
+            .try_send(Outbound::Text(Frame::from(msg)))
             .map_err(drop)
     }
 }
@@ -608,7 +606,7 @@ async fn write_frames(
                     let mut written = Ok(());
                     let mut deliveries = Vec::new();
                     while let Some(outbound) = batch.take() {
-                        let (message, delivery) = outbound.into_message();
+                        let (message, delivery) = super::to_message(outbound);
                         deliveries.extend(delivery);
                         written = sink.feed(message).await;
                         if written.is_err() {

@@ -10,13 +10,12 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, Role};
 use crate::http::error::ApiError;
 use crate::metrics::SocketKind;
-use crate::protocol::close;
+use crate::protocol::{Frame, LiveMsg, LiveRequest, close};
 use crate::services::hub::Topic;
 use crate::state::AppState;
 
@@ -40,23 +39,24 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
     app.metrics.connection_opened(SocketKind::Live);
     let (mut sink, mut stream) = socket.split();
     let snapshot = |app: &AppState| {
-        let (receiver, seq, mut snapshot) = app.hub.subscribe(|snapshot| {
-            snapshot.insert("timer".into(), json!(app.timekeeper.snapshot()));
-            let devices: serde_json::Map<String, serde_json::Value> = app
-                .devices
-                .all()
-                .into_iter()
-                .map(|(idx, check)| (app.roster.site(idx).id.to_string(), json!(check)))
-                .collect();
-            snapshot.insert("devices".into(), serde_json::Value::Object(devices));
+        let (receiver, seq, frame) = app.hub.subscribe(!timer_only, |sites, now| {
+            let (status, sites) = sites.unzip();
+            let devices = (!timer_only).then(|| {
+                app.devices
+                    .all()
+                    .into_iter()
+                    .map(|(idx, check)| (app.roster.site(idx).id.to_string(), check))
+                    .collect()
+            });
+            LiveMsg::Snapshot {
+                server_ms: now,
+                status,
+                sites,
+                timer: app.timekeeper.snapshot(),
+                devices,
+            }
         });
-        if timer_only {
-            snapshot
-                .as_object_mut()
-                .expect("object")
-                .retain(|k, _| matches!(k.as_str(), "type" | "seq" | "server_ms" | "timer"));
-        }
-        (receiver, seq, Message::Text(snapshot.to_string().into()))
+        (receiver, seq, super::text(frame))
     };
     let send_timeout = Duration::from_millis(app.config.protocol.live_send_timeout_ms);
     let (mut receiver, mut after, first) = snapshot(&app);
@@ -77,18 +77,23 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                 _ => {}
             },
             incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    let request = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
-                    if request["type"] == "resync" {
+                Some(Ok(Message::Text(text))) => match serde_json::from_str::<LiveRequest>(&text) {
+                    Ok(LiveRequest::Resync) => {
                         (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
-                    } else if request["type"] == "time" && request["client_ms"].is_i64() {
-                        // Pages without probes learn the server clock this way (NTP style).
-                        let answer = json!({"type": "time", "client_ms": request["client_ms"], "server_ms": app.clock.now_ms()});
-                        pending = Some(Message::Text(answer.to_string().into()));
-                    } else {
-                        pending = Some(Message::Text(json!({"type": "error", "code": "unknown_type", "message": "the live feed accepts {\"type\":\"resync\"} and {\"type\":\"time\",\"client_ms\":…}"}).to_string().into()));
                     }
-                }
+                    // Pages without probes learn the server clock this way (NTP style).
+                    Ok(LiveRequest::Time { client_ms }) => {
+                        let answer = LiveMsg::Time { client_ms, server_ms: app.clock.now_ms() };
+                        pending = Some(super::text(Frame::encode(&answer)));
+                    }
+                    Err(_) => {
+                        let answer = LiveMsg::Error {
+                            code: "unknown_type".into(),
+                            message: "the live feed accepts {\"type\":\"resync\"} and {\"type\":\"time\",\"client_ms\":…}".into(),
+                        };
+                        pending = Some(super::text(Frame::encode(&answer)));
+                    }
+                },
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
                 Some(Ok(_)) => {}
             },
@@ -98,7 +103,7 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                     if timer_only && frame.topic != Topic::Timer {
                         continue;
                     }
-                    pending = Some(Message::Text(frame.json));
+                    pending = Some(super::text(frame.frame));
                 }
                 // Fell behind: start again from a fresh snapshot rather than skip silently.
                 Err(RecvError::Lagged(_)) => {

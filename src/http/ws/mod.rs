@@ -2,3 +2,25 @@
 
 pub mod bridge;
 pub mod live;
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes};
+
+use crate::protocol::Frame;
+use crate::services::hub::{Delivery, Outbound};
+
+/// A shared frame as an axum text message (a reference count, plus a UTF-8 check).
+pub fn text(frame: Frame) -> Message {
+    Message::Text(Utf8Bytes::try_from(frame.into_bytes()).expect("a frame is UTF-8"))
+}
+
+/// What a socket task was asked to send, as the message to write and the fan-out it
+/// belongs to (released once written).
+pub fn to_message(outbound: Outbound) -> (Message, Option<Arc<Delivery>>) {
+    match outbound {
+        Outbound::Text(frame) => (text(frame), None),
+        Outbound::Binary(data) => (Message::Binary(data), None),
+        Outbound::Tracked(frame, delivery) => (text(frame), Some(delivery)),
+    }
+}
