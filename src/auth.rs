@@ -312,9 +312,13 @@ fn read_file(path: &Path) -> Result<Option<SecretsFile>, SecretsError> {
 
 /// The keys in force in a running service, following `secrets.toml` on disk.
 pub struct Keyring {
+    /// Guards the keys in force. A std `RwLock` around an `Arc`: every request reads
+    /// it (and clones the `Arc` out at once), the once-a-second file check writes it
+    /// after reading the file with the lock released. Never read the file under it.
     current: RwLock<Arc<Secrets>>,
     path: PathBuf,
-    /// (inode, modification time, length) of the file last looked at.
+    /// Guards (inode, modification time, length) of the file last looked at. A std
+    /// `Mutex` taken only by the file follower, once a second.
     seen: Mutex<Option<(u64, std::time::SystemTime, u64)>>,
 }
 

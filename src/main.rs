@@ -17,7 +17,7 @@ use diemcau::core::sites::SiteId;
 #[command(version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Action,
 }
 
 /// Where the configuration comes from (shared by the subcommands).
@@ -39,7 +39,7 @@ struct ConfigArgs {
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Action {
     /// Run the service (HTTP API, websockets, metrics).
     Serve {
         #[command(flatten)]
@@ -218,15 +218,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
+        Action::Serve {
             config,
             listen,
             log_format,
         } => serve(config, listen, log_format),
-        Command::Links { config, base_url } => links(config, &base_url),
-        Command::Check { config } => check(config),
-        Command::Backup { config, to } => backup(config, &to),
-        Command::Keys {
+        Action::Links { config, base_url } => links(config, &base_url),
+        Action::Check { config } => check(config),
+        Action::Backup { config, to } => backup(config, &to),
+        Action::Keys {
             action:
                 KeysAction::Rotate {
                     site,
@@ -235,11 +235,11 @@ fn main() -> anyhow::Result<()> {
                     base_url,
                 },
         } => rotate(site, role, &config, base_url.as_deref()),
-        Command::Roster {
+        Action::Roster {
             synthetic,
             data_dir,
         } => roster(synthetic, &data_dir),
-        Command::Bench {
+        Action::Bench {
             sites,
             seconds,
             probe_interval_ms,
@@ -260,7 +260,7 @@ fn main() -> anyhow::Result<()> {
             println!("JSON: {}", json.display());
             Ok(())
         }
-        Command::BenchBaseline {
+        Action::BenchBaseline {
             listen,
             probe_interval_ms,
         } => {
@@ -271,13 +271,13 @@ fn main() -> anyhow::Result<()> {
             ))?;
             Ok(())
         }
-        Command::Simulate {
+        Action::Simulate {
             server,
             sites,
             keys,
             faults,
         } => simulate(&server, sites, &keys, &faults),
-        Command::Agent {
+        Action::Agent {
             server,
             site,
             key,

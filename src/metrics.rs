@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 use crate::core::agenda::Agenda;
 use crate::core::liveness::SiteState;
 use crate::core::sites::{Roster, SiteIdx};
+use crate::core::timer::TimerState;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -90,9 +91,6 @@ pub struct Metrics {
     /// By site index; only sites with a probe address have them.
     devices: std::collections::HashMap<SiteIdx, (Gauge, FloatGauge)>,
 }
-
-/// Values of `diemcau_timer_state{state}`.
-const TIMER_STATES: [&str; 6] = ["idle", "pending", "ready", "running", "paused", "done"];
 
 impl Metrics {
     pub fn new(roster: &Roster, agenda: &Agenda) -> Metrics {
@@ -247,10 +245,12 @@ impl Metrics {
             "1 for the state of the current slot (idle: none selected)",
             timer_state.clone(),
         );
-        for state in TIMER_STATES {
+        for state in TimerState::ALL {
             timer_state
-                .get_or_create(&StateLabels { state })
-                .set((state == "idle") as i64);
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set((state == TimerState::Idle) as i64);
         }
         let slot_info = Family::<SlotLabels, Gauge>::default();
         registry.register(
@@ -395,10 +395,10 @@ impl Metrics {
         }
     }
 
-    pub fn timer_state(&self, state: &str, remaining_ms: Option<i64>) {
-        for s in TIMER_STATES {
+    pub fn timer_state(&self, state: TimerState, remaining_ms: Option<i64>) {
+        for s in TimerState::ALL {
             self.timer_state
-                .get_or_create(&StateLabels { state: s })
+                .get_or_create(&StateLabels { state: s.as_str() })
                 .set((s == state) as i64);
         }
         self.timer_remaining

@@ -34,6 +34,8 @@ pub struct Shared {
     /// Active checks of the sites' equipment.
     pub devices: crate::services::devices::Devices,
     /// Rehearsal checks whose connection dropped, waiting for the site to come back.
+    /// A std `Mutex`: held to park, take back or expire one run (a map operation);
+    /// never across an await, and the run is finished after the lock is released.
     pub parked_checks: std::sync::Mutex<
         std::collections::HashMap<
             crate::core::sites::SiteIdx,

@@ -38,6 +38,52 @@ impl SlotState {
     }
 }
 
+/// What the timer shows as a whole: the current slot's state, or `idle` when no slot
+/// is selected (the `state` of the broadcast snapshot and of `diemcau_timer_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerState {
+    Idle,
+    Pending,
+    Ready,
+    Running,
+    Paused,
+    Done,
+}
+
+impl TimerState {
+    pub const ALL: [TimerState; 6] = [
+        TimerState::Idle,
+        TimerState::Pending,
+        TimerState::Ready,
+        TimerState::Running,
+        TimerState::Paused,
+        TimerState::Done,
+    ];
+
+    pub fn of(current: Option<SlotState>) -> TimerState {
+        match current {
+            None => TimerState::Idle,
+            Some(SlotState::Pending) => TimerState::Pending,
+            Some(SlotState::Ready) => TimerState::Ready,
+            Some(SlotState::Running) => TimerState::Running,
+            Some(SlotState::Paused) => TimerState::Paused,
+            Some(SlotState::Done) => TimerState::Done,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TimerState::Idle => "idle",
+            TimerState::Pending => "pending",
+            TimerState::Ready => "ready",
+            TimerState::Running => "running",
+            TimerState::Paused => "paused",
+            TimerState::Done => "done",
+        }
+    }
+}
+
 /// How close the speaker is to the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -258,7 +304,7 @@ pub struct SlotBrief {
 pub struct TimerSnapshot {
     pub rev: u64,
     /// The current slot's state, or `idle` when none is selected.
-    pub state: &'static str,
+    pub state: TimerState,
     pub slot: Option<SlotBrief>,
     /// The next slot not yet done: its site is "on deck".
     pub next: Option<SlotBrief>,
@@ -478,7 +524,7 @@ impl Timer {
             .map(|i| brief(&self.slots[i]));
         TimerSnapshot {
             rev: self.rev,
-            state: current.map_or("idle", |s| s.state.as_str()),
+            state: TimerState::of(current.map(|s| s.state)),
             slot: current.map(brief),
             next,
             duration_ms: current.map(Slot::planned_ms),
@@ -631,7 +677,7 @@ mod tests {
     fn start_runs_the_slot_against_a_deadline_seven_minutes_out() {
         let timer = started(4);
         let snap = timer.snapshot(T0 + 1000);
-        assert_eq!(snap.state, "running");
+        assert_eq!(snap.state, TimerState::Running);
         assert_eq!(snap.slot.as_ref().unwrap().unit, "Sở Khoa học và Công nghệ");
         assert_eq!(snap.next.as_ref().unwrap().order, 5);
         assert_eq!(snap.deadline_ms, Some(T0 + SEVEN_MIN));
@@ -670,7 +716,7 @@ mod tests {
         let snap = timer.snapshot(T0 + 500_000);
         assert_eq!(
             (snap.state, snap.remaining_ms, snap.deadline_ms),
-            ("paused", Some(320_000), None)
+            (TimerState::Paused, Some(320_000), None)
         );
         timer.apply(&Command::Resume, T0 + 200_000).unwrap();
         assert_eq!(
@@ -802,7 +848,10 @@ mod tests {
             .apply(&Command::Reset { slot: Some(1) }, T0 + 6000)
             .unwrap();
         let snap = timer.snapshot(T0 + 6000);
-        assert_eq!((snap.state, snap.remaining_ms), ("ready", Some(SEVEN_MIN)));
+        assert_eq!(
+            (snap.state, snap.remaining_ms),
+            (TimerState::Ready, Some(SEVEN_MIN))
+        );
         timer
             .apply(&Command::Start { slot: None }, T0 + 7000)
             .unwrap();
@@ -817,7 +866,10 @@ mod tests {
         let mut timer = started(1);
         timer.apply(&Command::Next, T0 + 400_000).unwrap();
         let snap = timer.snapshot(T0 + 400_000);
-        assert_eq!((snap.state, snap.slot.unwrap().order), ("ready", 2));
+        assert_eq!(
+            (snap.state, snap.slot.unwrap().order),
+            (TimerState::Ready, 2)
+        );
         assert_eq!(timer.slots()[0].state, SlotState::Done);
         timer.apply(&Command::Previous, T0 + 400_001).unwrap_err();
         timer
@@ -865,7 +917,7 @@ mod tests {
         let snap = timer.snapshot(T0 + 90_000);
         assert_eq!(
             (snap.state, snap.remaining_ms),
-            ("paused", Some(SEVEN_MIN - 60_000))
+            (TimerState::Paused, Some(SEVEN_MIN - 60_000))
         );
         timer.apply(&Command::Resume, T0 + 120_000).unwrap();
         let interruption = &timer.current().unwrap().interruptions[0];

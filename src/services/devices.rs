@@ -10,6 +10,9 @@ use crate::core::sites::SiteIdx;
 /// Current results, by site index (only sites with a probe address).
 #[derive(Default)]
 pub struct Devices {
+    /// Guards each site's latest equipment check. A std `Mutex`: held to record one
+    /// result and queue its stored transition (non-blocking), or to copy the results
+    /// out; never across an await.
     checks: Mutex<HashMap<SiteIdx, DeviceCheck>>,
 }
 

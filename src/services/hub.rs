@@ -119,6 +119,13 @@ pub struct Hub {
     clock: Arc<dyn Clock>,
     store: Store,
     metrics: Arc<Metrics>,
+    /// Guards every site's liveness, link, clock offset and connection, the live feed's
+    /// `seq` and the state counts, so that a change and its numbered live frame happen
+    /// together. A std `Mutex`, not tokio's: each holder runs a few microseconds of core
+    /// code plus non-blocking side effects (a store queue push, metric atomics, a
+    /// broadcast send, `try_send` into each site's queue) and never awaits. A fan-out
+    /// to every site holds it for its `try_send`s (no copy of 3,321 senders); never
+    /// await, take another service's lock, or do I/O while holding it.
     inner: Mutex<Inner>,
     live: broadcast::Sender<LiveFrame>,
     /// Tells the timekeeper when a site goes offline.

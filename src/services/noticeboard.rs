@@ -16,6 +16,9 @@ use crate::services::hub::Hub;
 use crate::store::{Store, StoreError};
 
 pub struct Noticeboard {
+    /// Guards every notice and its confirmations. A std `Mutex` held for one core
+    /// call (add, ack, a summary); the notice is stored before it is added, with the
+    /// lock released; never across an await.
     notices: Mutex<Notices>,
     store: Store,
     hub: Arc<Hub>,

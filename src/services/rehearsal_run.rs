@@ -27,8 +27,9 @@ const REPORT_WAIT: Duration = Duration::from_secs(5);
 /// link's queues, not ours.
 const DOWNLOAD_FRAMES_IN_FLIGHT: usize = 4;
 
+/// Which part of the rehearsal check is running (the timer has its own `Phase`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub enum Stage {
     Latency,
     Download,
     AwaitReport,
@@ -51,7 +52,7 @@ pub struct RehearsalRun {
     technician: String,
     checklist: BTreeMap<String, bool>,
     started_ms: EpochMs,
-    pub phase: Phase,
+    pub phase: Stage,
     pub phase_ends: Instant,
     idle_rtts: Vec<f64>,
     loaded_rtts: Vec<f64>,
@@ -81,7 +82,7 @@ impl RehearsalRun {
             technician,
             checklist,
             started_ms: now_ms,
-            phase: Phase::Latency,
+            phase: Stage::Latency,
             phase_ends: Instant::now() + Duration::from_secs(config.idle_seconds),
             idle_rtts: Vec::new(),
             loaded_rtts: Vec::new(),
@@ -109,7 +110,7 @@ impl RehearsalRun {
     }
 
     pub fn probe_sent(&mut self) {
-        if matches!(self.phase, Phase::Latency | Phase::Download | Phase::Upload) {
+        if matches!(self.phase, Stage::Latency | Stage::Download | Stage::Upload) {
             self.probes += 1;
         }
     }
@@ -123,9 +124,9 @@ impl RehearsalRun {
             self.stalled += 1;
         }
         match self.phase {
-            Phase::Latency => self.idle_rtts.push(rtt_ms),
-            Phase::Download | Phase::Upload => self.loaded_rtts.push(rtt_ms),
-            Phase::AwaitReport => {}
+            Stage::Latency => self.idle_rtts.push(rtt_ms),
+            Stage::Download | Stage::Upload => self.loaded_rtts.push(rtt_ms),
+            Stage::AwaitReport => {}
         }
         if uncertainty_ms.is_some() {
             self.offset_uncertainty_ms = uncertainty_ms;
@@ -134,7 +135,7 @@ impl RehearsalRun {
 
     /// A binary frame from the client: counted during the upload, refused otherwise.
     pub fn binary(&mut self, bytes: usize, config: &RehearsalConfig) -> bool {
-        if self.phase != Phase::Upload {
+        if self.phase != Stage::Upload {
             return false;
         }
         let started = *self.upload_started.get_or_insert_with(Instant::now);
@@ -153,7 +154,7 @@ impl RehearsalRun {
     pub fn report(&mut self, check: Uuid, phase: &str, windows: Vec<u64>) {
         if check == self.id && phase == "download" && self.download_windows.is_none() {
             self.download_windows = Some(windows);
-            if self.phase == Phase::AwaitReport {
+            if self.phase == Stage::AwaitReport {
                 self.phase_ends = Instant::now();
             }
         }
@@ -169,9 +170,9 @@ impl RehearsalRun {
     ) -> Step {
         let throughput = Duration::from_secs(config.throughput_seconds);
         match self.phase {
-            Phase::Latency if presenting => Step::Finished,
-            Phase::Latency => {
-                self.phase = Phase::Download;
+            Stage::Latency if presenting => Step::Finished,
+            Stage::Latency => {
+                self.phase = Stage::Download;
                 self.phase_ends = Instant::now() + throughput;
                 self.sender = Some(tokio::spawn(send_download(
                     out.clone(),
@@ -184,8 +185,8 @@ impl RehearsalRun {
                     config,
                 )))
             }
-            Phase::Download => {
-                self.phase = Phase::AwaitReport;
+            Stage::Download => {
+                self.phase = Stage::AwaitReport;
                 self.phase_ends = if self.download_windows.is_some() {
                     Instant::now()
                 } else {
@@ -193,9 +194,9 @@ impl RehearsalRun {
                 };
                 Step::Wait
             }
-            Phase::AwaitReport if presenting => Step::Finished,
-            Phase::AwaitReport => {
-                self.phase = Phase::Upload;
+            Stage::AwaitReport if presenting => Step::Finished,
+            Stage::AwaitReport => {
+                self.phase = Stage::Upload;
                 // A second of grace for frames still on their way.
                 self.phase_ends = Instant::now() + throughput + Duration::from_secs(1);
                 Step::Next(Box::new(self.start_msg(
@@ -204,7 +205,7 @@ impl RehearsalRun {
                     config,
                 )))
             }
-            Phase::Upload => Step::Finished,
+            Stage::Upload => Step::Finished,
         }
     }
 
@@ -226,7 +227,7 @@ impl RehearsalRun {
     ) -> Option<ServerMsg> {
         self.reconnects += 1;
         match self.phase {
-            Phase::Latency => {
+            Stage::Latency => {
                 let left = self
                     .phase_ends
                     .saturating_duration_since(Instant::now())
@@ -234,13 +235,13 @@ impl RehearsalRun {
                 Some(self.start_msg("latency", left, config))
             }
             // Back to just before the download or the upload, which start at once.
-            Phase::Download | Phase::AwaitReport => {
-                self.phase = Phase::Latency;
+            Stage::Download | Stage::AwaitReport => {
+                self.phase = Stage::Latency;
                 self.download_windows = None;
                 self.advance_now(config, out, presenting)
             }
-            Phase::Upload => {
-                self.phase = Phase::AwaitReport;
+            Stage::Upload => {
+                self.phase = Stage::AwaitReport;
                 self.upload_windows.clear();
                 self.upload_started = None;
                 self.advance_now(config, out, presenting)

@@ -23,6 +23,9 @@ struct Session {
 }
 
 pub struct Sessions {
+    /// Guards the live page sessions by cookie token. A std `RwLock`: every page
+    /// request reads it, only a new session or a key rotation writes, and no holder
+    /// awaits. Never call the store (or anything that may block) while holding it.
     by_token: RwLock<HashMap<String, Session>>,
     store: Store,
 }

@@ -13,7 +13,9 @@ use crate::clock::Clock;
 use crate::core::agenda::{Agenda, Venue};
 use crate::core::sites::SiteId;
 use crate::core::time::EpochMs;
-use crate::core::timer::{Command, SlotState, Timer, TimerError, TimerPolicy, TimerSnapshot};
+use crate::core::timer::{
+    Command, SlotState, Timer, TimerError, TimerPolicy, TimerSnapshot, TimerState,
+};
 use crate::metrics::Metrics;
 use crate::protocol::{Frame, LiveMsg, ServerMsg};
 use crate::services::hub::Hub;
@@ -32,10 +34,17 @@ pub enum CommandError {
 }
 
 pub struct Timekeeper {
+    /// Guards the timer itself. A std `Mutex`: held only to compute the next state or
+    /// a snapshot (pure core code, microseconds); never across an await — the durable
+    /// store write happens with it released, under `lane`.
     timer: Mutex<Timer>,
-    /// Commands run one at a time, in the order they are stored.
+    /// Commands run one at a time, in the order they are stored. A tokio `Mutex`
+    /// because it *is* held across the await of the durable store write: a second
+    /// command waits for the first to be on disk. Take `timer` inside it, never the
+    /// other way round.
     lane: tokio::sync::Mutex<()>,
-    /// The answer given to each `command_id`, so a retry changes nothing.
+    /// Guards the answer given to each `command_id`, so a retry changes nothing. A std
+    /// `Mutex` held for one map look-up or insert; never across an await.
     answered: Mutex<HashMap<String, Value>>,
     /// Wakes the auto_stop task when the deadline may have moved.
     changed: Notify,
@@ -156,7 +165,7 @@ impl Timekeeper {
             self.answered.lock().unwrap().insert(id, answer.clone());
         }
         self.metrics.timer_overtime(finished);
-        tracing::info!(actor, command = ?command, rev = snapshot.rev, state = snapshot.state, "timer command");
+        tracing::info!(actor, command = ?command, rev = snapshot.rev, state = snapshot.state.as_str(), "timer command");
         self.broadcast(&snapshot);
         self.changed.notify_one();
         Ok(answer)
@@ -243,7 +252,7 @@ impl Timekeeper {
             .filter(|s| s.state != SlotState::Done)
             .map(|s| s.remaining_ms(now));
         self.metrics
-            .timer_state(current.map_or("idle", |s| s.state.as_str()), remaining);
+            .timer_state(TimerState::of(current.map(|s| s.state)), remaining);
     }
 }
 

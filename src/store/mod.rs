@@ -70,7 +70,8 @@ pub enum StoreError {
 /// Whether the disk takes writes, for `/readyz` and the metrics.
 #[derive(Debug, Default)]
 pub struct StoreHealth {
-    /// The disk's error while writes are failing.
+    /// The disk's error while writes are failing. A std `Mutex` set by the writer
+    /// thread and read by `/readyz`; held only to copy the string.
     failing: Mutex<Option<String>>,
     /// Writes kept in memory until the disk takes them again.
     pending: std::sync::atomic::AtomicUsize,
@@ -100,6 +101,9 @@ impl StoreHealth {
 #[derive(Clone)]
 pub struct Store {
     writes: mpsc::Sender<Op>,
+    /// Guards the read connection (a SQLite connection is used by one thread at a
+    /// time). A std `Mutex` taken inside `spawn_blocking` or at start, never on an
+    /// async thread across an await; hold it for one query's rows only.
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     health: Arc<StoreHealth>,

@@ -21,6 +21,7 @@ use crate::core::clocksync::Exchange;
 use crate::core::rehearsal::RehearsalResult;
 use crate::core::sites::{SiteId, SiteIdx};
 use crate::core::time::EpochMs;
+use crate::core::timer::TimerState;
 use crate::metrics::SocketKind;
 use crate::protocol::{ClientMsg, Frame, LiveMsg, RehearsalChange, ServerMsg, close};
 use crate::services::hub::Outbound;
@@ -536,7 +537,10 @@ async fn run_session(
 
 /// Throughput tests never run while a presentation is under way.
 fn presenting(app: &AppState) -> bool {
-    matches!(app.timekeeper.snapshot().state, "running" | "paused")
+    matches!(
+        app.timekeeper.snapshot().state,
+        TimerState::Running | TimerState::Paused
+    )
 }
 
 /// Keeps a dropped site's check for the grace; after it, the check is stored as failed.
