@@ -401,7 +401,7 @@ pub enum LiveMsg {
 #[serde(untagged)]
 pub enum RehearsalChange {
     /// A check finished.
-    Result { result: RehearsalResult },
+    Result { result: Box<RehearsalResult> },
     /// A new schedule of `schedule` slots was generated.
     Schedule { schedule: usize },
 }

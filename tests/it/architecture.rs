@@ -223,11 +223,10 @@ fn ident_before(chars: &[char], i: usize) -> bool {
 
 /// `'a'` or `'\n'`, not a lifetime `'a`.
 fn is_char_literal(chars: &[char], i: usize) -> bool {
-    match (chars.get(i + 1), chars.get(i + 2)) {
-        (Some('\\'), _) => true,
-        (Some(_), Some('\'')) => true,
-        _ => false,
-    }
+    matches!(
+        (chars.get(i + 1), chars.get(i + 2)),
+        (Some('\\'), _) | (Some(_), Some('\''))
+    )
 }
 
 /// Every path the code names: `use` items expanded (`use a::{b, c::d}` → `a::b`,
