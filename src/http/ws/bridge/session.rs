@@ -590,6 +590,6 @@ fn park_check(app: &AppState, site: SiteIdx, run: RehearsalRun) {
 fn announce_check(app: &AppState, result: &RehearsalResult) {
     tracing::info!(check = %result.id, verdict = result.verdict.as_str(), "rehearsal check finished");
     app.hub.publish(LiveMsg::Rehearsal(RehearsalChange::Result {
-        result: result.clone(),
+        result: Box::new(result.clone()),
     }));
 }
