@@ -83,9 +83,9 @@ impl Agenda {
                     _ => Venue::Hall,
                 },
                 Some(code) => {
-                    let id: SiteId = code
-                        .parse()
-                        .map_err(|e: String| table.error(line, format!("venue: {e}, or `hall`")))?;
+                    let id: SiteId = code.parse().map_err(|e: crate::core::sites::BadSiteId| {
+                        table.error(line, format!("venue: {e}, or `hall`"))
+                    })?;
                     if roster.index_of(id).is_none() {
                         return Err(table.error(line, format!("venue {id} is not in the roster")));
                     }

@@ -21,9 +21,18 @@ pub enum Target {
     Site(SiteId),
 }
 
+/// A `to` that names no recipients the service knows how to reach.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadTarget {
+    #[error(transparent)]
+    Site(#[from] crate::core::sites::BadSiteId),
+    #[error("`to` must be all, xa, phuong, district:NAME or site:CODE (got `{0}`)")]
+    Unknown(String),
+}
+
 impl Target {
     /// `all`, `xa`, `phuong`, `district:NAME` or `site:CODE`.
-    pub fn parse(text: &str) -> Result<Target, String> {
+    pub fn parse(text: &str) -> Result<Target, BadTarget> {
         match text {
             "all" => Ok(Target::All),
             "xa" => Ok(Target::Xa),
@@ -32,11 +41,9 @@ impl Target {
                 if let Some(name) = text.strip_prefix("district:") {
                     Ok(Target::District(name.trim().to_string()))
                 } else if let Some(code) = text.strip_prefix("site:") {
-                    code.parse().map(Target::Site)
+                    Ok(Target::Site(code.parse()?))
                 } else {
-                    Err(format!(
-                        "`to` must be all, xa, phuong, district:NAME or site:CODE (got `{text}`)"
-                    ))
+                    Err(BadTarget::Unknown(text.to_string()))
                 }
             }
         }

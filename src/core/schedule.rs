@@ -17,12 +17,31 @@ pub struct RehearsalSlot {
     pub ends_ms: EpochMs,
 }
 
-fn local_ms(date: NaiveDate, time: NaiveTime) -> Result<EpochMs, String> {
+/// Why a rehearsal schedule cannot be generated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("give at least one day, a day_end after day_start and minutes above 0")]
+    Empty,
+    #[error(
+        "{days} days of {per_day} slots hold {capacity} sites, not {sites}: add days, widen the hours or shorten the slots"
+    )]
+    TooFewSlots {
+        days: usize,
+        per_day: usize,
+        capacity: usize,
+        sites: usize,
+    },
+    #[error("{0} is not a valid time in Vietnam")]
+    NoSuchTime(NaiveDateTime),
+}
+
+fn local_ms(date: NaiveDate, time: NaiveTime) -> Result<EpochMs, ScheduleError> {
+    let at = date.and_time(time);
     Ho_Chi_Minh
-        .from_local_datetime(&date.and_time(time))
+        .from_local_datetime(&at)
         .single()
         .map(|t| t.timestamp_millis())
-        .ok_or_else(|| format!("{date} {time} is not a valid time in Vietnam"))
+        .ok_or(ScheduleError::NoSuchTime(at))
 }
 
 /// Slots of `minutes` for every site in roster order, day after day from `day_start`
@@ -33,18 +52,19 @@ pub fn generate(
     day_start: NaiveTime,
     day_end: NaiveTime,
     minutes: u32,
-) -> Result<Vec<RehearsalSlot>, String> {
+) -> Result<Vec<RehearsalSlot>, ScheduleError> {
     if minutes == 0 || day_end <= day_start || days.is_empty() {
-        return Err("give at least one day, a day_end after day_start and minutes above 0".into());
+        return Err(ScheduleError::Empty);
     }
     let per_day = ((day_end - day_start).num_minutes() / minutes as i64) as usize;
     let capacity = per_day * days.len();
     if capacity < roster.len() {
-        return Err(format!(
-            "{} days of {per_day} slots hold {capacity} sites, not {}: add days, widen the hours or shorten the slots",
-            days.len(),
-            roster.len()
-        ));
+        return Err(ScheduleError::TooFewSlots {
+            days: days.len(),
+            per_day,
+            capacity,
+            sites: roster.len(),
+        });
     }
     let length = minutes as i64 * 60_000;
     roster
@@ -71,7 +91,9 @@ pub fn import(file: &str, bytes: &[u8], roster: &Roster) -> Result<Vec<Rehearsal
     for row in table.rows() {
         let line = row.line;
         let code = row.get("code").unwrap_or("");
-        let site: SiteId = code.parse().map_err(|e: String| table.error(line, e))?;
+        let site: SiteId = code
+            .parse()
+            .map_err(|e: crate::core::sites::BadSiteId| table.error(line, e.to_string()))?;
         if roster.index_of(site).is_none() {
             return Err(table.error(line, format!("site {site} is not in the roster")));
         }
@@ -85,7 +107,8 @@ pub fn import(file: &str, bytes: &[u8], roster: &Roster) -> Result<Vec<Rehearsal
                 format!("start `{start_text}` must look like 25/11/2026 08:30"),
             )
         })?;
-        let starts_ms = local_ms(start.date(), start.time()).map_err(|e| table.error(line, e))?;
+        let starts_ms =
+            local_ms(start.date(), start.time()).map_err(|e| table.error(line, e.to_string()))?;
         let minutes_text = row.get("minutes").unwrap_or("");
         let minutes: i64 = minutes_text
             .parse()
@@ -180,7 +203,7 @@ mod tests {
             10,
         )
         .unwrap_err();
-        assert!(err.contains("hold 24 sites, not 92"), "{err}");
+        assert!(err.to_string().contains("hold 24 sites, not 92"), "{err}");
     }
 
     #[test]

@@ -27,16 +27,19 @@ impl SiteId {
     }
 }
 
+/// A text that is not a site's 5-digit official code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("site id `{0}` must be the 5-digit official code")]
+pub struct BadSiteId(String);
+
 impl FromStr for SiteId {
-    type Err = String;
+    type Err = BadSiteId;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bytes: [u8; 5] = s
-            .as_bytes()
-            .try_into()
-            .map_err(|_| format!("site id `{s}` must be the 5-digit official code"))?;
+        let bad = || BadSiteId(s.to_string());
+        let bytes: [u8; 5] = s.as_bytes().try_into().map_err(|_| bad())?;
         if !bytes.iter().all(u8::is_ascii_digit) {
-            return Err(format!("site id `{s}` must be the 5-digit official code"));
+            return Err(bad());
         }
         Ok(SiteId(bytes))
     }
@@ -139,7 +142,9 @@ impl Roster {
             let code = row
                 .get("code")
                 .ok_or_else(|| table.error(line, "empty code"))?;
-            let id: SiteId = code.parse().map_err(|e| table.error(line, e))?;
+            let id: SiteId = code
+                .parse()
+                .map_err(|e: BadSiteId| table.error(line, e.to_string()))?;
             let name = row
                 .get("name")
                 .ok_or_else(|| table.error(line, format!("site {id} has an empty name")))?;

@@ -335,7 +335,7 @@ async fn set_schedule(
         let days = body.days.iter().map(date).collect::<Result<Vec<_>, _>>()?;
         let (start, end) = (time(body.day_start, "08:00")?, time(body.day_end, "17:00")?);
         crate::core::schedule::generate(&app.roster, &days, start, end, body.minutes.unwrap_or(10))
-            .map_err(ApiError::BadRequest)?
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?
     };
     let count = slots.len();
     app.store
@@ -469,7 +469,7 @@ async fn send_message(
         ));
     }
     let target = crate::core::notices::Target::parse(body.to.as_deref().unwrap_or("all"))
-        .map_err(ApiError::BadRequest)?;
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if target.recipients(&app.roster).is_empty() {
         return Err(ApiError::BadRequest("no site matches `to`".into()));
     }
