@@ -6,6 +6,7 @@
 //! A frame is encoded once into a [`Frame`] and shared by every socket it goes to.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -254,23 +255,24 @@ impl ServerMsg {
 
 /// One encoded text frame (UTF-8 JSON), shared by every socket it is sent to: a clone
 /// is a reference count, not a copy.
+/// One pointer wide, so that a site's send queue stays small.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame(Bytes);
+pub struct Frame(Arc<Bytes>);
 
 impl Frame {
     pub fn encode(message: &impl Serialize) -> Frame {
-        Frame(Bytes::from(
+        Frame(Arc::new(Bytes::from(
             serde_json::to_string(message).expect("wire messages always serialize"),
-        ))
+        )))
     }
 
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("a frame is encoded from a String")
     }
 
-    /// The UTF-8 bytes, for the socket.
-    pub fn into_bytes(self) -> Bytes {
-        self.0
+    /// The UTF-8 bytes, for the socket (a reference count, not a copy).
+    pub fn bytes(&self) -> Bytes {
+        Bytes::clone(&self.0)
     }
 }
 

@@ -21,15 +21,23 @@ use crate::metrics::Metrics;
 use crate::protocol::{AgentKind, Frame, LinkEntry, LiveMsg, Sequenced, SiteView, StateCounts};
 use crate::store::{History, Store};
 
-/// What a socket task is asked to send.
+/// What a socket task is asked to send. Every variant is one pointer wide: each site's
+/// queue allocates its first block of 32 slots when it opens.
 #[derive(Debug)]
 pub enum Outbound {
     Text(Frame),
     /// Throughput test data (rehearsal check).
-    Binary(bytes::Bytes),
-    /// A frame sent to every site whose fan-out is timed: the writer lets go of the
-    /// `Delivery` once the frame is written.
-    Tracked(Frame, Arc<Delivery>),
+    Binary(Arc<bytes::Bytes>),
+    /// A frame sent to every site whose fan-out is timed: the writer lets go of it once
+    /// the frame is written, and the last to let go ends the `Delivery`.
+    Tracked(Arc<Tracked>),
+}
+
+/// A timed fan-out's frame, shared by every site it goes to.
+#[derive(Debug)]
+pub struct Tracked {
+    pub frame: Frame,
+    pub delivery: Arc<Delivery>,
 }
 
 /// One frame on its way to every site. Dropped when the last site's writer has handed
@@ -383,11 +391,17 @@ impl Hub {
 
     /// The same, timing the fan-out with `delivery` (see `Delivery`).
     pub fn send_to_all_tracked(&self, frame: &Frame, delivery: Option<Arc<Delivery>>) -> usize {
+        let tracked = delivery.map(|delivery| {
+            Arc::new(Tracked {
+                frame: frame.clone(),
+                delivery,
+            })
+        });
         let mut inner = self.lock();
         inner
             .sites
             .iter_mut()
-            .map(|rt| deliver(rt, frame, delivery.as_ref()))
+            .map(|rt| deliver(rt, frame, tracked.as_ref()))
             .filter(|sent| *sent)
             .count()
     }
@@ -586,12 +600,12 @@ fn state_index(state: SiteState) -> usize {
 }
 
 /// Queues a frame for a connected site; a full queue tells it to close instead.
-fn deliver(rt: &mut SiteRuntime, frame: &Frame, delivery: Option<&Arc<Delivery>>) -> bool {
+fn deliver(rt: &mut SiteRuntime, frame: &Frame, tracked: Option<&Arc<Tracked>>) -> bool {
     let Some(conn) = rt.conn.as_mut() else {
         return false;
     };
-    let outbound = match delivery {
-        Some(delivery) => Outbound::Tracked(frame.clone(), delivery.clone()),
+    let outbound = match tracked {
+        Some(tracked) => Outbound::Tracked(tracked.clone()),
         None => Outbound::Text(frame.clone()),
     };
     match conn.out.try_send(outbound) {

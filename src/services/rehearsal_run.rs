@@ -316,7 +316,7 @@ impl RehearsalRun {
 
 /// Sends download frames until `until`, keeping only a few ahead of the probes.
 async fn send_download(out: mpsc::Sender<Outbound>, frame_bytes: usize, until: Instant) {
-    let frame = Bytes::from(vec![0x5a; frame_bytes]);
+    let frame = std::sync::Arc::new(Bytes::from(vec![0x5a; frame_bytes]));
     while Instant::now() < until {
         if out.max_capacity() - out.capacity() >= DOWNLOAD_FRAMES_IN_FLIGHT {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -56,7 +56,7 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                 devices,
             }
         });
-        (receiver, seq, super::text(frame))
+        (receiver, seq, super::text(&frame))
     };
     let send_timeout = Duration::from_millis(app.config.protocol.live_send_timeout_ms);
     let (mut receiver, mut after, first) = snapshot(&app);
@@ -84,14 +84,14 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                     // Pages without probes learn the server clock this way (NTP style).
                     Ok(LiveRequest::Time { client_ms }) => {
                         let answer = LiveMsg::Time { client_ms, server_ms: app.clock.now_ms() };
-                        pending = Some(super::text(Frame::encode(&answer)));
+                        pending = Some(super::text(&Frame::encode(&answer)));
                     }
                     Err(_) => {
                         let answer = LiveMsg::Error {
                             code: "unknown_type".into(),
                             message: "the live feed accepts {\"type\":\"resync\"} and {\"type\":\"time\",\"client_ms\":…}".into(),
                         };
-                        pending = Some(super::text(Frame::encode(&answer)));
+                        pending = Some(super::text(&Frame::encode(&answer)));
                     }
                 },
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
@@ -103,7 +103,7 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                     if timer_only && frame.topic != Topic::Timer {
                         continue;
                     }
-                    pending = Some(super::text(frame.frame));
+                    pending = Some(super::text(&frame.frame));
                 }
                 // Fell behind: start again from a fresh snapshot rather than skip silently.
                 Err(RecvError::Lagged(_)) => {

@@ -8,19 +8,19 @@ use std::sync::Arc;
 use axum::extract::ws::{Message, Utf8Bytes};
 
 use crate::protocol::Frame;
-use crate::services::hub::{Delivery, Outbound};
+use crate::services::hub::{Outbound, Tracked};
 
 /// A shared frame as an axum text message (a reference count, plus a UTF-8 check).
-pub fn text(frame: Frame) -> Message {
-    Message::Text(Utf8Bytes::try_from(frame.into_bytes()).expect("a frame is UTF-8"))
+pub fn text(frame: &Frame) -> Message {
+    Message::Text(Utf8Bytes::try_from(frame.bytes()).expect("a frame is UTF-8"))
 }
 
 /// What a socket task was asked to send, as the message to write and the fan-out it
 /// belongs to (released once written).
-pub fn to_message(outbound: Outbound) -> (Message, Option<Arc<Delivery>>) {
+pub fn to_message(outbound: Outbound) -> (Message, Option<Arc<Tracked>>) {
     match outbound {
-        Outbound::Text(frame) => (text(frame), None),
-        Outbound::Binary(data) => (Message::Binary(data), None),
-        Outbound::Tracked(frame, delivery) => (text(frame), Some(delivery)),
+        Outbound::Text(frame) => (text(&frame), None),
+        Outbound::Binary(data) => (Message::Binary((*data).clone()), None),
+        Outbound::Tracked(tracked) => (text(&tracked.frame), Some(tracked)),
     }
 }

@@ -114,6 +114,6 @@ pub(super) async fn refuse(
 ) {
     tracing::debug!(code, error, "bridge connection refused");
     let frame = Frame::from(&ServerMsg::error(error, message));
-    let _ = sink.send(crate::http::ws::text(frame)).await;
+    let _ = sink.send(crate::http::ws::text(&frame)).await;
     let _ = sink.send(close_message(code, message)).await;
 }

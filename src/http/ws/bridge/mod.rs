@@ -66,12 +66,14 @@ async fn serve(app: AppState, socket: WebSocket, caller: Option<Caller>) {
     app.metrics.connection_opened(SocketKind::Bridge);
     let (mut sink, mut stream) = socket.split();
     let hello_timeout = Duration::from_millis(app.config.protocol.hello_timeout_ms);
-    match tokio::time::timeout(
+    // Awaited apart from the match: a future awaited in the scrutinee lives on beside
+    // the whole session, in every site's task.
+    let hello = tokio::time::timeout(
         hello_timeout,
         handshake::read_hello(&app, &mut stream, caller),
     )
-    .await
-    {
+    .await;
+    match hello {
         Err(_) => {
             handshake::refuse(
                 &mut sink,

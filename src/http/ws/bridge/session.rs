@@ -17,7 +17,7 @@ use super::flood::{FloodGuard, Flow};
 use super::handshake::Hello;
 use super::writer::write_frames;
 use super::{Ending, broken, close_message, is_too_large};
-use crate::core::clocksync::Exchange;
+use crate::core::clocksync::{Exchange, SyncEstimate};
 use crate::core::rehearsal::RehearsalResult;
 use crate::core::sites::{SiteId, SiteIdx};
 use crate::core::time::EpochMs;
@@ -55,7 +55,8 @@ pub(super) async fn run(
         Ok(()) => session.serve(&mut stream, &mut kick).await,
         Err(ending) => ending,
     };
-    session.end(ending, close_tx, writer).await;
+    // Boxed: the session moves into it, and it is not kept in the task while serving.
+    Box::pin(session.end(ending, close_tx, writer)).await;
 }
 
 /// What the loop keeps between frames.
@@ -72,11 +73,12 @@ struct Session<'a> {
     probes: Probes,
     /// The first clock estimate goes at once; later ones ride with the next probe.
     synced: bool,
-    pending_sync: Option<ServerMsg>,
+    pending_sync: Option<SyncEstimate>,
     flood: FloodGuard,
     bad_frames: u32,
-    /// The rehearsal check running on this connection, if any.
-    check: Option<RehearsalRun>,
+    /// The rehearsal check running on this connection, if any (boxed: it is large and
+    /// rare, and this struct lives in every site's task).
+    check: Option<Box<RehearsalRun>>,
 }
 
 /// The probes: when the next is due, and those not yet answered.
@@ -173,7 +175,7 @@ impl<'a> Session<'a> {
             if let Some(msg) = run.resume(rehearsal, &self.out, presenting(app)) {
                 self.send(&msg)?;
             }
-            self.check = Some(run);
+            self.check = Some(Box::new(run));
         }
         Ok(())
     }
@@ -195,7 +197,8 @@ impl<'a> Session<'a> {
                 code = &mut *kick => Err(kicked(code.unwrap_or(close::REPLACED))),
                 frame = stream.next() => self.on_frame(frame),
                 _ = self.probes.ticks.tick() => self.on_probe_due(),
-                _ = async { tokio::time::sleep_until(stage_ends.expect("guarded")).await }, if stage_ends.is_some() => self.on_stage_end().await,
+                // Boxed: a rare, large future kept out of every site's task.
+                _ = async { tokio::time::sleep_until(stage_ends.expect("guarded")).await }, if stage_ends.is_some() => Box::pin(self.on_stage_end()).await,
                 _ = async { silence.expect("guarded by the condition").await }, if silence.is_some() => self.on_silence(),
             };
             if let Err(ending) = step {
@@ -314,17 +317,12 @@ impl<'a> Session<'a> {
             );
         }
         if let Some(sync) = outcome.sync {
-            let msg = ServerMsg::Sync {
-                offset_ms: sync.offset_ms,
-                rtt_ms: sync.rtt_ms,
-                uncertainty_ms: sync.uncertainty_ms,
-            };
             // Later estimates ride with the next probe in the same write (one syscall).
             if self.synced {
-                self.pending_sync = Some(msg);
+                self.pending_sync = Some(sync);
             } else {
                 self.synced = true;
-                self.send(&msg)?;
+                self.send(&sync_frame(sync))?;
             }
         }
         Ok(())
@@ -363,7 +361,7 @@ impl<'a> Session<'a> {
                 let (run, start) =
                     RehearsalRun::start(self.site, name, checklist, rehearsal, app.clock.now_ms());
                 tracing::info!(check = %run.id, "rehearsal check started");
-                self.check = Some(run);
+                self.check = Some(Box::new(run));
                 self.probes
                     .restart(Duration::from_millis(rehearsal.probe_interval_ms));
                 start
@@ -396,7 +394,7 @@ impl<'a> Session<'a> {
             run.probe_sent();
         }
         if let Some(sync) = self.pending_sync.take() {
-            self.send(&sync)?;
+            self.send(&sync_frame(sync))?;
         }
         self.send(&ServerMsg::Probe {
             seq,
@@ -521,7 +519,7 @@ impl<'a> Session<'a> {
             if ending.code.is_none() {
                 // Dropped: the site has a grace to come back and carry on with its check.
                 run.suspend();
-                park_check(app, idx, run);
+                park_check(app, idx, *run);
             } else {
                 // Closed by the server: still evidence, stored and failed on that row.
                 let result =
@@ -541,6 +539,14 @@ impl<'a> Session<'a> {
         {
             writer.abort(); // the peer does not read even its close frame
         }
+    }
+}
+
+fn sync_frame(sync: SyncEstimate) -> ServerMsg {
+    ServerMsg::Sync {
+        offset_ms: sync.offset_ms,
+        rtt_ms: sync.rtt_ms,
+        uncertainty_ms: sync.uncertainty_ms,
     }
 }
 
