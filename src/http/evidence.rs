@@ -68,9 +68,8 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
         );
         let verdict = rehearsals
             .iter()
-            .find(|r| r["site"] == site.id.as_str())
-            .and_then(|r| r["verdict"].as_str())
-            .unwrap_or("not_checked");
+            .find(|r| r.site == site.id)
+            .map_or("not_checked", |r| r.verdict.as_str());
         let roll_call = app.noticeboard.roll_call_confirmed(idx);
         uptime_sum += a.uptime;
         outages += a.outages;

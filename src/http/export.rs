@@ -9,6 +9,7 @@ use crate::core::sites::Roster;
 use crate::core::time::{local_date_time, local_time, minutes_seconds};
 use crate::core::timer::{SlotReport, SlotState};
 use crate::protocol::SiteView;
+use crate::store::StoredRehearsal;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -149,7 +150,7 @@ pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
 }
 
 /// Every rehearsal attempt, newest first, one row each.
-pub fn rehearsals_csv(roster: &Roster, attempts: &[serde_json::Value]) -> Vec<u8> {
+pub fn rehearsals_csv(roster: &Roster, attempts: &[StoredRehearsal]) -> Vec<u8> {
     let mut writer = spreadsheet(&[
         "Mã",
         "Điểm cầu",
@@ -167,11 +168,8 @@ pub fn rehearsals_csv(roster: &Roster, attempts: &[serde_json::Value]) -> Vec<u8
         "Sai số đồng hồ (ms)",
     ]);
     for a in attempts {
-        let site = a["site"].as_str().unwrap_or("");
-        let (name, district) = site
-            .parse()
-            .ok()
-            .and_then(|id| roster.index_of(id))
+        let (name, district) = roster
+            .index_of(a.site)
             .map(|i| {
                 (
                     roster.site(i).name.clone(),
@@ -179,32 +177,25 @@ pub fn rehearsals_csv(roster: &Roster, attempts: &[serde_json::Value]) -> Vec<u8
                 )
             })
             .unwrap_or_default();
-        let figure = |key: &str| {
-            a["figures"][key]
-                .as_f64()
-                .map(|v| format!("{v:.1}"))
-                .unwrap_or_default()
-        };
-        let verdict = verdict_vi(a["verdict"].as_str().or(Some("fail")));
+        let figure = |value: Option<f64>| value.map(|v| format!("{v:.1}")).unwrap_or_default();
+        let f = &a.figures;
+        let verdict = verdict_vi(Some(a.verdict.as_str()));
         writer
             .write_record([
-                site.to_string(),
+                a.site.to_string(),
                 name,
                 district,
-                a["started_ms"]
-                    .as_i64()
-                    .map(local_date_time)
-                    .unwrap_or_default(),
-                a["technician"].as_str().unwrap_or("").to_string(),
+                local_date_time(a.started_ms),
+                a.technician.clone(),
                 verdict.to_string(),
-                figure("upload_mbps"),
-                figure("download_mbps"),
-                figure("rtt_median_ms"),
-                figure("jitter_ms"),
-                figure("loaded_rise_ms"),
-                figure("stalled_pct"),
-                a["figures"]["disconnects"].to_string(),
-                figure("offset_uncertainty_ms"),
+                figure(f.upload_mbps),
+                figure(f.download_mbps),
+                figure(f.rtt_median_ms),
+                figure(f.jitter_ms),
+                figure(f.loaded_rise_ms),
+                figure(f.stalled_pct),
+                f.disconnects.to_string(),
+                figure(f.offset_uncertainty_ms),
             ])
             .expect("writing to memory");
     }

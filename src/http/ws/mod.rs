@@ -5,10 +5,19 @@ pub mod live;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::ws::{Message, Utf8Bytes};
+use axum::routing::get;
 
 use crate::protocol::Frame;
 use crate::services::hub::{Outbound, Tracked};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ws/bridge", get(bridge::upgrade))
+        .route("/ws/live", get(live::upgrade))
+}
 
 /// A shared frame as an axum text message (a reference count, plus a UTF-8 check).
 pub fn text(frame: &Frame) -> Message {

@@ -1,0 +1,97 @@
+//! Roll call and messages: `/api/rollcall`, `/api/messages`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::http::STAFF;
+use crate::http::body::Body;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/rollcall", get(roll_call).post(start_roll_call))
+        .route("/api/messages", get(messages).post(send_message))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollCallBody {
+    deadline_seconds: Option<u64>,
+}
+
+async fn start_roll_call(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Admin, Role::Operator])?;
+    let body: RollCallBody = body.json(r#"{"deadline_seconds": 300}"#)?;
+    let seconds = body.deadline_seconds.unwrap_or(300);
+    if !(10..=3600).contains(&seconds) {
+        return Err(ApiError::BadRequest(
+            "deadline_seconds must be from 10 to 3600".into(),
+        ));
+    }
+    let answer = app
+        .noticeboard
+        .roll_call(seconds, &caller.label())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(answer))
+}
+
+async fn roll_call(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    Ok(Json(
+        json!({"roll_call": app.noticeboard.roll_call_summary()}),
+    ))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    text: String,
+    level: Option<String>,
+    to: Option<String>,
+}
+
+async fn send_message(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    let body: MessageBody = body.json(r#"{"text": "…", "level": "info", "to": "all"}"#)?;
+    let text = body.text.trim().to_string();
+    if text.is_empty() || text.chars().count() > 1000 {
+        return Err(ApiError::BadRequest(
+            "text must be 1 to 1000 characters".into(),
+        ));
+    }
+    let level = body.level.unwrap_or_else(|| "info".into());
+    if !matches!(level.as_str(), "info" | "warning" | "urgent") {
+        return Err(ApiError::BadRequest(
+            "level must be info, warning or urgent".into(),
+        ));
+    }
+    let target = crate::core::notices::Target::parse(body.to.as_deref().unwrap_or("all"))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if target.recipients(&app.roster).is_empty() {
+        return Err(ApiError::BadRequest("no site matches `to`".into()));
+    }
+    let answer = app
+        .noticeboard
+        .message(text, level, target, &caller.label())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(answer))
+}
+
+async fn messages(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    Ok(Json(json!({"notices": app.noticeboard.summaries()})))
+}

@@ -1,0 +1,107 @@
+//! The speaker timer and the agenda: `/api/timer`, its commands, `/api/agenda(.csv)`.
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::core::timer::Command;
+use crate::http::body::Body;
+use crate::http::error::ApiError;
+use crate::services::timekeeper::CommandError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/timer", get(timer))
+        .route("/api/timer/{command}", post(timer_command))
+        .route("/api/agenda", get(agenda))
+        .route("/api/agenda.csv", get(agenda_csv))
+}
+
+const TIMER_CONTROL: &[Role] = &[Role::Admin, Role::Secretary];
+
+/// A `command_id` longer than this is not an id.
+const MAX_COMMAND_ID: usize = 128;
+
+/// Any key may read the timer: every screen shows it.
+async fn timer(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!(app.timekeeper.snapshot()))
+}
+
+/// Body of a timer command; every field is optional, each command takes what it needs.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    slot: Option<u32>,
+    seconds: Option<i64>,
+    command_id: Option<String>,
+}
+
+async fn timer_command(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(TIMER_CONTROL)?;
+    let body: CommandBody = body.json(r#"{"slot": 4}"#)?;
+    if body
+        .command_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty() || id.len() > MAX_COMMAND_ID)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "command_id must be 1 to {MAX_COMMAND_ID} characters"
+        )));
+    }
+    let slot_required =
+        || ApiError::BadRequest("this command needs \"slot\": the presentation's order".into());
+    let command =
+        match name.as_str() {
+            "select" => Command::Select {
+                slot: body.slot.ok_or_else(slot_required)?,
+            },
+            "start" => Command::Start { slot: body.slot },
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            "stop" => Command::Stop,
+            "next" => Command::Next,
+            "previous" => Command::Previous,
+            "adjust" => Command::Adjust {
+                seconds: body.seconds.ok_or_else(|| {
+                    ApiError::BadRequest("adjust needs \"seconds\", e.g. 60 or -60".into())
+                })?,
+            },
+            "reset" => Command::Reset { slot: body.slot },
+            _ => return Err(ApiError::NotFound(
+                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset"
+                    .into(),
+            )),
+        };
+    match app
+        .timekeeper
+        .command(command, body.command_id, &caller.label())
+        .await
+    {
+        Ok(snapshot) => Ok(Json(snapshot)),
+        Err(CommandError::Refused(e)) if e.is_bad_request() => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
+        Err(CommandError::Refused(e)) => Err(ApiError::Conflict(e.to_string())),
+        Err(e @ CommandError::NotStored(_)) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+async fn agenda(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!({"server_ms": app.clock.now_ms(), "slots": app.timekeeper.reports()}))
+}
+
+async fn agenda_csv(State(app): State<AppState>, _caller: Caller) -> impl IntoResponse {
+    crate::http::export::download(
+        "agenda.csv",
+        crate::http::export::agenda_csv(&app.timekeeper.reports()),
+    )
+}
