@@ -11,6 +11,7 @@ use diemcau::auth::{Caller, Role, SECRETS_FILE, Secrets, SecretsOrigin};
 use diemcau::clock::SystemClock;
 use diemcau::config::{Loaded, Sources};
 use diemcau::core::sites::SiteId;
+use diemcau::tools::links::{links_text, page_of};
 
 /// diemcau ("điểm cầu"): bridge sites, liveness and live status for a hybrid conference.
 #[derive(Parser)]
@@ -350,7 +351,7 @@ fn links(args: ConfigArgs, base_url: &str) -> anyhow::Result<()> {
         );
     }
     let (secrets, _) = Secrets::load_or_create(&data_dir, &loaded.roster)?;
-    print!("{}", links_text(&secrets, &loaded, base));
+    print!("{}", links_text(&secrets, &loaded.roster, base));
     Ok(())
 }
 
@@ -373,13 +374,7 @@ fn rotate(
         }
         (None, Some(role)) => {
             let role = Role::from(role);
-            let page = match role {
-                Role::Admin => "/",
-                Role::Operator => "/wall",
-                Role::Secretary => "/console",
-                Role::Display => "/display",
-            };
-            (Caller::Role(role), page)
+            (Caller::Role(role), page_of(role))
         }
         (None, None) => bail!("say whose key: --site ID or --role NAME"),
     };
@@ -396,52 +391,8 @@ fn rotate(
     Ok(())
 }
 
-/// One line per role, then one per site: tab-separated, ready for a spreadsheet.
-fn links_text(secrets: &Secrets, loaded: &Loaded, base: &str) -> String {
-    let mut out = String::from("# role\tpage\tURL\n");
-    for (role, page, label) in [
-        (Role::Admin, "/", "quản trị"),
-        (Role::Operator, "/wall", "tường điểm cầu"),
-        (Role::Secretary, "/console", "thư ký điều hành"),
-        (Role::Display, "/display", "màn hình hội trường"),
-    ] {
-        let key = secrets.role_key(role).expose();
-        out.push_str(&format!(
-            "{}\t{label}\t{base}{page}?key={key}\n",
-            role.as_str()
-        ));
-    }
-    out.push_str("# site\tname\tjoin URL\n");
-    for site in loaded.roster.sites() {
-        if let Some(key) = secrets.site_key(site.id) {
-            out.push_str(&format!(
-                "{}\t{}\t{base}/bridge?key={}\n",
-                site.id,
-                site.name,
-                key.expose()
-            ));
-        }
-    }
-    out
-}
-
 fn roster(n: u32, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    if !(1..100_000).contains(&n) {
-        bail!("--synthetic takes 1 to 99999 sites");
-    }
-    let roster = diemcau::core::sites::Roster::synthetic(n);
-    Secrets::load_or_create(data_dir, &roster)?;
-    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
-    out.write_record(["code", "name", "kind", "former_district"])?;
-    for site in roster.sites() {
-        out.write_record([
-            site.id.as_str(),
-            &site.name,
-            site.kind.as_str(),
-            &site.former_district,
-        ])?;
-    }
-    out.flush()?;
+    diemcau::tools::roster::write_synthetic(n, data_dir, std::io::stdout().lock())?;
     eprintln!(
         "{n} sites; keys in {}",
         data_dir.join(SECRETS_FILE).display()

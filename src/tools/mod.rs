@@ -4,5 +4,7 @@
 pub mod agent;
 pub mod backup;
 pub mod bench;
+pub mod links;
 pub mod preflight;
+pub mod roster;
 pub mod simulate;
