@@ -202,3 +202,14 @@ fn bind(listen: &str) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(4096)
 }
+
+/// Resolves on Ctrl-C or SIGTERM (systemd's stop): `App::run` then shuts down cleanly.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: closing sockets and flushing the store");
+}

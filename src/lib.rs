@@ -9,7 +9,7 @@
 //! - [`protocol`], [`config`], [`auth`], [`metrics`], [`store`] — the wire frames, the
 //!   configuration files, keys and roles, the Prometheus registry, SQLite (the only SQL);
 //!   each imports only `core`.
-//! - [`clock`] — the only clock reader (injectable).
+//! - [`clock`] — the only clock reader (injectable); [`telemetry`] — logs.
 //! - [`services`] — live state: one lock around one core value, plus its side effects.
 //! - [`state`] — `AppState`, what the handlers and tasks share.
 //! - [`http`], [`tasks`] — axum routes and websockets; the background loops.
@@ -28,4 +28,5 @@ pub mod services;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod telemetry;
 pub mod tools;

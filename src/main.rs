@@ -1,4 +1,5 @@
-//! The `diemcau` command line: `serve`, `links`, `check`.
+//! The `diemcau` command line: clap types, and each subcommand dispatched to the
+//! library (`app` for `serve`, `tools` for the rest) with what it prints.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,11 +8,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use diemcau::app::App;
-use diemcau::auth::{Caller, Role, SECRETS_FILE, Secrets, SecretsOrigin};
+use diemcau::auth::{Role, SECRETS_FILE, Secrets, SecretsOrigin};
 use diemcau::clock::SystemClock;
 use diemcau::config::{Loaded, Sources};
-use diemcau::core::sites::SiteId;
-use diemcau::tools::links::{links_text, page_of};
+use diemcau::tools::links::links_text;
 
 /// diemcau ("điểm cầu"): bridge sites, liveness and live status for a hybrid conference.
 #[derive(Parser)]
@@ -331,7 +331,7 @@ fn serve(args: ConfigArgs, listen: Option<String>, log_format: LogFormat) -> any
             println!("Admin:                  {base}/?key={}", app.state().secrets.current().role_key(Role::Admin).expose());
             println!("All links (roles and the {sites} sites): diemcau links --base-url {base} --data-dir {}", data_dir.display());
         }
-        app.run(shutdown_signal()).await.context("server failed")?;
+        app.run(diemcau::app::shutdown_signal()).await.context("server failed")?;
         tracing::info!("stopped cleanly");
         anyhow::Ok(())
     })
@@ -362,31 +362,25 @@ fn rotate(
     base_url: Option<&str>,
 ) -> anyhow::Result<()> {
     let (loaded, data_dir) = load(args)?;
-    let (holder, page) = match (site, role) {
-        (Some(site), _) => {
-            let id: SiteId = site
-                .parse()
-                .map_err(|_| anyhow::anyhow!("`{site}` is not a 5-digit site code"))?;
-            if loaded.roster.index_of(id).is_none() {
-                bail!("site {id} is not in the roster");
-            }
-            (Caller::Site(id), "/bridge")
-        }
-        (None, Some(role)) => {
-            let role = Role::from(role);
-            (Caller::Role(role), page_of(role))
-        }
-        (None, None) => bail!("say whose key: --site ID or --role NAME"),
-    };
-    let key = Secrets::rotate(&data_dir, holder)?;
+    let rotated = diemcau::tools::links::rotate(
+        &data_dir,
+        &loaded.roster,
+        site.as_deref(),
+        role.map(Role::from),
+    )?;
     eprintln!(
         "New key for {} written to {}; a running service uses it within a second.",
-        holder.label(),
+        rotated.holder.label(),
         data_dir.join(SECRETS_FILE).display()
     );
     match base_url {
-        Some(base) => println!("{}{page}?key={}", base.trim_end_matches('/'), key.expose()),
-        None => println!("{}", key.expose()),
+        Some(base) => println!(
+            "{}{}?key={}",
+            base.trim_end_matches('/'),
+            rotated.page,
+            rotated.key.expose()
+        ),
+        None => println!("{}", rotated.key.expose()),
     }
     Ok(())
 }
@@ -401,47 +395,10 @@ fn roster(n: u32, data_dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn simulate(server: &str, n: usize, keys: &std::path::Path, faults: &str) -> anyhow::Result<()> {
-    use diemcau::tools::simulate::{FaultMix, FaultTiming, SimStats, site_keys, spawn_site};
-    let mix = FaultMix::parse(faults).map_err(anyhow::Error::msg)?;
-    let text = std::fs::read_to_string(keys)
-        .with_context(|| format!("cannot read the keys file {}", keys.display()))?;
-    let keys = site_keys(&text).map_err(anyhow::Error::msg)?;
-    if keys.len() < n {
-        bail!("the keys file has keys for {} sites, not {n}", keys.len());
-    }
-    let runtime = runtime()?;
-    runtime.block_on(async move {
-        let stats = SimStats::new(n);
-        for (i, (site, key)) in keys.into_iter().take(n).enumerate() {
-            spawn_site(
-                server,
-                i,
-                site,
-                key,
-                mix.fault_of(i, n),
-                FaultTiming::default(),
-                stats.clone(),
-            )
-            .map_err(anyhow::Error::msg)?;
-        }
-        println!("{n} simulated sites started against {server}; Ctrl-C to stop");
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
-        loop {
-            tokio::select! {
-                _ = every.tick() => {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    println!(
-                        "connected {}/{n} · connections {} · probes answered {}",
-                        stats.connected.load(Relaxed),
-                        stats.connects.load(Relaxed),
-                        stats.probes.load(Relaxed)
-                    );
-                }
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        }
-        anyhow::Ok(())
-    })
+    runtime()?.block_on(diemcau::tools::simulate::run_until_ctrl_c(
+        server, n, keys, faults,
+    ))?;
+    Ok(())
 }
 
 fn backup(args: ConfigArgs, to: &std::path::Path) -> anyhow::Result<()> {
@@ -494,27 +451,5 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn init_logs(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries the links printed for people.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // A closed log pipe must not take the service down (the default panics).
-        .log_internal_errors(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down: closing sockets and flushing the store");
+    diemcau::telemetry::init_logs(matches!(format, LogFormat::Json));
 }

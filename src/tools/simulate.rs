@@ -264,6 +264,71 @@ pub fn site_keys(secrets_toml: &str) -> Result<Vec<(String, String)>, String> {
     Ok(keys)
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot read the keys file {path}: {source}")]
+    Keys {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the keys file has keys for {have} sites, not {want}")]
+    TooFewKeys { have: usize, want: usize },
+}
+
+/// `diemcau simulate`: `n` simulated bridges against `server`, with the faults of
+/// `faults`, a line of counts every 10 s, until Ctrl-C.
+pub async fn run_until_ctrl_c(
+    server: &str,
+    n: usize,
+    keys: &std::path::Path,
+    faults: &str,
+) -> Result<(), SimulateError> {
+    let mix = FaultMix::parse(faults).map_err(SimulateError::Setup)?;
+    let text = std::fs::read_to_string(keys).map_err(|source| SimulateError::Keys {
+        path: keys.to_path_buf(),
+        source,
+    })?;
+    let keys = site_keys(&text).map_err(SimulateError::Setup)?;
+    if keys.len() < n {
+        return Err(SimulateError::TooFewKeys {
+            have: keys.len(),
+            want: n,
+        });
+    }
+    let stats = SimStats::new(n);
+    for (i, (site, key)) in keys.into_iter().take(n).enumerate() {
+        spawn_site(
+            server,
+            i,
+            site,
+            key,
+            mix.fault_of(i, n),
+            FaultTiming::default(),
+            stats.clone(),
+        )
+        .map_err(SimulateError::Setup)?;
+    }
+    println!("{n} simulated sites started against {server}; Ctrl-C to stop");
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                use std::sync::atomic::Ordering::Relaxed;
+                println!(
+                    "connected {}/{n} · connections {} · probes answered {}",
+                    stats.connected.load(Relaxed),
+                    stats.connects.load(Relaxed),
+                    stats.probes.load(Relaxed)
+                );
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

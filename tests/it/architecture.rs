@@ -15,7 +15,7 @@ fn layer_of(module: &str) -> &'static str {
     let first = module.split("::").next().unwrap_or("");
     match first {
         "core" => "core",
-        "protocol" | "config" | "auth" | "metrics" | "store" | "clock" => "base",
+        "protocol" | "config" | "auth" | "metrics" | "store" | "clock" | "telemetry" => "base",
         "services" => "services",
         "state" => "state",
         "http" | "tasks" => "edge",
