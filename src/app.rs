@@ -23,9 +23,8 @@ use crate::services::hub::Hub;
 use crate::services::noticeboard::Noticeboard;
 use crate::services::sessions::Sessions;
 use crate::services::timekeeper::Timekeeper;
+use crate::state::{AppState, Shared};
 use crate::store::{Store, StoreError};
-
-pub use crate::state::{AppState, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

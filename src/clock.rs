@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-pub use crate::core::time::EpochMs;
+use crate::core::time::EpochMs;
 
 /// A source of server time, injectable so that tests can drive it.
 pub trait Clock: Send + Sync + 'static {

@@ -247,10 +247,6 @@ impl ServerMsg {
             message: message.into(),
         }
     }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("server messages always serialize")
-    }
 }
 
 /// One encoded text frame (UTF-8 JSON), shared by every socket it is sent to: a clone
@@ -484,14 +480,16 @@ mod tests {
 
     #[test]
     fn server_messages_carry_their_type_tag() {
-        let json = ServerMsg::Probe {
+        let probe = Frame::from(&ServerMsg::Probe {
             seq: 1,
             server_ms: 2,
-        }
-        .to_json();
-        assert_eq!(json, r#"{"type":"probe","seq":1,"server_ms":2}"#);
-        let json = ServerMsg::error("bad_json", "x").to_json();
-        assert_eq!(json, r#"{"type":"error","code":"bad_json","message":"x"}"#);
+        });
+        assert_eq!(probe.as_str(), r#"{"type":"probe","seq":1,"server_ms":2}"#);
+        let error = Frame::from(&ServerMsg::error("bad_json", "x"));
+        assert_eq!(
+            error.as_str(),
+            r#"{"type":"error","code":"bad_json","message":"x"}"#
+        );
     }
 
     mod fuzz {

@@ -1,9 +1,10 @@
 //! The evidence report (`/api/report`, `/api/report.csv`, `/report`): per site and per
 //! presentation, over the conference window, from what the store holds.
 
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -12,6 +13,12 @@ use crate::config::parse_time;
 use crate::core::report::availability;
 use crate::http::error::ApiError;
 use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/report", get(report))
+        .route("/api/report.csv", get(report_csv))
+}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Window {

@@ -16,7 +16,6 @@ pub mod web;
 pub mod ws;
 
 use axum::Router;
-use axum::routing::get;
 
 use crate::auth::Role;
 use crate::http::error::ApiError;
@@ -32,8 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(timer::router())
         .merge(notices::router())
         .merge(rehearsals::router())
-        .route("/api/report", get(evidence::report))
-        .route("/api/report.csv", get(evidence::report_csv))
+        .merge(evidence::router())
         .merge(ws::router())
         .merge(web::router())
         .fallback(not_found)

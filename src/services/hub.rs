@@ -37,7 +37,7 @@ pub enum Outbound {
 #[derive(Debug)]
 pub struct Tracked {
     pub frame: Frame,
-    pub delivery: Arc<Delivery>,
+    pub delivery: Delivery,
 }
 
 /// One frame on its way to every site. Dropped when the last site's writer has handed
@@ -48,11 +48,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(done: impl Fn(std::time::Duration) + Send + Sync + 'static) -> Arc<Delivery> {
-        Arc::new(Delivery {
+    pub fn new(done: impl Fn(std::time::Duration) + Send + Sync + 'static) -> Delivery {
+        Delivery {
             started: std::time::Instant::now(),
             done: Box::new(done),
-        })
+        }
     }
 }
 
@@ -390,7 +390,7 @@ impl Hub {
     }
 
     /// The same, timing the fan-out with `delivery` (see `Delivery`).
-    pub fn send_to_all_tracked(&self, frame: &Frame, delivery: Option<Arc<Delivery>>) -> usize {
+    pub fn send_to_all_tracked(&self, frame: &Frame, delivery: Option<Delivery>) -> usize {
         let tracked = delivery.map(|delivery| {
             Arc::new(Tracked {
                 frame: frame.clone(),

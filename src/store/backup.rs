@@ -19,11 +19,11 @@ pub struct BackupCounts {
     pub notices: i64,
 }
 
-/// A copy's integrity: `Ok` with its counts, or what SQLite found wrong.
-pub type Backup = Result<BackupCounts, String>;
+/// A copy's integrity check: `Ok` with its counts, or what SQLite found wrong.
+pub type CheckedCopy = Result<BackupCounts, String>;
 
 /// Copies the database at `source` into the new file `copy`, then checks the copy.
-pub fn backup_database(source: &Path, copy: &Path) -> Result<Backup, StoreError> {
+pub fn backup_database(source: &Path, copy: &Path) -> Result<CheckedCopy, StoreError> {
     let conn = open_existing(source).map_err(StoreError::File)?;
     let target = copy
         .to_str()
@@ -34,7 +34,7 @@ pub fn backup_database(source: &Path, copy: &Path) -> Result<Backup, StoreError>
     verify(copy).map_err(StoreError::File)
 }
 
-fn verify(copy: &Path) -> rusqlite::Result<Backup> {
+fn verify(copy: &Path) -> rusqlite::Result<CheckedCopy> {
     let conn = Connection::open_with_flags(copy, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let found: String = conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
     if found != "ok" {

@@ -23,7 +23,7 @@ use rusqlite::{Connection, Transaction};
 use tokio::sync::oneshot;
 
 use crate::core::time::EpochMs;
-pub use backup::{Backup, BackupCounts, backup_database};
+pub use backup::{BackupCounts, CheckedCopy, backup_database};
 pub use rehearsals::{StoredRehearsal, StoredRow};
 pub use schema::{DatabaseHealth, inspect, open_existing};
 use schema::{MIGRATIONS, migrate, schema_version};

@@ -45,11 +45,8 @@ pub enum BackupError {
 #[derive(Debug)]
 pub struct Backup {
     pub folder: PathBuf,
-    pub contents: Contents,
+    pub contents: BackupCounts,
 }
-
-/// What a checked copy holds.
-pub type Contents = BackupCounts;
 
 /// Copies `data_dir`'s database and keys into a new folder `to/diemcau-YYYYMMDD-HHMMSS`
 /// (Vietnam time of `now`), readable only by its owner.
@@ -84,7 +81,11 @@ pub fn run(data_dir: &Path, to: &Path, now: DateTime<Utc>) -> Result<Backup, Bac
     }
 }
 
-fn fill(folder: &Path, source_db: &Path, source_secrets: &Path) -> Result<Contents, BackupError> {
+fn fill(
+    folder: &Path,
+    source_db: &Path,
+    source_secrets: &Path,
+) -> Result<BackupCounts, BackupError> {
     let copy_db = folder.join(DB_FILE);
     let checked = backup_database(source_db, &copy_db).map_err(|source| BackupError::Sql {
         path: source_db.to_path_buf(),
