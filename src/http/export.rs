@@ -23,11 +23,47 @@ fn slot_state_vi(state: SlotState) -> &'static str {
     }
 }
 
-/// A CSV writer for Excel (UTF-8 with a byte-order mark) with its header row written.
-fn spreadsheet(header: &[&str]) -> csv::Writer<Vec<u8>> {
-    let mut writer = csv::Writer::from_writer(BOM.to_vec());
-    writer.write_record(header).expect("writing to memory");
-    writer
+/// A CSV file for Excel (UTF-8 with a byte-order mark) whose cells a spreadsheet
+/// shows as text: none is run as a formula, whoever typed it.
+struct Sheet {
+    writer: csv::Writer<Vec<u8>>,
+}
+
+impl Sheet {
+    /// A sheet of one table, its header row written.
+    fn table(header: &[&str]) -> Sheet {
+        let mut sheet = Sheet::with_rows_of_any_length(false);
+        sheet.row(header);
+        sheet
+    }
+
+    fn with_rows_of_any_length(flexible: bool) -> Sheet {
+        let writer = csv::WriterBuilder::new()
+            .flexible(flexible)
+            .from_writer(BOM.to_vec());
+        Sheet { writer }
+    }
+
+    fn row<S: AsRef<str>>(&mut self, cells: impl IntoIterator<Item = S>) {
+        let cells = cells.into_iter().map(|c| inert(c.as_ref()).into_owned());
+        self.writer.write_record(cells).expect("writing to memory");
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.writer.into_inner().expect("flushing to memory")
+    }
+}
+
+/// A cell a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return) gets a leading `'`, as OWASP advises; a plain number such
+/// as `-12.5` stays a number.
+pub fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
+    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && cell.parse::<f64>().is_err() {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
 }
 
 /// A CSV file for the browser to save under `filename`.
@@ -70,7 +106,7 @@ pub fn sites_csv(
     views: &[SiteView],
     latest_verdict: impl Fn(&str) -> Option<String>,
 ) -> Vec<u8> {
-    let mut writer = spreadsheet(&[
+    let mut sheet = Sheet::table(&[
         "Mã",
         "Điểm cầu",
         "Huyện cũ",
@@ -86,29 +122,27 @@ pub fn sites_csv(
     ]);
     for (site, view) in roster.sites().iter().zip(views) {
         let figure = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
-        writer
-            .write_record([
-                view.id.clone(),
-                view.name.clone(),
-                view.former_district.clone(),
-                site_state_vi(view.state).to_string(),
-                view.since_ms.map(local_date_time).unwrap_or_default(),
-                view.last_seen_ms.map(local_date_time).unwrap_or_default(),
-                figure(view.link.rtt_ms),
-                figure(view.link.jitter_ms),
-                view.link.reconnects.to_string(),
-                site.contact_name.clone().unwrap_or_default(),
-                site.contact_phone.clone().unwrap_or_default(),
-                verdict_vi(latest_verdict(&view.id).as_deref()).to_string(),
-            ])
-            .expect("writing to memory");
+        sheet.row([
+            view.id.clone(),
+            view.name.clone(),
+            view.former_district.clone(),
+            site_state_vi(view.state).to_string(),
+            view.since_ms.map(local_date_time).unwrap_or_default(),
+            view.last_seen_ms.map(local_date_time).unwrap_or_default(),
+            figure(view.link.rtt_ms),
+            figure(view.link.jitter_ms),
+            view.link.reconnects.to_string(),
+            site.contact_name.clone().unwrap_or_default(),
+            site.contact_phone.clone().unwrap_or_default(),
+            verdict_vi(latest_verdict(&view.id).as_deref()).to_string(),
+        ]);
     }
-    writer.into_inner().expect("flushing to memory")
+    sheet.finish()
 }
 
 /// The agenda with planned and actual times, for the minutes.
 pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
-    let mut writer = spreadsheet(&[
+    let mut sheet = Sheet::table(&[
         "STT",
         "Đơn vị",
         "Chủ đề",
@@ -128,30 +162,28 @@ pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
             crate::core::agenda::Venue::Hall => "Hội trường".to_string(),
             crate::core::agenda::Venue::Site(id) => format!("Điểm cầu {id}"),
         };
-        writer
-            .write_record([
-                r.order.to_string(),
-                r.unit.clone(),
-                r.topic.clone(),
-                venue,
-                slot_state_vi(r.state).to_string(),
-                minutes_seconds(r.planned_ms),
-                minutes_seconds(r.added_ms),
-                r.actual_ms.map(minutes_seconds).unwrap_or_default(),
-                r.overtime_ms.map(minutes_seconds).unwrap_or_default(),
-                r.pauses.to_string(),
-                r.interruptions.len().to_string(),
-                r.started_ms.map(local_time).unwrap_or_default(),
-                r.ended_ms.map(local_time).unwrap_or_default(),
-            ])
-            .expect("writing to memory");
+        sheet.row([
+            r.order.to_string(),
+            r.unit.clone(),
+            r.topic.clone(),
+            venue,
+            slot_state_vi(r.state).to_string(),
+            minutes_seconds(r.planned_ms),
+            minutes_seconds(r.added_ms),
+            r.actual_ms.map(minutes_seconds).unwrap_or_default(),
+            r.overtime_ms.map(minutes_seconds).unwrap_or_default(),
+            r.pauses.to_string(),
+            r.interruptions.len().to_string(),
+            r.started_ms.map(local_time).unwrap_or_default(),
+            r.ended_ms.map(local_time).unwrap_or_default(),
+        ]);
     }
-    writer.into_inner().expect("flushing to memory")
+    sheet.finish()
 }
 
 /// Every rehearsal attempt, newest first, one row each.
 pub fn rehearsals_csv(roster: &Roster, attempts: &[StoredRehearsal]) -> Vec<u8> {
-    let mut writer = spreadsheet(&[
+    let mut sheet = Sheet::table(&[
         "Mã",
         "Điểm cầu",
         "Huyện cũ",
@@ -180,90 +212,80 @@ pub fn rehearsals_csv(roster: &Roster, attempts: &[StoredRehearsal]) -> Vec<u8> 
         let figure = |value: Option<f64>| value.map(|v| format!("{v:.1}")).unwrap_or_default();
         let f = &a.figures;
         let verdict = verdict_vi(Some(a.verdict.as_str()));
-        writer
-            .write_record([
-                a.site.to_string(),
-                name,
-                district,
-                local_date_time(a.started_ms),
-                a.technician.clone(),
-                verdict.to_string(),
-                figure(f.upload_mbps),
-                figure(f.download_mbps),
-                figure(f.rtt_median_ms),
-                figure(f.jitter_ms),
-                figure(f.loaded_rise_ms),
-                figure(f.stalled_pct),
-                f.disconnects.to_string(),
-                figure(f.offset_uncertainty_ms),
-            ])
-            .expect("writing to memory");
+        sheet.row([
+            a.site.to_string(),
+            name,
+            district,
+            local_date_time(a.started_ms),
+            a.technician.clone(),
+            verdict.to_string(),
+            figure(f.upload_mbps),
+            figure(f.download_mbps),
+            figure(f.rtt_median_ms),
+            figure(f.jitter_ms),
+            figure(f.loaded_rise_ms),
+            figure(f.stalled_pct),
+            f.disconnects.to_string(),
+            figure(f.offset_uncertainty_ms),
+        ]);
     }
-    writer.into_inner().expect("flushing to memory")
+    sheet.finish()
 }
 
 /// The evidence report: the sites, a blank line, then the presentations (as the agenda).
 pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> Vec<u8> {
-    let mut writer = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(BOM.to_vec());
+    let mut sheet = Sheet::with_rows_of_any_length(true);
     let window = &report["window"];
-    writer
-        .write_record([
-            "Báo cáo minh chứng điểm cầu".to_string(),
-            format!(
-                "từ {} đến {}",
-                window["from_ms"]
-                    .as_i64()
-                    .map(local_date_time)
-                    .unwrap_or_default(),
-                window["to_ms"]
-                    .as_i64()
-                    .map(local_date_time)
-                    .unwrap_or_default()
-            ),
-        ])
-        .expect("writing to memory");
-    writer
-        .write_record([
-            "Mã",
-            "Điểm cầu",
-            "Huyện cũ",
-            "Thời gian trực tuyến (%)",
-            "Số lần mất kết nối",
-            "Tổng thời gian mất",
-            "Lần mất lâu nhất",
-            "RTT trung vị (ms)",
-            "Kiểm tra kết nối",
-            "Điểm danh",
-        ])
-        .expect("writing to memory");
+    sheet.row([
+        "Báo cáo minh chứng điểm cầu".to_string(),
+        format!(
+            "từ {} đến {}",
+            window["from_ms"]
+                .as_i64()
+                .map(local_date_time)
+                .unwrap_or_default(),
+            window["to_ms"]
+                .as_i64()
+                .map(local_date_time)
+                .unwrap_or_default()
+        ),
+    ]);
+    sheet.row([
+        "Mã",
+        "Điểm cầu",
+        "Huyện cũ",
+        "Thời gian trực tuyến (%)",
+        "Số lần mất kết nối",
+        "Tổng thời gian mất",
+        "Lần mất lâu nhất",
+        "RTT trung vị (ms)",
+        "Kiểm tra kết nối",
+        "Điểm danh",
+    ]);
     for site in report["sites"].as_array().into_iter().flatten() {
         let ms = |key: &str| site[key].as_i64().map(minutes_seconds).unwrap_or_default();
         let verdict = verdict_vi(site["rehearsal"].as_str());
-        writer
-            .write_record([
-                site["id"].as_str().unwrap_or("").to_string(),
-                site["name"].as_str().unwrap_or("").to_string(),
-                site["former_district"].as_str().unwrap_or("").to_string(),
-                format!("{:.1}", site["uptime"].as_f64().unwrap_or(0.0) * 100.0),
-                site["outages"].to_string(),
-                ms("outage_total_ms"),
-                ms("outage_longest_ms"),
-                site["rtt_ms"]
-                    .as_f64()
-                    .map(|v| format!("{v:.0}"))
-                    .unwrap_or_default(),
-                verdict.to_string(),
-                site["roll_call_confirmed_ms"]
-                    .as_i64()
-                    .map(local_time)
-                    .unwrap_or_else(|| "chưa xác nhận".into()),
-            ])
-            .expect("writing to memory");
+        sheet.row([
+            site["id"].as_str().unwrap_or("").to_string(),
+            site["name"].as_str().unwrap_or("").to_string(),
+            site["former_district"].as_str().unwrap_or("").to_string(),
+            format!("{:.1}", site["uptime"].as_f64().unwrap_or(0.0) * 100.0),
+            site["outages"].to_string(),
+            ms("outage_total_ms"),
+            ms("outage_longest_ms"),
+            site["rtt_ms"]
+                .as_f64()
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_default(),
+            verdict.to_string(),
+            site["roll_call_confirmed_ms"]
+                .as_i64()
+                .map(local_time)
+                .unwrap_or_else(|| "chưa xác nhận".into()),
+        ]);
     }
-    writer.write_record([""]).expect("writing to memory");
-    let mut out = writer.into_inner().expect("flushing to memory");
+    sheet.row([""]);
+    let mut out = sheet.finish();
     // The presentations table is the agenda's, without a second byte-order mark.
     out.extend_from_slice(&agenda_csv(presentations)[BOM.len()..]);
     out
@@ -281,5 +303,22 @@ mod tests {
         assert_eq!(minutes_seconds(420_000), "7:00");
         assert_eq!(minutes_seconds(45_999), "0:45");
         assert_eq!(minutes_seconds(-61_000), "-1:01");
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_made_text_and_vietnamese_is_untouched() {
+        for (cell, shown) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+            ("-12.5", "-12.5"),
+            ("Phường Phan Đình Phùng", "Phường Phan Đình Phùng"),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(inert(cell), shown, "{cell:?}");
+        }
     }
 }

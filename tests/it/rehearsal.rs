@@ -396,3 +396,31 @@ async fn the_schedule_is_generated_or_imported_and_missed_slots_are_listed_for_a
         "the bridge page shows the site its slot"
     );
 }
+
+#[tokio::test]
+async fn a_technician_name_a_spreadsheet_would_run_is_exported_as_text() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(short_check).await;
+    let typed = "=HYPERLINK(\"http://evil.example\",\"Nguyễn\")";
+    let (code, stdout) = agent(&app, &["--rehearse", "--technician", typed]).await;
+    assert_eq!(code, 0, "{stdout}");
+    let text = app
+        .get_csv("/api/rehearsals.csv", app.key("operator"))
+        .await;
+    let row = text.lines().nth(1).unwrap();
+    assert!(
+        row.contains(",\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"Nguyễn\"\")\","),
+        "the cell starts with a quote mark, the name is kept: {row}"
+    );
+    let (_, board) = app.get("/api/rehearsals", Some(app.key("operator"))).await;
+    assert_eq!(
+        board["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == SITE)
+            .unwrap()["latest"]["technician"],
+        typed,
+        "only the spreadsheet copy is neutralised"
+    );
+}
