@@ -213,6 +213,11 @@ impl Slot {
     }
 }
 
+/// One `adjust` moves a slot's length by at most an hour, up or down.
+pub const MAX_ADJUST_SECONDS: u64 = 3600;
+/// No adjustment makes a slot longer than four hours.
+pub const MAX_SLOT_MS: i64 = 4 * 3600 * 1000;
+
 /// What the secretary (or the service itself) asks of the timer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -267,7 +272,7 @@ pub enum TimerError {
     )]
     AdjustBelowZero,
     #[error(
-        "Số giây điều chỉnh phải khác 0 và không quá 3600 — adjust by 1 to 3600 seconds, up or down"
+        "Mỗi lần điều chỉnh từ 1 đến 3600 giây, thời lượng không quá 4 giờ — adjust by 1 to 3600 seconds, up or down, to at most 4 hours in all"
     )]
     AdjustOutOfRange,
     #[error("Đây là phần cuối — there is no next slot")]
@@ -453,17 +458,23 @@ impl Timer {
                 self.select(previous)?;
             }
             Command::Adjust { seconds } => {
-                if *seconds == 0 || seconds.abs() > 3600 {
+                // `unsigned_abs`: `i64::MIN.abs()` has no value (it wraps in a release build).
+                if !(1..=MAX_ADJUST_SECONDS).contains(&seconds.unsigned_abs()) {
                     return Err(TimerError::AdjustOutOfRange);
                 }
                 let slot = self.current_slot_mut()?;
                 if slot.state == SlotState::Done {
                     return Err(TimerError::SlotDone(slot.plan.order));
                 }
-                if slot.allowed_ms() + seconds * 1000 <= 0 {
+                let added_ms = slot.added_ms + seconds * 1000;
+                let allowed_ms = slot.planned_ms() + added_ms;
+                if allowed_ms <= 0 {
                     return Err(TimerError::AdjustBelowZero);
                 }
-                slot.added_ms += seconds * 1000;
+                if allowed_ms > MAX_SLOT_MS {
+                    return Err(TimerError::AdjustOutOfRange);
+                }
+                slot.added_ms = added_ms;
             }
             Command::Reset { slot } => {
                 let i = match slot {
@@ -744,6 +755,13 @@ mod tests {
             timer.apply(&Command::Adjust { seconds: -360 }, T0 + 3),
             Err(TimerError::AdjustBelowZero)
         );
+        for extreme in [i64::MIN, i64::MAX, -3601, 3601] {
+            assert_eq!(
+                timer.apply(&Command::Adjust { seconds: extreme }, T0 + 3),
+                Err(TimerError::AdjustOutOfRange),
+                "{extreme}"
+            );
+        }
         assert_eq!(
             timer.apply(&Command::Adjust { seconds: 0 }, T0 + 3),
             Err(TimerError::AdjustOutOfRange)
@@ -752,6 +770,16 @@ mod tests {
             timer.snapshot(T0 + 3).added_ms,
             -60_000,
             "a refused command changes nothing"
+        );
+        for _ in 0..3 {
+            timer
+                .apply(&Command::Adjust { seconds: 3600 }, T0 + 3)
+                .unwrap();
+        }
+        assert_eq!(
+            timer.apply(&Command::Adjust { seconds: 3600 }, T0 + 3),
+            Err(TimerError::AdjustOutOfRange),
+            "no slot longer than four hours"
         );
     }
 

@@ -16,5 +16,6 @@ mod notices;
 mod rehearsal;
 mod report;
 mod restart;
+mod security;
 mod simulate;
 mod timer;
