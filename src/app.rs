@@ -93,13 +93,14 @@ impl App {
         })?;
         let noticeboard =
             Noticeboard::restore(store.clone(), hub.clone(), roster.clone(), clock.clone())?;
+        let secure_cookie = config.behind_https();
         let state = Arc::new(Shared {
             config,
             roster,
             agenda,
             secrets: Keyring::new(secrets, &data_dir),
             revoked: tokio::sync::broadcast::channel(64).0,
-            sessions: Sessions::restore(store.clone(), clock.now_ms())?,
+            sessions: Sessions::restore(store.clone(), clock.now_ms(), secure_cookie)?,
             hub,
             timekeeper,
             noticeboard,

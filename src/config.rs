@@ -20,6 +20,10 @@ const DEFAULT_AGENDA: &[u8] = include_bytes!("../config/agenda.csv");
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
+    /// The address people open, when a reverse proxy (TLS) stands in front, e.g.
+    /// `https://diemcau.thainguyen.gov.vn`: pages sent from it may use the page cookie,
+    /// and an https one makes the cookie `Secure`.
+    pub public_url: Option<String>,
     pub data_dir: PathBuf,
     pub sites: Option<PathBuf>,
     pub agenda: Option<PathBuf>,
@@ -50,6 +54,38 @@ impl Default for ReportConfig {
             rtt_sample_ms: 60_000,
         }
     }
+}
+
+impl Config {
+    /// The origin (`https://host[:port]`) of `public_url`, if set.
+    pub fn public_origin(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .and_then(|url| public_origin(url).ok())
+    }
+
+    /// The service is reached over https (the cookie may then say `Secure`).
+    pub fn behind_https(&self) -> bool {
+        self.public_origin()
+            .is_some_and(|origin| origin.starts_with("https://"))
+    }
+}
+
+/// The origin of a `public_url`: http or https, a host, no path beyond `/`.
+fn public_origin(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("public_url `{text}` is not an address like https://diemcau.example.vn ({e})")
+    })?;
+    let fits = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.path() == "/"
+        && url.query().is_none();
+    if !fits {
+        return Err(format!(
+            "public_url `{text}` must be http(s)://host[:port] with no path, e.g. https://diemcau.example.vn"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 /// Parses an RFC 3339 time into epoch milliseconds.
@@ -187,6 +223,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            public_url: None,
             data_dir: "data".into(),
             sites: None,
             agenda: None,
@@ -342,6 +379,9 @@ impl Config {
             path: path.to_string(),
             message: message.to_string(),
         };
+        if let Some(url) = &self.public_url {
+            public_origin(url).map_err(|e| invalid(&e))?;
+        }
         let l = &self.liveness;
         if l.probe_interval_ms == 0 || l.echo_timeout_ms == 0 {
             return Err(invalid(

@@ -16,6 +16,8 @@ pub mod web;
 pub mod ws;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::Role;
 use crate::http::error::ApiError;
@@ -35,6 +37,16 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::router())
         .merge(web::router())
         .fallback(not_found)
+        // API answers and CSVs hold the day's data: no cache keeps a copy, and no
+        // browser guesses a type other than the one declared. Assets say their own.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state)
 }
 

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::auth::{Caller, Role};
-use crate::http::access::{identify, url_key};
+use crate::http::access::{KeyInLink, identify, url_key};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -118,7 +118,7 @@ pub fn router() -> Router<AppState> {
 async fn serve_page(State(app): State<AppState>, request: Request, page: Page) -> Response {
     let (parts, _) = request.into_parts();
     let traded_key = parts.uri.query().and_then(url_key).is_some();
-    let caller = match identify(&parts, &app) {
+    let caller = match identify(&parts, &app, KeyInLink::Accepted) {
         Err(_) => {
             return message_page(
                 StatusCode::UNAUTHORIZED,

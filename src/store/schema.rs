@@ -92,6 +92,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
          at_ms INTEGER NOT NULL,
          median_ms REAL NOT NULL);
      CREATE INDEX rtt_samples_by_time ON rtt_samples (at_ms);",
+    // 9: page sessions are kept as the SHA-256 of their token, never the cookie value;
+    // sessions stored before (raw tokens) end: their pages open their link again.
+    "DELETE FROM web_sessions;
+     ALTER TABLE web_sessions RENAME COLUMN token TO token_sha256;",
 ];
 
 pub(super) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -769,3 +769,60 @@ async fn the_operator_sets_the_rehearsal_schedule_from_the_board() {
     assert!(row.contains("08:00"), "{row}");
     browser.screenshot("rehearsals-schedule").await;
 }
+
+/// A page of another origin (another port of the same host, which SameSite=Strict does
+/// not stop) that tries to drive the timer and read the live feed with the cookie.
+const FOREIGN_PAGE: &str = r#"<!doctype html><html><body><pre id="out">…</pre><script>
+const target = new URLSearchParams(location.search).get("target");
+const out = {};
+const show = () => { document.getElementById("out").textContent = JSON.stringify(out); };
+for (const command of ["next", "start", "pause"]) {
+  fetch(`http://${target}/api/timer/${command}`, {method: "POST", mode: "no-cors", credentials: "include"})
+    .then(() => { out[command] = "sent"; show(); }, () => { out[command] = "failed"; show(); });
+}
+const ws = new WebSocket(`ws://${target}/ws/live`);
+ws.onmessage = (e) => { out.live = "read: " + e.data.slice(0, 40); show(); };
+ws.onclose = () => { if (!out.live) { out.live = "refused"; show(); } };
+</script></body></html>"#;
+
+#[tokio::test]
+async fn a_page_of_another_port_cannot_use_the_secretarys_cookie() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(fast).await;
+    let foreign = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let foreign_addr = foreign.local_addr().unwrap();
+    let page = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async { axum::response::Html(FOREIGN_PAGE) }),
+    );
+    tokio::spawn(async move { axum::serve(foreign, page).await });
+
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/console?key={}", app.key("secretary")))
+        .await;
+    browser
+        .text_until("#conn", |t| !t.contains("Đang kết nối"))
+        .await;
+    let (_, before) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    browser
+        .web()
+        .goto(&format!("http://{foreign_addr}/?target={}", app.addr))
+        .await
+        .unwrap();
+    let out = browser
+        .text_until("#out", |t| {
+            ["next", "start", "pause", "live"]
+                .iter()
+                .all(|k| t.contains(&format!("\"{k}\"")))
+        })
+        .await;
+    assert!(out.contains("\"live\":\"refused\""), "{out}");
+    let (_, after) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    assert_eq!(
+        (&after["state"], &after["slot"], &after["rev"]),
+        (&before["state"], &before["slot"], &before["rev"]),
+        "the foreign page changed nothing: {out}"
+    );
+    browser.close().await;
+}

@@ -40,3 +40,168 @@ async fn integers_from_clients_out_of_range_are_a_400_never_a_wrap() {
     assert_eq!(timer["added_ms"], 0, "nothing was adjusted: {timer}");
     assert_eq!(timer["state"], "running");
 }
+
+/// The page cookie a key's link hands out (`name=value`).
+async fn page_cookie(app: &TestApp, page: &str, who: &str) -> String {
+    let response = app
+        .http
+        .get(app.url(&format!("{page}?key={}", app.key(who))))
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_cookie_request_that_changes_something_must_come_from_the_services_own_origin() {
+    let app = spawn_app(fast).await;
+    let cookie = page_cookie(&app, "/console", "secretary").await;
+    let own = format!("http://{}", app.addr);
+    let other_port = format!("http://127.0.0.1:{}", app.addr.port() + 1);
+    let post = |origin: Option<String>, bearer: bool| {
+        let mut request = app.http.post(app.url("/api/timer/next"));
+        request = if bearer {
+            request.bearer_auth(app.key("secretary"))
+        } else {
+            request.header("cookie", &cookie)
+        };
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post(Some("https://evil.example".into()), false).await, 403);
+    assert_eq!(post(Some(other_port.clone()), false).await, 403);
+    assert_eq!(post(Some("null".into()), false).await, 403);
+    assert_eq!(
+        post(None, false).await,
+        403,
+        "no Origin: not from a page of ours"
+    );
+    let (_, timer) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    assert_eq!(timer["rev"], 0, "nothing was applied: {timer}");
+    assert_eq!(post(Some(own.clone()), false).await, 200);
+    assert_eq!(
+        post(Some("https://evil.example".into()), true).await,
+        200,
+        "a bearer key is not a cookie: no origin rule"
+    );
+    // Reading with the cookie stays open to links and downloads.
+    let read = app
+        .http
+        .get(app.url("/api/agenda.csv"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_live_feed_upgrade_on_the_cookie_from_another_origin_is_refused() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = spawn_app(fast).await;
+    let cookie = page_cookie(&app, "/wall", "operator").await;
+    let upgrade = |origin: String| {
+        let mut request = format!("ws://{}/ws/live", app.addr)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", cookie.parse().unwrap());
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+        tokio_tungstenite::connect_async(request)
+    };
+    match upgrade(format!("http://127.0.0.1:{}", app.addr.port() + 1)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 403)
+        }
+        other => panic!("expected a 403, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    let (mut feed, _) = upgrade(format!("http://{}", app.addr)).await.unwrap();
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(WAIT, feed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.to_text().unwrap().contains("snapshot"), "{first}");
+}
+
+#[tokio::test]
+async fn a_public_url_is_the_own_origin_and_makes_the_cookie_secure() {
+    let app = spawn_app(|c| {
+        fast(c);
+        c.public_url = Some("https://diemcau.example.vn".into());
+    })
+    .await;
+    let response = app
+        .http
+        .get(app.url(&format!("/console?key={}", app.key("secretary"))))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let status = app
+        .http
+        .post(app.url("/api/timer/next"))
+        .header("cookie", &cookie)
+        .header("origin", "https://diemcau.example.vn")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_key_in_the_address_opens_pages_and_sockets_but_not_the_api() {
+    let app = spawn_app(fast).await;
+    let operator = app.key("operator");
+    for path in ["/api/status", "/api/sites.csv", "/api/report"] {
+        let (status, body) = app.get(&format!("{path}?key={operator}"), None).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Authorization: Bearer"),
+            "{body}"
+        );
+    }
+    let (status, _) = app.get_text(&format!("/wall?key={operator}")).await;
+    assert_eq!(status, 200);
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={operator}")).await;
+    assert_eq!(feed.recv().await["type"], "snapshot");
+}
+
+#[tokio::test]
+async fn api_and_csv_answers_are_never_cached_nor_sniffed() {
+    let app = spawn_app(fast).await;
+    for path in [
+        "/api/status",
+        "/api/sites.csv",
+        "/api/agenda.csv",
+        "/api/nothing-here",
+    ] {
+        let response = app
+            .http
+            .get(app.url(path))
+            .bearer_auth(app.key("operator"))
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["cache-control"], "no-store", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+}
