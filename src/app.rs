@@ -44,6 +44,8 @@ pub enum StartError {
 /// A bound, ready-to-run service.
 pub struct App {
     listener: TcpListener,
+    /// Held until `run` returns: a second `serve` on the data dir is refused.
+    lock: crate::store::DataDirLock,
     state: AppState,
     secrets_origin: SecretsOrigin,
     /// Sites that went offline, for the timekeeper (taken by `run`).
@@ -64,6 +66,13 @@ impl App {
             agenda,
         } = loaded;
         let roster = Arc::new(roster);
+        // Before anything is written: one service per data dir, and a port that is
+        // taken fails the start before any record says the service restarted.
+        let lock = crate::store::claim(&data_dir)?;
+        let listener = bind(listen).map_err(|source| StartError::Listen {
+            addr: listen.to_string(),
+            source,
+        })?;
         let store = Store::open(&data_dir, clock.now_ms())?;
         let (secrets, secrets_origin) = Secrets::load_or_create(&data_dir, &roster)?;
         let history = store.load_history()?;
@@ -87,10 +96,6 @@ impl App {
             clock.clone(),
             metrics.clone(),
         )?);
-        let listener = bind(listen).map_err(|source| StartError::Listen {
-            addr: listen.to_string(),
-            source,
-        })?;
         let noticeboard =
             Noticeboard::restore(store.clone(), hub.clone(), roster.clone(), clock.clone())?;
         let secure_cookie = config.behind_https();
@@ -114,6 +119,7 @@ impl App {
         });
         Ok(App {
             listener,
+            lock,
             state,
             secrets_origin,
             offline,
@@ -140,6 +146,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let _lock = self.lock;
         let state = self.state;
         let token = state.shutdown.clone();
         // A file size limit (ulimit -f) must fail the write, not kill the service: the

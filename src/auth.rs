@@ -122,6 +122,28 @@ struct SecretsFile {
     sites: BTreeMap<String, Key>,
 }
 
+impl SecretsFile {
+    fn holder_of_a_weak_key(&self) -> Option<String> {
+        let weak = |key: &Key| key.0.trim().len() < MIN_KEY_CHARS || key.0.trim() != key.0;
+        let roles = [
+            ("admin", &self.roles.admin),
+            ("operator", &self.roles.operator),
+            ("secretary", &self.roles.secretary),
+            ("display", &self.roles.display),
+        ];
+        roles
+            .into_iter()
+            .find(|(_, key)| weak(key))
+            .map(|(role, _)| role.to_string())
+            .or_else(|| {
+                self.sites
+                    .iter()
+                    .find(|(_, key)| weak(key))
+                    .map(|(site, _)| site.clone())
+            })
+    }
+}
+
 /// All keys in force.
 #[derive(Clone, Debug)]
 pub struct Secrets {
@@ -142,6 +164,10 @@ pub enum SecretsError {
     Parse { path: PathBuf, message: String },
     #[error("{path} has no key for {holder}")]
     NoSuchHolder { path: PathBuf, holder: String },
+    #[error(
+        "{path} has no site keys (its [sites] section is missing or empty): restore it from a backup, since new keys would break every link already sent; to give every site a new key on purpose, move the file away and send the new links"
+    )]
+    LostSites { path: PathBuf },
 }
 
 /// What `load_or_create` did, so `serve` can say so.
@@ -167,6 +193,9 @@ impl Secrets {
         };
         let file = read_file(&path)?;
         let existed = file.is_some();
+        if file.as_ref().is_some_and(|f| f.sites.is_empty()) && !roster.sites().is_empty() {
+            return Err(SecretsError::LostSites { path });
+        }
         let mut file = file.unwrap_or_else(|| SecretsFile {
             roles: RoleKeys {
                 admin: Key::generate(),
@@ -292,15 +321,24 @@ impl Secrets {
     }
 }
 
+/// A key shorter than this is not one diemcau made (they are 32 hex digits).
+const MIN_KEY_CHARS: usize = 16;
+
 fn read_file(path: &Path) -> Result<Option<SecretsFile>, SecretsError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            toml::from_str::<SecretsFile>(&text)
-                .map(Some)
-                .map_err(|e| SecretsError::Parse {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })
+            let damaged = |message: String| SecretsError::Parse {
+                path: path.to_path_buf(),
+                message,
+            };
+            let file = toml::from_str::<SecretsFile>(&text).map_err(|e| damaged(e.to_string()))?;
+            if let Some(holder) = file.holder_of_a_weak_key() {
+                return Err(damaged(format!(
+                    "the key of {holder} is empty or shorter than {MIN_KEY_CHARS} characters \
+                     (make a new one: `diemcau keys rotate --role {holder}` or `--site {holder}`)"
+                )));
+            }
+            Ok(Some(file))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(SecretsError::Io {

@@ -1,6 +1,7 @@
 //! The `diemcau` command line: clap types, and each subcommand dispatched to the
 //! library (`app` for `serve`, `tools` for the rest) with what it prints.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -325,11 +326,21 @@ fn serve(args: ConfigArgs, listen: Option<String>, log_format: LogFormat) -> any
         let addr = app.local_addr();
         tracing::info!(%addr, sites, slots, data_dir = %data_dir.display(), "diemcau is serving");
         if app.secrets_origin() == SecretsOrigin::Created {
-            let base = format!("http://{addr}");
-            println!("Created {} with new keys (keep it private).", data_dir.join(SECRETS_FILE).display());
-            println!("Operator (bridge wall): {base}/wall?key={}", app.state().secrets.current().role_key(Role::Operator).expose());
-            println!("Admin:                  {base}/?key={}", app.state().secrets.current().role_key(Role::Admin).expose());
-            println!("All links (roles and the {sites} sites): diemcau links --base-url {base} --data-dir {}", data_dir.display());
+            let config = &app.state().config;
+            let base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+            let base = base.trim_end_matches('/');
+            let secrets = data_dir.join(SECRETS_FILE);
+            let all_links = format!("diemcau links --base-url {base} --data-dir {}", data_dir.display());
+            // Keys go to a person at a terminal, never into a log (journald keeps it).
+            if std::io::stdout().is_terminal() {
+                let keys = app.state().secrets.current();
+                println!("Created {} with new keys (keep it private).", secrets.display());
+                println!("Operator (bridge wall): {base}/wall?key={}", keys.role_key(Role::Operator).expose());
+                println!("Admin:                  {base}/?key={}", keys.role_key(Role::Admin).expose());
+                println!("All links (roles and the {sites} sites): {all_links}");
+            } else {
+                tracing::info!(secrets = %secrets.display(), "created new keys; to see the links, run: {all_links}");
+            }
         }
         app.run(diemcau::app::shutdown_signal()).await.context("server failed")?;
         tracing::info!("stopped cleanly");

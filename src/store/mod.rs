@@ -7,6 +7,7 @@
 //! them run beside the writer).
 
 mod backup;
+mod data_dir;
 mod devices;
 mod notices;
 mod rehearsals;
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::core::time::EpochMs;
 pub use backup::{BackupCounts, CheckedCopy, backup_database};
+pub use data_dir::{DataDirLock, LOCK_FILE, claim, readable_by_others};
 pub use rehearsals::{StoredRehearsal, StoredRow};
 pub use schema::{DatabaseHealth, inspect, open_existing};
 use schema::{MIGRATIONS, migrate, schema_version};
@@ -35,6 +37,16 @@ pub const DB_FILE: &str = "diemcau.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "another diemcau{} already serves {dir}: stop it first (systemctl stop diemcau), or give this one another --data-dir",
+        pid.map(|p| format!(" (PID {p})")).unwrap_or_default()
+    )]
+    Locked { dir: PathBuf, pid: Option<u32> },
+    #[error(
+        "{path} is {} — not a diemcau database: restore the latest `diemcau backup` folder, or move the file away to start an empty history",
+        if *empty { "empty" } else { "not an SQLite file" }
+    )]
+    NotADatabase { path: PathBuf, empty: bool },
     #[error("store {path}: {source}")]
     Open {
         path: PathBuf,
@@ -117,7 +129,8 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let path = data_dir.join(DB_FILE);
+        let path = data_dir::database_path(data_dir);
+        data_dir::check_database_file(&path)?;
         let open = |path: &Path| -> Result<Connection, StoreError> {
             let conn = Connection::open(path).map_err(|source| StoreError::Open {
                 path: path.to_path_buf(),

@@ -127,6 +127,7 @@ pub fn inspect(data_dir: &Path) -> Result<Option<DatabaseHealth>, StoreError> {
     if !path.is_file() {
         return Ok(None);
     }
+    super::data_dir::check_database_file(&path)?;
     let conn = open_existing(&path).map_err(|source| StoreError::Open {
         path: path.clone(),
         source,

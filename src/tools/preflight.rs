@@ -1,7 +1,6 @@
 //! `diemcau check` on a data dir: the keys, the database and the disk, read without
 //! changing anything — what to know on the morning of the conference.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::auth::{SECRETS_FILE, Secrets};
@@ -31,6 +30,7 @@ pub fn inspect(data_dir: &Path, roster: &Roster) -> DataDirReport {
     }
     report.keys(data_dir, roster);
     report.database(data_dir);
+    report.modes(data_dir);
     report.disk(data_dir);
     report
 }
@@ -68,10 +68,21 @@ impl DataDirReport {
                 roster.len() - with_key
             ));
         }
-        let mode = std::fs::metadata(&path).map_or(0, |m| m.permissions().mode() & 0o777);
-        if mode & 0o077 != 0 {
-            self.warnings.push(format!(
-                "{} can be read by other users (mode {mode:o}): `chmod 600 {}`",
+    }
+
+    /// The data dir holds keys and the day's evidence: only its owner may read it.
+    fn modes(&mut self, data_dir: &Path) {
+        let open = crate::store::readable_by_others(data_dir);
+        if open.is_empty() {
+            self.lines.push(format!(
+                "files: private (the dir 0700, every file 0600) in {}",
+                data_dir.display()
+            ));
+        }
+        for (path, mode) in open {
+            let private = if path.is_dir() { "700" } else { "600" };
+            self.errors.push(format!(
+                "{} can be read by other users (mode {mode:o}): `chmod {private} {}` (the service makes it private at its next start)",
                 path.display(),
                 path.display()
             ));
@@ -108,6 +119,9 @@ impl DataDirReport {
                         }
                     ));
                 }
+            }
+            Err(e @ crate::store::StoreError::NotADatabase { .. }) => {
+                self.errors.push(e.to_string())
             }
             Err(e) => self.errors.push(format!(
                 "database {} cannot be read ({e}): restore the latest `diemcau backup` folder",
@@ -151,6 +165,14 @@ mod tests {
         Roster::parse("sites.csv", include_bytes!("../../config/sites.csv")).unwrap()
     }
 
+    /// A temporary dir that only its owner may enter, as the service makes its own.
+    fn private_dir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
     #[test]
     fn a_fresh_data_dir_is_fine_and_says_what_the_first_start_creates() {
         let dir = tempfile::tempdir().unwrap();
@@ -163,8 +185,9 @@ mod tests {
     }
 
     #[test]
-    fn keys_missing_for_new_sites_or_readable_by_others_are_warned_about() {
-        let dir = tempfile::tempdir().unwrap();
+    fn keys_missing_for_new_sites_are_warned_about_and_a_readable_file_is_an_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir();
         let small = Roster::parse(
             "sites.csv",
             b"code,name,kind,former_district\n05443,A,phuong,X\n",
@@ -181,18 +204,34 @@ mod tests {
         let path = dir.path().join(SECRETS_FILE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let report = inspect(dir.path(), &roster());
+        assert_eq!(report.errors.len(), 1, "{report:?}");
         assert!(
-            report.warnings.iter().any(|w| w.contains("chmod 600")),
+            report.errors[0].contains("secrets.toml") && report.errors[0].contains("chmod 600"),
             "{report:?}"
         );
-        assert!(report.errors.is_empty());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let report = inspect(dir.path(), &roster());
+        assert!(report.errors[0].contains("chmod 700"), "{report:?}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let report = inspect(dir.path(), &roster());
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert!(
+            report.lines.iter().any(|l| l.contains("private")),
+            "{report:?}"
+        );
     }
 
     #[test]
     fn damaged_keys_or_database_are_errors_that_say_what_to_do() {
-        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir();
         std::fs::write(dir.path().join(SECRETS_FILE), "[roles\n").unwrap();
         std::fs::write(dir.path().join(DB_FILE), vec![0x42; 8192]).unwrap();
+        for file in [SECRETS_FILE, DB_FILE] {
+            let path = dir.path().join(file);
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let report = inspect(dir.path(), &roster());
         assert_eq!(report.errors.len(), 2, "{report:?}");
         assert!(report.errors[0].contains("damaged"), "{report:?}");

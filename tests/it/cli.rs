@@ -127,7 +127,7 @@ impl Drop for Served {
 }
 
 #[tokio::test]
-async fn serve_starts_on_embedded_defaults_prints_links_and_stops_cleanly_on_sigterm() {
+async fn serve_starts_on_embedded_defaults_and_under_a_service_manager_logs_no_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut served = Served::start(dir.path());
     let health = reqwest::get(format!("http://{}/healthz", served.addr))
@@ -145,13 +145,143 @@ async fn serve_starts_on_embedded_defaults_prints_links_and_stops_cleanly_on_sig
     sigterm(&served.child);
     let exit = served.child.wait().unwrap();
     assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    // stdout is a pipe here, as under systemd: the keys stay out of it and the log.
     let stdout = served.read_stdout_after_exit();
-    let operator = secrets.role_key(Role::Operator).expose();
-    assert!(
-        stdout.contains(&format!("/wall?key={operator}")),
-        "{stdout}"
+    let log = served.log();
+    for key in [Role::Operator, Role::Admin].map(|r| secrets.role_key(r).expose().to_string()) {
+        assert!(
+            !stdout.contains(&key) && !log.contains(&key),
+            "{stdout}\n{log}"
+        );
+    }
+    assert!(log.contains("diemcau links --base-url"), "{log}");
+}
+
+#[test]
+fn at_a_terminal_the_first_start_prints_the_operator_and_admin_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // `script` gives the service a terminal for stdout, as a person starting it has.
+    let command = format!(
+        "timeout -s TERM 3 {BIN} serve --listen 127.0.0.1:0 --data-dir {}",
+        data.display()
     );
-    assert!(stdout.contains(secrets.role_key(Role::Admin).expose()));
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    let (secrets, _) = Secrets::load_or_create(&data, &roster()).unwrap();
+    let operator = secrets.role_key(Role::Operator).expose();
+    assert!(shown.contains(&format!("/wall?key={operator}")), "{shown}");
+    assert!(shown.contains(secrets.role_key(Role::Admin).expose()));
+}
+
+#[tokio::test]
+async fn a_second_serve_on_the_same_data_dir_names_the_first_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let _bridge = EchoingBridge::join_at(served.addr, SITE, &site_key_in(&secrets)).await;
+    let operator = secrets.role_key(Role::Operator).expose().to_string();
+    while served.get(&format!("/api/sites/{SITE}"), &operator).await["state"] != "online" {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let restarted = || {
+        let db = rusqlite::Connection::open(dir.path().join("diemcau.sqlite3")).unwrap();
+        db.query_row(
+            "SELECT count(*) FROM transitions WHERE reason LIKE 'server restarted%'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(restarted(), 0);
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains(&format!("PID {}", served.child.id())) && said.contains("already serves"),
+        "{said}"
+    );
+    assert_eq!(restarted(), 0, "the refused start recorded nothing");
+    assert_eq!(
+        served.get(&format!("/api/sites/{SITE}"), &operator).await["state"],
+        "online",
+        "the first service goes on"
+    );
+}
+
+#[test]
+fn a_start_on_a_damaged_data_dir_is_refused_with_what_to_do() {
+    let start = |dir: &Path| {
+        let output = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("diemcau.sqlite3"), b"").unwrap();
+    let (ok, said) = start(dir.path());
+    assert!(
+        !ok && said.contains("is empty") && said.contains("diemcau backup"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("diemcau.sqlite3"))
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("diemcau.sqlite3"), "Mã,Tên\n05443,A\n").unwrap();
+    let (ok, said) = start(dir.path());
+    assert!(!ok && said.contains("not an SQLite file"), "{said}");
+
+    // Keys: made once, then a section lost, then an emptied key.
+    let dir = tempfile::tempdir().unwrap();
+    Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let path = dir.path().join("secrets.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let roles_only = &text[..text.find("[sites]").unwrap()];
+    std::fs::write(&path, roles_only).unwrap();
+    let (ok, said) = start(dir.path());
+    assert!(!ok && said.contains("no site keys"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        roles_only,
+        "no new keys were made"
+    );
+
+    let emptied = with_empty_key(&text, "operator");
+    std::fs::write(&path, &emptied).unwrap();
+    let (ok, said) = start(dir.path());
+    assert!(!ok && said.contains("key of operator is empty"), "{said}");
+}
+
+/// `text` with the operator's key made empty.
+fn with_empty_key(text: &str, role: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.starts_with(&format!("{role} ")) || line.starts_with(&format!("{role}=")) {
+                format!("{role} = \"\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test]

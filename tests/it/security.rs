@@ -205,3 +205,47 @@ async fn api_and_csv_answers_are_never_cached_nor_sniffed() {
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_data_dir_and_every_file_the_service_writes_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // As an older version, or an installer without `-m 0700`, left it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = spawn_app_in(&data, fast).await;
+    let _bridge = EchoingBridge::join(&app, SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    let (status, _) = app
+        .get_text(&format!("/wall?key={}", app.key("operator")))
+        .await;
+    assert_eq!(status, 200, "a page session is stored too");
+    let running: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(running.iter().any(|n| n.ends_with("-wal")), "{running:?}");
+    assert_eq!(
+        diemcau::store::readable_by_others(&data),
+        vec![],
+        "while serving: {running:?}"
+    );
+    app.stop().await;
+    let names: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    for expected in ["diemcau.sqlite3", "secrets.toml", "diemcau.lock"] {
+        assert!(names.iter().any(|n| n == expected), "{names:?}");
+    }
+    assert_eq!(
+        diemcau::store::readable_by_others(&data),
+        vec![],
+        "the dir is 0700 and {names:?} are 0600"
+    );
+    for unit in ["deploy/diemcau.service", "deploy/diemcau-backup.service"] {
+        let text = std::fs::read_to_string(unit).unwrap();
+        assert!(text.contains("\nUMask=0077\n"), "{unit}");
+    }
+}

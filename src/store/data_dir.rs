@@ -1,0 +1,159 @@
+//! The data dir as the service holds it: one service at a time (an exclusive lock,
+//! taken before anything is written), and private (0700, every file 0600).
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{DB_FILE, StoreError};
+
+/// Held by a running `serve`; says its PID.
+pub const LOCK_FILE: &str = "diemcau.lock";
+
+/// The running service's claim on its data dir, released when dropped (or when the
+/// process ends, however it ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Makes the process write private files (umask 077), creates the data dir 0700,
+/// takes the lock, and makes what an older version left readable private again.
+pub fn claim(dir: &Path) -> Result<DataDirLock, StoreError> {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let io = |source| StoreError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    if let Err(e) = file.try_lock() {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        return Err(match e {
+            std::fs::TryLockError::WouldBlock => StoreError::Locked {
+                dir: dir.to_path_buf(),
+                pid: pid.trim().parse().ok(),
+            },
+            std::fs::TryLockError::Error(source) => io(source),
+        });
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    for (path, mode) in readable_by_others(dir) {
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "made private");
+        let _ = std::fs::set_permissions(&path, Permissions::from_mode(private));
+    }
+    Ok(DataDirLock { _file: file })
+}
+
+/// Everything in `dir` (and `dir` itself) that users other than its owner may read,
+/// write or enter, with its mode.
+pub fn readable_by_others(dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        if mode & 0o077 != 0 {
+            found.push((path.clone(), mode));
+        }
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            pending.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A database file that is there but is not SQLite (empty, or something else copied
+/// over it) is refused: opening it would start an empty history.
+pub(super) fn check_database_file(path: &Path) -> Result<(), StoreError> {
+    const HEADER: &[u8; 16] = b"SQLite format 3\0";
+    let mut head = [0u8; 16];
+    let read = match File::open(path) {
+        Ok(mut file) => file.read(&mut head).unwrap_or(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Dir {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if read < HEADER.len() || &head != HEADER {
+        return Err(StoreError::NotADatabase {
+            path: path.to_path_buf(),
+            empty: read == 0,
+        });
+    }
+    Ok(())
+}
+
+/// The database file of `dir`.
+pub(super) fn database_path(dir: &Path) -> PathBuf {
+    dir.join(DB_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_names_the_holder_and_the_dir_becomes_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(data.join("old.txt"), "x").unwrap();
+        std::fs::set_permissions(data.join("old.txt"), Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(readable_by_others(&data).len(), 2);
+        let held = claim(&data).unwrap();
+        assert!(
+            readable_by_others(&data).is_empty(),
+            "{:?}",
+            readable_by_others(&data)
+        );
+        match claim(&data) {
+            Err(StoreError::Locked { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(held);
+        claim(&data).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn an_empty_or_foreign_database_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        check_database_file(&path).expect("none yet is fine");
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(
+            check_database_file(&path),
+            Err(StoreError::NotADatabase { empty: true, .. })
+        ));
+        std::fs::write(&path, b"id,name\n05443,A\n").unwrap();
+        assert!(matches!(
+            check_database_file(&path),
+            Err(StoreError::NotADatabase { empty: false, .. })
+        ));
+    }
+}
