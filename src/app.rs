@@ -99,6 +99,7 @@ impl App {
         let noticeboard =
             Noticeboard::restore(store.clone(), hub.clone(), roster.clone(), clock.clone())?;
         let secure_cookie = config.behind_https();
+        let limits = crate::services::limits::Limits::new(&config);
         let state = Arc::new(Shared {
             config,
             roster,
@@ -106,6 +107,7 @@ impl App {
             secrets: Keyring::new(secrets, &data_dir),
             revoked: tokio::sync::broadcast::channel(64).0,
             sessions: Sessions::restore(store.clone(), clock.now_ms(), secure_cookie)?,
+            limits,
             hub,
             timekeeper,
             noticeboard,

@@ -44,7 +44,7 @@ impl Role {
 }
 
 /// Who is calling, once their key is recognised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Caller {
     Role(Role),
     /// A site key: acts only as that site.

@@ -131,6 +131,8 @@ pub struct RehearsalConfig {
     pub frame_bytes: usize,
     /// A site that drops during its check may come back within this and carry on.
     pub reconnect_grace_seconds: u64,
+    /// Checks one site may start in an hour (each is stored as an attempt).
+    pub max_attempts_per_hour: u32,
     pub rubric: crate::core::rehearsal::Rubric,
 }
 
@@ -144,6 +146,7 @@ impl Default for RehearsalConfig {
             warmup_ms: 2000,
             frame_bytes: 64 * 1024,
             reconnect_grace_seconds: 10,
+            max_attempts_per_hour: 12,
             rubric: crate::core::rehearsal::Rubric::default(),
         }
     }
@@ -176,6 +179,11 @@ pub struct ProtocolConfig {
     pub handshake_timeout_ms: u64,
     /// A live-feed page that cannot take a frame for this long is dropped.
     pub live_send_timeout_ms: u64,
+    /// Bridge connections one site may open in a minute; more are closed with 4429
+    /// before anything is stored.
+    pub max_connects_per_minute: u32,
+    /// Roll calls and messages one staff key may send in a minute (each is stored).
+    pub max_notices_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -263,6 +271,8 @@ impl Default for ProtocolConfig {
             max_connections: 16_384,
             handshake_timeout_ms: 10_000,
             live_send_timeout_ms: 10_000,
+            max_connects_per_minute: 30,
+            max_notices_per_minute: 30,
         }
     }
 }
@@ -399,9 +409,14 @@ impl Config {
             ));
         }
         let p = &self.protocol;
-        if p.max_frame_bytes < 1024 || p.send_queue_frames == 0 || p.max_frames_per_second == 0 {
+        if p.max_frame_bytes < 1024
+            || p.send_queue_frames == 0
+            || p.max_frames_per_second == 0
+            || p.max_connects_per_minute == 0
+            || p.max_notices_per_minute == 0
+        {
             return Err(invalid(
-                "protocol.max_frame_bytes must be at least 1024, send_queue_frames and max_frames_per_second above 0",
+                "protocol.max_frame_bytes must be at least 1024, send_queue_frames, max_frames_per_second, max_connects_per_minute and max_notices_per_minute above 0",
             ));
         }
         let t = &self.timer;

@@ -174,9 +174,94 @@ pub struct FrameError {
     pub message: String,
 }
 
+/// The longest strings a client may send (README "Security"); a frame with a longer
+/// one is refused whole (`too_long`; a hello closes with 4400) and nothing of it is kept.
+pub mod limits {
+    /// `hello.site`: the ids are five digits.
+    pub const SITE: usize = 16;
+    /// `hello.key`: diemcau's keys are 32 hex digits.
+    pub const KEY: usize = 128;
+    /// `hello.version`: a program and its version.
+    pub const VERSION: usize = 64;
+    /// `check_request.technician`: a person's name.
+    pub const TECHNICIAN: usize = 80;
+    /// `check_request.checklist`: items, and each item's name.
+    pub const CHECKLIST_ITEMS: usize = 16;
+    pub const CHECKLIST_ITEM: usize = 32;
+    /// `check_report.phase` and its windows (a throughput test has a few dozen).
+    pub const PHASE: usize = 16;
+    pub const REPORT_WINDOWS: usize = 600;
+}
+
+/// `field` holds more than `max` characters (or items).
+fn too_long(field: &str, max: usize) -> FrameError {
+    FrameError {
+        code: "too_long",
+        message: format!("`{field}` is longer than {max}: nothing of this frame was kept"),
+    }
+}
+
 impl ClientMsg {
-    /// Decodes a text frame, telling apart non-JSON, an unknown `type` and bad fields.
+    /// The frame's strings within [`limits`].
+    fn check_lengths(&self) -> Result<(), FrameError> {
+        let over = |text: &str, max: usize| text.chars().count() > max;
+        match self {
+            ClientMsg::Hello {
+                site, key, version, ..
+            } => {
+                if over(site, limits::SITE) {
+                    return Err(too_long("site", limits::SITE));
+                }
+                if key.as_deref().is_some_and(|k| over(k, limits::KEY)) {
+                    return Err(too_long("key", limits::KEY));
+                }
+                if over(version, limits::VERSION) {
+                    return Err(too_long("version", limits::VERSION));
+                }
+            }
+            ClientMsg::CheckRequest {
+                technician,
+                checklist,
+            } => {
+                if over(technician, limits::TECHNICIAN) {
+                    return Err(too_long("technician", limits::TECHNICIAN));
+                }
+                if checklist.len() > limits::CHECKLIST_ITEMS {
+                    return Err(too_long("checklist", limits::CHECKLIST_ITEMS));
+                }
+                if checklist
+                    .keys()
+                    .any(|item| over(item, limits::CHECKLIST_ITEM))
+                {
+                    return Err(too_long("checklist item", limits::CHECKLIST_ITEM));
+                }
+            }
+            ClientMsg::CheckReport {
+                phase,
+                windows_bytes,
+                ..
+            } => {
+                if over(phase, limits::PHASE) {
+                    return Err(too_long("phase", limits::PHASE));
+                }
+                if windows_bytes.len() > limits::REPORT_WINDOWS {
+                    return Err(too_long("windows_bytes", limits::REPORT_WINDOWS));
+                }
+            }
+            ClientMsg::Echo { .. } | ClientMsg::Heartbeat { .. } | ClientMsg::Ack { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Decodes a text frame, telling apart non-JSON, an unknown `type`, bad fields and
+    /// strings over their length cap.
     pub fn decode(text: &str) -> Result<ClientMsg, FrameError> {
+        let msg = Self::decode_fields(text)?;
+        msg.check_lengths()?;
+        Ok(msg)
+    }
+
+    fn decode_fields(text: &str) -> Result<ClientMsg, FrameError> {
         serde_json::from_str(text).map_err(|err| {
             #[derive(Deserialize)]
             struct Tagged {

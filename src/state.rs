@@ -28,6 +28,8 @@ pub struct Shared {
     /// Holders whose key was just rotated: their open live sockets close.
     pub revoked: tokio::sync::broadcast::Sender<Caller>,
     pub sessions: Sessions,
+    /// What one key may make the service do and store, per minute or hour.
+    pub limits: crate::services::limits::Limits,
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
     pub noticeboard: Noticeboard,

@@ -4,6 +4,7 @@
 //! csv); `tests/it/architecture.rs` holds it to that.
 
 pub mod agenda;
+pub mod budget;
 pub mod clocksync;
 pub mod device;
 pub mod link;

@@ -164,17 +164,27 @@ impl Table {
     }
 }
 
+/// No cell of a roster or agenda is longer: a commune name, a presentation topic.
+pub const MAX_CELL_CHARS: usize = 300;
+
 fn to_strings(record: &csv::ByteRecord) -> Result<Vec<String>, String> {
     record
         .iter()
         .enumerate()
         .map(|(i, field)| {
-            String::from_utf8(field.to_vec()).map_err(|_| {
+            let text = String::from_utf8(field.to_vec()).map_err(|_| {
                 format!(
                     "column {} is not valid UTF-8 (save the sheet as \"CSV UTF-8\")",
                     i + 1
                 )
-            })
+            })?;
+            if text.chars().count() > MAX_CELL_CHARS {
+                return Err(format!(
+                    "column {} is longer than {MAX_CELL_CHARS} characters",
+                    i + 1
+                ));
+            }
+            Ok(text)
         })
         .collect()
 }
@@ -204,6 +214,17 @@ mod tests {
         assert_eq!(err.line, 3);
         assert!(err.reason.contains("wrong number of columns"), "{err}");
         assert!(err.to_string().starts_with("t.csv:3: "));
+    }
+
+    #[test]
+    fn a_cell_over_the_length_cap_names_the_line_and_column() {
+        let long = "x".repeat(MAX_CELL_CHARS + 1);
+        let text = format!("a,b\n1,A\n2,{long}\n");
+        let err = parse(text.as_bytes()).err().unwrap();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.reason.contains("column 2 is longer than 300"), "{err}");
+        let fits = format!("a,b\n1,{}\n", "ư".repeat(MAX_CELL_CHARS));
+        assert!(parse(fits.as_bytes()).is_ok(), "characters, not bytes");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 409: a valid request that the current state does not allow.
     #[error("{0}")]
     Conflict(String),
+    /// 429: this key did this too often; the seconds to wait go in `Retry-After`.
+    #[error("{message}")]
+    TooMany { message: String, retry_after_s: i64 },
     /// 503: the service cannot do this right now (e.g. the store is not writable).
     #[error("{0}")]
     Unavailable(String),
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::TooMany { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -62,11 +66,28 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "request failed");
         }
-        (
+        let mut response = (
             status,
             Json(json!({"error": code, "message": self.to_string()})),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::TooMany { retry_after_s, .. } = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// 429 for a budget spent (services::limits): what was refused, when to retry.
+    pub fn too_many(what: &str, spent: crate::core::budget::Spent) -> ApiError {
+        let retry_after_s = spent.retry_after_seconds();
+        ApiError::TooMany {
+            message: format!("{what}: try again in {retry_after_s} s"),
+            retry_after_s,
+        }
     }
 }
 

@@ -36,12 +36,28 @@ async fn start_roll_call(
             "deadline_seconds must be from 10 to 3600".into(),
         ));
     }
+    spend_notice(&app, caller)?;
     let answer = app
         .noticeboard
         .roll_call(seconds, &caller.label())
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Json(answer))
+}
+
+/// Each roll call and message is stored: one key sends a bounded number a minute.
+fn spend_notice(app: &AppState, caller: Caller) -> Result<(), ApiError> {
+    app.limits
+        .notice(caller, app.clock.now_ms())
+        .map_err(|spent| {
+            ApiError::too_many(
+                &format!(
+                    "at most {} roll calls and messages a minute from one key",
+                    app.config.protocol.max_notices_per_minute
+                ),
+                spent,
+            )
+        })
 }
 
 async fn roll_call(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -83,6 +99,7 @@ async fn send_message(
     if target.recipients(&app.roster).is_empty() {
         return Err(ApiError::BadRequest("no site matches `to`".into()));
     }
+    spend_notice(&app, caller)?;
     let answer = app
         .noticeboard
         .message(text, level, target, &caller.label())

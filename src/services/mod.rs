@@ -4,6 +4,7 @@
 
 pub mod devices;
 pub mod hub;
+pub mod limits;
 pub mod noticeboard;
 pub mod rehearsal_run;
 pub mod sessions;

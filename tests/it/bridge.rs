@@ -314,6 +314,7 @@ async fn a_site_that_never_reads_is_dropped_and_the_others_get_every_timer_chang
     let app = spawn_app(|c| {
         steady(c);
         c.protocol.send_queue_frames = 8;
+        c.protocol.max_notices_per_minute = 10_000; // messages until the site chokes
     })
     .await;
     let mut healthy = EchoingBridge::join(&app, OTHER_SITE).await;

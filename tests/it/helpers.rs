@@ -38,6 +38,8 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     pub http: reqwest::Client,
+    /// The running service's state, to flush its store before reading the file.
+    pub state: diemcau::state::AppState,
 }
 
 /// Liveness thresholds in milliseconds so tests run in well under a second.
@@ -174,6 +176,7 @@ async fn start(loaded: Loaded, data_dir: &Path, listen: &str) -> TestApp {
             secrets.site_key(site.id).unwrap().expose().to_string(),
         );
     }
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async move {
         let _ = rx.await;
@@ -186,6 +189,7 @@ async fn start(loaded: Loaded, data_dir: &Path, listen: &str) -> TestApp {
         shutdown: Some(tx),
         server: Some(server),
         http: reqwest::Client::new(),
+        state,
     }
 }
 

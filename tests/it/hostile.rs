@@ -246,7 +246,11 @@ async fn close_code(tcp: &mut TcpStream) -> Option<u16> {
 
 #[tokio::test]
 async fn arbitrary_bytes_after_the_handshake_end_the_connection_cleanly() {
-    let app = spawn_app(fast).await;
+    let app = spawn_app(|c| {
+        fast(c);
+        c.protocol.max_connects_per_minute = 1000; // 60 rounds, each a new connection
+    })
+    .await;
     let healthy = EchoingBridge::join(&app, OTHER_SITE).await;
     let mut runner = TestRunner::deterministic();
     let garbage = prop::collection::vec(any::<u8>(), 1..300);

@@ -249,3 +249,215 @@ async fn the_data_dir_and_every_file_the_service_writes_are_private() {
         assert!(text.contains("\nUMask=0077\n"), "{unit}");
     }
 }
+
+/// Bytes of every file in `dir` (the database, its WAL and SHM, the keys), once the
+/// WAL is folded into the database: what is stored, not how far SQLite's WAL file has
+/// grown (it is reused, up to its checkpoint size, whatever is written).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let db = rusqlite::Connection::open(dir.join("diemcau.sqlite3")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(db);
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Rows in one table of the service's database.
+fn rows(app: &TestApp, table: &str) -> i64 {
+    let db = rusqlite::Connection::open(app.data_dir.join("diemcau.sqlite3")).unwrap();
+    db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_field_over_its_cap_is_refused_whole_and_nothing_of_it_is_stored() {
+    let app = spawn_app(steady).await;
+    let before = rows(&app, "sessions");
+    let mut client = Client::connect(&app, "/ws/bridge").await;
+    client
+        .send(
+            json!({"type": "hello", "site": SITE, "key": app.key(SITE), "agent": "agent",
+                     "version": "v".repeat(60_000)}),
+        )
+        .await;
+    let error = client.expect_error().await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("`version` is longer than 64"),
+        "{error}"
+    );
+    assert_eq!(client.expect_close().await, 4400);
+    app.state.store.flush().await.unwrap();
+    assert_eq!(rows(&app, "sessions"), before, "no session was stored");
+    assert_eq!(app.state_of(SITE).await, "never_seen");
+
+    let mut site = Client::join(&app, SITE).await;
+    site.send(json!({"type": "check_request", "technician": "A".repeat(81)}))
+        .await;
+    let error = site.expect_error().await;
+    assert_eq!(error["code"], "too_long", "{error}");
+    let many: serde_json::Map<String, serde_json::Value> =
+        (0..17).map(|i| (format!("item{i}"), json!(true))).collect();
+    site.send(json!({"type": "check_request", "technician": "An", "checklist": many}))
+        .await;
+    assert_eq!(site.expect_error().await["code"], "too_long");
+    site.recv_type("probe").await; // still served: a bad frame, not a closed socket
+    app.state.store.flush().await.unwrap();
+    assert_eq!(rows(&app, "rehearsals"), 0, "no attempt started");
+}
+
+#[tokio::test]
+async fn a_site_key_reconnecting_as_fast_as_it_can_for_20s_stores_under_1mb_and_others_keep_their_rtt()
+ {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(steady).await;
+    let healthy = EchoingBridge::join(&app, OTHER_SITE).await;
+    app.wait_for_state(OTHER_SITE, "online", WAIT).await;
+    app.state.store.flush().await.unwrap();
+    let before = dir_bytes(&app.data_dir);
+    let started = std::time::Instant::now();
+    let (mut welcomed, mut refused) = (0, 0);
+    while started.elapsed() < std::time::Duration::from_secs(20) {
+        let mut client = Client::connect(&app, "/ws/bridge").await;
+        // The longest hello the caps let through, each time.
+        client
+            .send(
+                json!({"type": "hello", "site": SITE, "key": app.key(SITE), "agent": "agent",
+                         "version": "v".repeat(64)}),
+            )
+            .await;
+        match client.recv().await["type"].as_str() {
+            Some("welcome") => welcomed += 1,
+            _ => {
+                assert_eq!(client.expect_close().await, 4429);
+                refused += 1;
+            }
+        }
+    }
+    app.state.store.flush().await.unwrap();
+    let grown = dir_bytes(&app.data_dir).saturating_sub(before);
+    eprintln!(
+        "20 s of reconnects: {welcomed} welcomed, {refused} refused, data dir +{grown} bytes"
+    );
+    assert!(welcomed <= 30, "at most a minute's connects: {welcomed}");
+    assert!(refused > 100, "the loop ran flat out: {refused}");
+    assert!(grown < 1 << 20, "the data dir grew by {grown} bytes");
+    let rtt = app.site(OTHER_SITE).await["rtt_ms"].as_f64().unwrap();
+    assert!(rtt < 50.0, "the healthy site's RTT went to {rtt} ms");
+    assert_eq!(app.state_of(OTHER_SITE).await, "online");
+    healthy.close().await;
+}
+
+#[tokio::test]
+async fn pings_count_toward_the_flood_limit() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app(|c| {
+        steady(c);
+        c.protocol.max_frames_per_second = 50;
+    })
+    .await;
+    let mut flood = Client::join(&app, SITE).await.into_inner();
+    let started = std::time::Instant::now();
+    let close = loop {
+        tokio::select! {
+            frame = flood.next() => match frame {
+                Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            },
+            _ = tokio::time::sleep(std::time::Duration::from_micros(200)) => {
+                let _ = flood.send(Message::Ping(vec![1, 2, 3].into())).await;
+            }
+        }
+        assert!(started.elapsed() < WAIT, "pings never closed it");
+    };
+    assert_eq!(close, Some(4429));
+}
+
+#[tokio::test]
+async fn a_page_asking_for_snapshots_in_a_loop_gets_a_few_then_is_told_to_wait_then_closed() {
+    let app = spawn_app(fast).await;
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("operator"))).await;
+    assert_eq!(feed.recv().await["type"], "snapshot");
+    for _ in 0..6 {
+        feed.send(json!({"type": "resync"})).await;
+    }
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let frame = feed.recv().await;
+        if frame["type"] == "snapshot" || frame["type"] == "error" {
+            answers.push(
+                frame["type"].as_str().unwrap().to_string()
+                    + ":"
+                    + frame["code"].as_str().unwrap_or(""),
+            );
+        }
+    }
+    assert_eq!(
+        answers,
+        [
+            "snapshot:",
+            "snapshot:",
+            "snapshot:",
+            "error:resync_too_often",
+            "error:resync_too_often",
+            "error:resync_too_often"
+        ]
+    );
+    for seq in 0..40 {
+        feed.send(json!({"type": "time", "client_ms": seq})).await;
+    }
+    assert_eq!(feed.expect_close().await, 4429);
+}
+
+#[tokio::test]
+async fn one_key_sends_a_bounded_number_of_messages_a_minute() {
+    let app = spawn_app(fast).await;
+    let operator = app.key("operator");
+    for i in 0..30 {
+        let (status, answer) = app
+            .post(
+                "/api/messages",
+                Some(operator),
+                json!({"text": format!("tin {i}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let response = app
+        .http
+        .post(app.url("/api/messages"))
+        .bearer_auth(operator)
+        .json(&json!({"text": "một tin nữa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let wait: i64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let (status, _) = app
+        .post(
+            "/api/messages",
+            Some(app.key("admin")),
+            json!({"text": "admin"}),
+        )
+        .await;
+    assert_eq!(status, 200, "another key has its own budget");
+    app.state.store.flush().await.unwrap();
+    assert_eq!(rows(&app, "notices"), 31);
+}

@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Caller, Role};
+use crate::core::budget::{Budget, Ledger};
 use crate::http::error::ApiError;
 use crate::metrics::SocketKind;
 use crate::protocol::{Frame, LiveMsg, LiveRequest, close};
@@ -32,6 +33,17 @@ pub async fn upgrade(
         .write_buffer_size(4096)
         .on_upgrade(move |socket| tasks.track_future(serve(app, socket, caller))))
 }
+
+/// What one page may ask of the feed: frames a second (over it, 4429), and fresh
+/// snapshots (each one is the whole wall) every ten seconds.
+const FRAMES: Budget = Budget {
+    limit: 20,
+    window_ms: 1000,
+};
+const RESYNCS: Budget = Budget {
+    limit: 3,
+    window_ms: 10_000,
+};
 
 async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
     let timer_only = caller == Caller::Role(Role::Display);
@@ -61,6 +73,7 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
     let send_timeout = Duration::from_millis(app.config.protocol.live_send_timeout_ms);
     let (mut receiver, mut after, first) = snapshot(&app);
     let mut pending = Some(first);
+    let (mut frames, mut resyncs) = (Ledger::new(FRAMES), Ledger::new(RESYNCS));
     let close_code = loop {
         if let Some(frame) = pending.take() {
             match tokio::time::timeout(send_timeout, sink.send(frame)).await {
@@ -77,10 +90,22 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                 _ => {}
             },
             incoming = stream.next() => match incoming {
+                Some(Ok(_)) if frames.spend((), app.clock.now_ms()).is_err() => {
+                    break Some((close::FLOODING, "too many frames per second"));
+                }
                 Some(Ok(Message::Text(text))) => match serde_json::from_str::<LiveRequest>(&text) {
-                    Ok(LiveRequest::Resync) => {
-                        (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
-                    }
+                    Ok(LiveRequest::Resync) => match resyncs.spend((), app.clock.now_ms()) {
+                        Ok(()) => {
+                            (receiver, after, pending) = { let (r, s, m) = snapshot(&app); (r, s, Some(m)) };
+                        }
+                        Err(spent) => {
+                            let answer = LiveMsg::Error {
+                                code: "resync_too_often".into(),
+                                message: format!("at most {} snapshots in {} s: the next in {} s", RESYNCS.limit, RESYNCS.window_ms / 1000, spent.retry_after_seconds()),
+                            };
+                            pending = Some(super::text(&Frame::encode(&answer)));
+                        }
+                    },
                     // Pages without probes learn the server clock this way (NTP style).
                     Ok(LiveRequest::Time { client_ms }) => {
                         let answer = LiveMsg::Time { client_ms, server_ms: app.clock.now_ms() };

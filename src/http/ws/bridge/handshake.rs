@@ -27,10 +27,22 @@ pub(super) async fn read_hello(
     stream: &mut SplitStream<WebSocket>,
     caller: Option<Caller>,
 ) -> Result<Hello, Refusal> {
+    // A few pings may come first; a stream of them is not a hello.
+    let mut control_frames = 0;
     let text = loop {
         match stream.next().await {
             Some(Ok(Message::Text(text))) => break text,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) if control_frames < 8 => {
+                control_frames += 1;
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                return Err((
+                    close::BAD_HELLO,
+                    "bad_hello",
+                    "say hello first: too many pings before it".into(),
+                ));
+            }
             Some(Ok(Message::Binary(_))) => {
                 return Err((
                     close::BAD_HELLO,
@@ -95,6 +107,18 @@ pub(super) async fn read_hello(
             close::BAD_KEY,
             "bad_key",
             format!("this key does not belong to site {id}"),
+        ));
+    }
+    // Counted once the key is proven: nobody else can spend a site's connects.
+    if let Err(spent) = app.limits.connect(idx, app.clock.now_ms()) {
+        return Err((
+            close::FLOODING,
+            "too_many_connects",
+            format!(
+                "Kết nối lại quá nhiều lần, thử lại sau {} giây — more than {} connections in a minute",
+                spent.retry_after_seconds(),
+                app.config.protocol.max_connects_per_minute
+            ),
         ));
     }
     Ok(Hello {

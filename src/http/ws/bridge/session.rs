@@ -210,8 +210,11 @@ impl<'a> Session<'a> {
     fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Result<(), Ending> {
         let text = match frame {
             Some(Ok(Message::Text(text))) => text,
+            // Pings and pongs are frames like any other: they count toward the limit.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                self.heard();
+                if self.admit()? {
+                    self.heard();
+                }
                 return Ok(());
             }
             Some(Ok(Message::Binary(data))) => return self.on_binary(data.len()),
@@ -266,9 +269,16 @@ impl<'a> Session<'a> {
         self.within_bad_frame_limit()
     }
 
-    /// Upload test data is the one flood that is wanted; any other binary frame is bad.
+    /// Upload test data is the one flood that is wanted: frames of the size the test
+    /// asked for are limited by the line itself. Any other binary frame counts toward
+    /// the flood limit (tiny frames cost the most per byte), and outside the test it is
+    /// a bad frame.
     fn on_binary(&mut self, bytes: usize) -> Result<(), Ending> {
         let rehearsal = &self.app.config.rehearsal;
+        let full_size = bytes == rehearsal.frame_bytes;
+        if !full_size && !self.admit()? {
+            return Ok(());
+        }
         if self
             .check
             .as_mut()
@@ -277,7 +287,7 @@ impl<'a> Session<'a> {
             self.heard();
             return Ok(());
         }
-        if !self.admit()? {
+        if full_size && !self.admit()? {
             return Ok(());
         }
         self.bad_frame(ServerMsg::error(
@@ -353,6 +363,18 @@ impl<'a> Session<'a> {
         } else {
             None
         };
+        let refusal = refusal.map(|(code, message)| (code, message.to_string()));
+        let refusal = refusal.or_else(|| {
+            let spent = app.limits.rehearsal_attempt(self.idx, app.clock.now_ms()).err()?;
+            Some((
+                "check_refused",
+                format!(
+                    "Đã kiểm tra {} lần trong một giờ, thử lại sau {} phút — too many checks this hour",
+                    app.config.rehearsal.max_attempts_per_hour,
+                    (spent.retry_after_seconds() + 59) / 60
+                ),
+            ))
+        });
         let reply = match refusal {
             Some((code, message)) => ServerMsg::error(code, message),
             None => {
