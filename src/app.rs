@@ -161,21 +161,23 @@ impl App {
         let listener = crate::http::listener::GuardedListener::new(
             self.listener,
             protocol.max_connections,
-            Duration::from_millis(protocol.handshake_timeout_ms),
             state.metrics.clone(),
         );
-        let signal = {
+        let header_timeout = Duration::from_millis(protocol.handshake_timeout_ms);
+        {
             let token = token.clone();
-            async move {
-                tokio::select! {
-                    _ = shutdown => token.cancel(),
-                    _ = token.cancelled() => {}
-                }
-            }
-        };
-        let served = axum::serve(listener, crate::http::router(state.clone()))
-            .with_graceful_shutdown(signal)
-            .await;
+            tokio::spawn(async move {
+                shutdown.await;
+                token.cancel();
+            });
+        }
+        crate::http::listener::serve(
+            listener,
+            crate::http::router(state.clone()),
+            header_timeout,
+            token.clone(),
+        )
+        .await;
         token.cancel();
         for task in background {
             task.abort();
@@ -190,7 +192,7 @@ impl App {
         if let Err(e) = state.store.flush().await {
             tracing::error!(error = %e, "store flush at shutdown failed");
         }
-        served
+        Ok(())
     }
 }
 

@@ -1,20 +1,25 @@
-//! The TCP listener behind `axum::serve`, with the two limits a public port needs:
-//! a cap on open connections (over it, a new one gets `503` at once) and a deadline
-//! for each request's headers (a connection that never sends them, or idles after an
-//! answer, is closed). Websockets keep their connection's slot until they close.
+//! The public port, served by hyper's HTTP/1.1 server with the two limits a public port
+//! needs: a cap on open connections (over it, a new one gets `503` at once) and hyper's
+//! own header-read timeout, which runs from the moment a connection is accepted and
+//! again from each answer until the next request's head is complete, whatever bytes
+//! arrive meanwhile (blank lines included). Websockets keep their connection's slot
+//! until they close; once upgraded they have no deadline.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 
@@ -25,34 +30,23 @@ Retry-After: 2\r\nConnection: close\r\nContent-Length: 84\r\n\r\n\
 pub struct GuardedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
-    handshake_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl GuardedListener {
-    pub fn new(
-        inner: TcpListener,
-        max_connections: usize,
-        handshake_timeout: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(inner: TcpListener, max_connections: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(max_connections)),
-            handshake_timeout,
             metrics,
         }
     }
-}
 
-impl axum::serve::Listener for GuardedListener {
-    type Io = Guarded;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Guarded, SocketAddr) {
+    /// The next connection that fits under the cap; those over it are answered 503.
+    async fn accept(&self) -> Guarded {
         loop {
-            let (stream, addr) = match self.inner.accept().await {
-                Ok(accepted) => accepted,
+            let stream = match self.inner.accept().await {
+                Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of descriptors or the like: wait rather than spin.
                     tracing::warn!(error = %e, "accept failed");
@@ -68,90 +62,58 @@ impl axum::serve::Listener for GuardedListener {
             };
             // Probes are tiny: do not let Nagle hold them back.
             let _ = stream.set_nodelay(true);
-            return (
-                Guarded {
-                    stream,
-                    _slot: slot,
-                    headers: HeadersDeadline::new(self.handshake_timeout),
-                },
-                addr,
-            );
+            return Guarded {
+                stream,
+                _slot: slot,
+            };
         }
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
 }
 
-/// Until a request's headers are complete, reads race a deadline: for the first
-/// request from the moment of accepting, for the next one from the last response
-/// written (an idle keep-alive connection). A websocket, once upgraded, has none.
-struct HeadersDeadline {
-    timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
-    armed: bool,
-    upgraded: bool,
-    /// How much of "\r\n\r\n" the bytes read so far end with.
-    matched: usize,
-}
-
-impl HeadersDeadline {
-    fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            armed: true,
-            upgraded: false,
-            matched: 0,
-        }
-    }
-
-    /// Notes bytes read; true once the end of the headers went by.
-    fn saw(&mut self, bytes: &[u8]) -> bool {
-        const END: &[u8] = b"\r\n\r\n";
-        for &b in bytes {
-            self.matched = if b == END[self.matched] {
-                self.matched + 1
-            } else if b == END[0] {
-                1
-            } else {
-                0
-            };
-            if self.matched == END.len() {
-                self.matched = 0;
-                return true;
+/// Serves `router` until `shutdown` resolves; then stops accepting, lets each open
+/// request finish (connections close once answered) and returns.
+pub async fn serve(
+    listener: GuardedListener,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = TaskTracker::new();
+    loop {
+        let io = tokio::select! {
+            io = listener.accept() => io,
+            _ = shutdown.cancelled() => break,
+        };
+        let conn = http
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()))
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let mut conn = pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
             }
-        }
-        false
+            let _ = conn.await;
+        });
     }
-
-    /// Notes bytes written: a `101` ends all deadlines, a response starts the next one.
-    /// The deadline is polled at once with the connection's waker: the connection may
-    /// already be waiting to read and would not look at it otherwise.
-    fn wrote(&mut self, bytes: &[u8], cx: &mut Context<'_>) {
-        if self.upgraded {
-            return;
-        }
-        if bytes.starts_with(b"HTTP/1.1 101") {
-            self.upgraded = true;
-            self.armed = false;
-        } else if !self.armed {
-            self.sleep
-                .as_mut()
-                .reset(tokio::time::Instant::now() + self.timeout);
-            self.armed = true;
-            self.matched = 0;
-            let _ = self.sleep.as_mut().poll(cx);
-        }
-    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
 }
 
-/// An accepted connection holding one of the listener's slots.
-pub struct Guarded {
+/// An accepted connection holding one of the listener's slots until it closes (an
+/// upgraded websocket keeps it).
+struct Guarded {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
-    headers: HeadersDeadline,
 }
 
 impl AsyncRead for Guarded {
@@ -160,30 +122,7 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.headers.armed {
-            return Pin::new(&mut this.stream).poll_read(cx, buf);
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                // HTTP/2 with prior knowledge has no header blocks to wait for.
-                if this.headers.saw(read) || (before == 0 && read.starts_with(b"PRI * HTTP/2.0")) {
-                    this.headers.armed = false;
-                    this.headers.upgraded |= read.starts_with(b"PRI * HTTP/2.0");
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                ready!(this.headers.sleep.as_mut().poll(cx));
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no complete request headers within the handshake timeout",
-                )))
-            }
-        }
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
     }
 }
 
@@ -193,9 +132,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.headers.wrote(buf, cx);
-        Pin::new(&mut this.stream).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -211,14 +148,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        // Open websockets (every frame to every site) skip the look at the bytes.
-        if !this.headers.upgraded
-            && let Some(first) = bufs.iter().find(|b| !b.is_empty())
-        {
-            this.headers.wrote(first, cx);
-        }
-        Pin::new(&mut this.stream).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -229,39 +159,6 @@ impl AsyncWrite for Guarded {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_response_arms_the_deadline_again_and_an_upgrade_ends_it() {
-        let waker = futures_util::task::noop_waker();
-        let cx = &mut Context::from_waker(&waker);
-        let mut deadline = HeadersDeadline::new(Duration::from_secs(1));
-        assert!(deadline.saw(b"GET / HTTP/1.1\r\n\r\n"));
-        deadline.armed = false;
-        deadline.wrote(b"HTTP/1.1 200 OK\r\n", cx);
-        assert!(
-            deadline.armed,
-            "idle keep-alive: the next request has a deadline"
-        );
-        deadline.armed = false;
-        deadline.wrote(b"HTTP/1.1 101 Switching Protocols\r\n", cx);
-        assert!(!deadline.armed && deadline.upgraded);
-        deadline.wrote(b"\x81\x05hello", cx);
-        assert!(!deadline.armed, "websocket frames never arm it");
-    }
-
-    #[tokio::test]
-    async fn the_end_of_the_headers_is_found_across_reads() {
-        let mut deadline = HeadersDeadline::new(Duration::from_secs(1));
-        assert!(!deadline.saw(b"GET / HTTP/1.1\r\nHost: x\r"));
-        assert!(!deadline.saw(b"\n\r"));
-        assert!(deadline.saw(b"\nbody"));
-        let mut other = HeadersDeadline::new(Duration::from_secs(1));
-        assert!(
-            !other.saw(b"a\r\n\r\r\nb"),
-            "a broken terminator is not the end"
-        );
-        assert!(other.saw(b"\r\n\r\n"));
-    }
 
     #[test]
     fn the_refusal_is_a_complete_http_response() {

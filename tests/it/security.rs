@@ -461,3 +461,55 @@ async fn one_key_sends_a_bounded_number_of_messages_a_minute() {
     app.state.store.flush().await.unwrap();
     assert_eq!(rows(&app, "notices"), 31);
 }
+
+#[tokio::test]
+async fn connections_sending_only_blank_lines_at_the_cap_are_closed_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(|c| {
+        steady(c);
+        c.protocol.max_connections = 20;
+        c.protocol.handshake_timeout_ms = 800;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let mut blank: Vec<_> = Vec::new();
+    for _ in 0..20 {
+        blank.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    // Blank lines keep coming, as a slow-loris peer would send them.
+    let feeders: Vec<_> = blank
+        .into_iter()
+        .map(|mut tcp| {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 256];
+                loop {
+                    if tcp.write_all(b"\r\n").await.is_err() {
+                        return;
+                    }
+                    match tokio::time::timeout(
+                        std::time::Duration::from_millis(100),
+                        tcp.read(&mut buf),
+                    )
+                    .await
+                    {
+                        Ok(Ok(0)) | Ok(Err(_)) => return,
+                        _ => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    for feeder in feeders {
+        tokio::time::timeout(WAIT, feeder)
+            .await
+            .expect("every blank-line connection is closed at the deadline")
+            .unwrap();
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(750), "{took:?}");
+    let (status, _) = app.get("/healthz", None).await;
+    assert_eq!(status, 200);
+    let bridge = EchoingBridge::join(&app, SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    bridge.close().await;
+}
