@@ -292,6 +292,14 @@ impl Secrets {
         }
     }
 
+    /// The key `holder` holds now, if any.
+    pub fn key_of(&self, holder: Caller) -> Option<&Key> {
+        match holder {
+            Caller::Role(role) => Some(self.role_key(role)),
+            Caller::Site(id) => self.site_key(id),
+        }
+    }
+
     pub fn site_key(&self, id: SiteId) -> Option<&Key> {
         self.sites.get(&id)
     }

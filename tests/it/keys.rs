@@ -121,3 +121,31 @@ async fn a_damaged_keys_file_changes_nothing_until_it_is_fixed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_rotation_ends_every_socket_of_the_old_key_however_many() {
+    let app = spawn_app(steady).await;
+    let old = app.key("operator").to_string();
+    let mut feeds = Vec::new();
+    for _ in 0..120 {
+        let mut feed = Client::connect(&app, &format!("/ws/live?key={old}")).await;
+        assert_eq!(feed.recv().await["type"], "snapshot");
+        feeds.push(feed);
+    }
+    // Half of them behind on their frames: a page busy drawing still gets the close.
+    for _ in 0..20 {
+        app.start_slot(1).await;
+        app.post("/api/timer/stop", Some(app.key("secretary")), serde_json::json!({}))
+            .await;
+        app.post("/api/timer/reset", Some(app.key("secretary")), serde_json::json!({"slot": 1}))
+            .await;
+    }
+    // Every site's key and the operator's at once: more holders than one notice
+    // channel holds, all seen in one look at the file.
+    for site in app.keys.keys().filter(|k| k.chars().all(|c| c.is_ascii_digit())) {
+        Secrets::rotate(&app.data_dir, Caller::Site(site.parse().unwrap())).unwrap();
+    }
+    Secrets::rotate(&app.data_dir, Caller::Role(Role::Operator)).unwrap();
+    let codes = futures_util::future::join_all(feeds.iter_mut().map(|f| f.expect_close())).await;
+    assert!(codes.iter().all(|c| *c == 4401), "{codes:?}");
+}

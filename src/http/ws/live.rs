@@ -48,6 +48,7 @@ const RESYNCS: Budget = Budget {
 async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
     let timer_only = caller == Caller::Role(Role::Display);
     let mut revoked = app.revoked.subscribe();
+    let key_at_start = app.secrets.current().key_of(caller).cloned();
     app.metrics.connection_opened(SocketKind::Live);
     let (mut sink, mut stream) = socket.split();
     let snapshot = |app: &AppState| {
@@ -87,6 +88,10 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
             _ = app.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
             holder = revoked.recv() => match holder {
                 Ok(holder) if holder == caller => break Some((close::BAD_KEY, "this key was rotated: open the new link")),
+                // More keys changed at once than the channel holds: look at our own.
+                Err(RecvError::Lagged(_)) if app.secrets.current().key_of(caller) != key_at_start.as_ref() => {
+                    break Some((close::BAD_KEY, "this key was rotated: open the new link"));
+                }
                 _ => {}
             },
             incoming = stream.next() => match incoming {
