@@ -69,9 +69,14 @@ enum Action {
     /// A headless bridge for a kiosk PC or a Raspberry Pi; with --rehearse, run the
     /// connection check and exit 0 (pass), 1 (warn), 2 (fail) or 3 (could not run).
     Agent {
-        /// The service, e.g. http://10.0.0.5:8080 (ws:// works too).
+        /// The service, e.g. http://10.0.0.5:8080 or https://diemcau.example.vn
+        /// (ws:// and wss:// work too).
         #[arg(long, env = "DIEMCAU_SERVER", value_name = "URL")]
         server: String,
+        /// For an https service signed by a private CA: its certificate (PEM), trusted
+        /// beside the system's.
+        #[arg(long, env = "DIEMCAU_CA", value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// The site's 5-digit code, e.g. 05443.
         #[arg(long, env = "DIEMCAU_SITE", value_name = "ID")]
         site: String,
@@ -117,6 +122,10 @@ enum Action {
         /// Shares of sites with trouble, e.g. drop=0.05,late=0.05,silent=0.02,flap=0.02.
         #[arg(long, value_name = "SPEC", default_value = "")]
         faults: String,
+        /// For an https service signed by a private CA: its certificate (PEM), trusted
+        /// beside the system's.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
     },
     /// Measure the service under N simulated bridges, side by side with a bare
     /// tokio-tungstenite echo server; prints a table and writes JSON.
@@ -278,9 +287,11 @@ fn main() -> anyhow::Result<()> {
             sites,
             keys,
             faults,
-        } => simulate(&server, sites, &keys, &faults),
+            ca,
+        } => simulate(&server, sites, &keys, &faults, ca.as_deref()),
         Action::Agent {
             server,
+            ca,
             site,
             key,
             rehearse,
@@ -290,6 +301,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = runtime()?;
             let options = diemcau::tools::agent::AgentOptions {
                 server,
+                ca,
                 site,
                 key,
                 rehearse,
@@ -405,9 +417,15 @@ fn roster(n: u32, data_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn simulate(server: &str, n: usize, keys: &std::path::Path, faults: &str) -> anyhow::Result<()> {
+fn simulate(
+    server: &str,
+    n: usize,
+    keys: &std::path::Path,
+    faults: &str,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     runtime()?.block_on(diemcau::tools::simulate::run_until_ctrl_c(
-        server, n, keys, faults,
+        server, n, keys, faults, ca,
     ))?;
     Ok(())
 }

@@ -15,8 +15,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::protocol::close;
 
 pub struct AgentOptions {
-    /// The service, `http://host:port` or `ws://host:port`.
+    /// The service, `http(s)://host:port` or `ws(s)://host:port`.
     pub server: String,
+    /// A private CA to trust beside the system's (PEM), for an https service.
+    pub ca: Option<std::path::PathBuf>,
     pub site: String,
     pub key: String,
     /// Run the rehearsal check, print the verdict, exit.
@@ -28,8 +30,10 @@ pub struct AgentOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("--server must be http://host:port or ws://host:port (got `{0}`)")]
+    #[error("--server must be http(s)://host:port or ws(s)://host:port (got `{0}`)")]
     BadServer(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tools::tls::TlsError),
     #[error("the server refused this site: {0}")]
     Refused(String),
 }
@@ -46,17 +50,23 @@ pub mod exit {
     pub const NOT_RUN: i32 = 3;
 }
 
-/// `http://h:p` or `ws://h:p` (with or without a path) → `ws://h:p/ws/bridge`.
+/// `http://h:p` or `ws://h:p` (with or without a path) → `ws://h:p/ws/bridge`;
+/// `https://` and `wss://` → `wss://h:p/ws/bridge`.
 pub fn bridge_url(server: &str) -> Result<String, AgentError> {
-    let rest = server
-        .strip_prefix("http://")
-        .or_else(|| server.strip_prefix("ws://"))
-        .ok_or_else(|| AgentError::BadServer(server.to_string()))?;
+    let (scheme, rest) = [
+        ("ws", "http://"),
+        ("ws", "ws://"),
+        ("wss", "https://"),
+        ("wss", "wss://"),
+    ]
+    .into_iter()
+    .find_map(|(scheme, prefix)| Some((scheme, server.strip_prefix(prefix)?)))
+    .ok_or_else(|| AgentError::BadServer(server.to_string()))?;
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() {
         return Err(AgentError::BadServer(server.to_string()));
     }
-    Ok(format!("ws://{host}/ws/bridge"))
+    Ok(format!("{scheme}://{host}/ws/bridge"))
 }
 
 /// Reconnect delay: 1 s doubling to 10 s, ±50 % so 92 agents do not return at once.
@@ -79,12 +89,13 @@ enum SessionEnd {
 /// Runs until the check is done (`--rehearse`) or forever; returns the exit code.
 pub async fn run(options: AgentOptions) -> Result<i32, AgentError> {
     let url = bridge_url(&options.server)?;
+    let tls = crate::tools::tls::connector(options.ca.as_deref())?;
     let mut attempt = 0u32;
     // Asked once: after a drop the server carries on with the same check.
     let mut check_requested = false;
     loop {
         let mut welcomed = false;
-        match session(&options, &url, &mut welcomed, &mut check_requested).await? {
+        match session(&options, &url, &tls, &mut welcomed, &mut check_requested).await? {
             SessionEnd::Done(code) => return Ok(code),
             SessionEnd::Lost(reason) => {
                 if welcomed {
@@ -114,10 +125,13 @@ struct Download {
 async fn session(
     options: &AgentOptions,
     url: &str,
+    tls: &tokio_tungstenite::Connector,
     welcomed: &mut bool,
     check_requested: &mut bool,
 ) -> Result<SessionEnd, AgentError> {
-    let (socket, _) = match tokio_tungstenite::connect_async(url).await {
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, Some(tls.clone()));
+    let (socket, _) = match connecting.await {
         Ok(connected) => connected,
         Err(e) => return Ok(SessionEnd::Lost(e.to_string())),
     };
@@ -351,6 +365,10 @@ mod tests {
         assert_eq!(
             bridge_url("ws://h:1/ws/bridge").unwrap(),
             "ws://h:1/ws/bridge"
+        );
+        assert_eq!(
+            bridge_url("https://diemcau.example.vn/").unwrap(),
+            "wss://diemcau.example.vn/ws/bridge"
         );
         assert!(bridge_url("10.0.0.5:8080").is_err());
         assert!(bridge_url("http://").is_err());

@@ -8,3 +8,4 @@ pub mod links;
 pub mod preflight;
 pub mod roster;
 pub mod simulate;
+pub mod tls;

@@ -143,12 +143,23 @@ pub fn spawn_site(
     fault: Fault,
     timing: FaultTiming,
     stats: Arc<SimStats>,
+    tls: Option<tokio_tungstenite::Connector>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let url = bridge_url(server).map_err(|e| e.to_string())?;
     Ok(tokio::spawn(async move {
         let mut attempt = 0;
         loop {
-            let outcome = run_once(&url, number, &site, &key, fault, timing, &stats).await;
+            let outcome = run_once(
+                &url,
+                tls.clone(),
+                number,
+                &site,
+                &key,
+                fault,
+                timing,
+                &stats,
+            )
+            .await;
             let wait = match outcome {
                 Some(pause) => {
                     attempt = 0;
@@ -166,8 +177,10 @@ pub fn spawn_site(
 
 /// One connection; returns how long to stay away before reconnecting (`None`: it
 /// failed, back off).
+#[allow(clippy::too_many_arguments)]
 async fn run_once(
     url: &str,
+    tls: Option<tokio_tungstenite::Connector>,
     number: usize,
     site: &str,
     key: &str,
@@ -175,10 +188,9 @@ async fn run_once(
     timing: FaultTiming,
     stats: &SimStats,
 ) -> Option<Duration> {
-    let (socket, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), true)
-            .await
-            .ok()?;
+    let connecting =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(small_buffers()), true, tls);
+    let (socket, _) = connecting.await.ok()?;
     let (mut sink, mut stream) = socket.split();
     let hello = json!({"type": "hello", "site": site, "key": key, "agent": "sim", "version": env!("CARGO_PKG_VERSION")});
     sink.send(Message::text(hello.to_string())).await.ok()?;
@@ -275,6 +287,8 @@ pub enum SimulateError {
     },
     #[error("the keys file has keys for {have} sites, not {want}")]
     TooFewKeys { have: usize, want: usize },
+    #[error(transparent)]
+    Tls(#[from] crate::tools::tls::TlsError),
 }
 
 /// `diemcau simulate`: `n` simulated bridges against `server`, with the faults of
@@ -284,8 +298,10 @@ pub async fn run_until_ctrl_c(
     n: usize,
     keys: &std::path::Path,
     faults: &str,
+    ca: Option<&std::path::Path>,
 ) -> Result<(), SimulateError> {
     let mix = FaultMix::parse(faults).map_err(SimulateError::Setup)?;
+    let tls = crate::tools::tls::connector(ca)?;
     let text = std::fs::read_to_string(keys).map_err(|source| SimulateError::Keys {
         path: keys.to_path_buf(),
         source,
@@ -307,6 +323,7 @@ pub async fn run_until_ctrl_c(
             mix.fault_of(i, n),
             FaultTiming::default(),
             stats.clone(),
+            Some(tls.clone()),
         )
         .map_err(SimulateError::Setup)?;
     }

@@ -135,14 +135,26 @@ async fn a_rotation_ends_every_socket_of_the_old_key_however_many() {
     // Half of them behind on their frames: a page busy drawing still gets the close.
     for _ in 0..20 {
         app.start_slot(1).await;
-        app.post("/api/timer/stop", Some(app.key("secretary")), serde_json::json!({}))
-            .await;
-        app.post("/api/timer/reset", Some(app.key("secretary")), serde_json::json!({"slot": 1}))
-            .await;
+        app.post(
+            "/api/timer/stop",
+            Some(app.key("secretary")),
+            serde_json::json!({}),
+        )
+        .await;
+        app.post(
+            "/api/timer/reset",
+            Some(app.key("secretary")),
+            serde_json::json!({"slot": 1}),
+        )
+        .await;
     }
     // Every site's key and the operator's at once: more holders than one notice
     // channel holds, all seen in one look at the file.
-    for site in app.keys.keys().filter(|k| k.chars().all(|c| c.is_ascii_digit())) {
+    for site in app
+        .keys
+        .keys()
+        .filter(|k| k.chars().all(|c| c.is_ascii_digit()))
+    {
         Secrets::rotate(&app.data_dir, Caller::Site(site.parse().unwrap())).unwrap();
     }
     Secrets::rotate(&app.data_dir, Caller::Role(Role::Operator)).unwrap();

@@ -55,6 +55,7 @@ async fn five_hundred_simulated_sites_stay_online_and_all_receive_a_timer_change
                 Fault::None,
                 FaultTiming::default(),
                 stats.clone(),
+                None,
             )
             .unwrap(),
         );
@@ -108,6 +109,7 @@ async fn each_fault_mode_shows_on_the_wall_as_it_should() {
                 *fault,
                 timing,
                 stats.clone(),
+                None,
             )
             .unwrap()
         })

@@ -148,11 +148,14 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
             code,
             reason: reason.into(),
         };
-        let _ = tokio::time::timeout(
+        let sent = tokio::time::timeout(
             Duration::from_secs(1),
             sink.send(Message::Close(Some(frame))),
         )
         .await;
+        if matches!(sent, Ok(Ok(()))) {
+            super::drain_until_closed(&mut stream).await;
+        }
     }
     app.metrics.connection_closed(SocketKind::Live);
 }

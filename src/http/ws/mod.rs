@@ -33,3 +33,20 @@ pub fn to_message(outbound: Outbound) -> (Message, Option<Arc<Tracked>>) {
         Outbound::Tracked(tracked) => (text(&tracked.frame), Some(tracked)),
     }
 }
+
+/// After a close frame went out: reads (and drops) what the peer still sends until its
+/// own close, for at most two seconds. Dropping a socket with unread bytes makes the
+/// kernel reset it, and a peer that was sending would then never read the close code.
+pub async fn drain_until_closed(
+    stream: &mut futures_util::stream::SplitStream<axum::extract::ws::WebSocket>,
+) {
+    use futures_util::StreamExt;
+    let drained = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drained).await;
+}

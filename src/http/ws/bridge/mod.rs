@@ -81,10 +81,12 @@ async fn serve(app: AppState, socket: WebSocket, caller: Option<Caller>) {
                 "no_hello",
                 "say hello within the hello timeout",
             )
-            .await
+            .await;
+            crate::http::ws::drain_until_closed(&mut stream).await;
         }
         Ok(Err((code, error, message))) => {
-            handshake::refuse(&mut sink, code, error, &message).await
+            handshake::refuse(&mut sink, code, error, &message).await;
+            crate::http::ws::drain_until_closed(&mut stream).await;
         }
         Ok(Ok(hello)) => {
             let span = tracing::info_span!("bridge", site = %hello.id);

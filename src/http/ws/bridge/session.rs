@@ -56,7 +56,11 @@ pub(super) async fn run(
         Err(ending) => ending,
     };
     // Boxed: the session moves into it, and it is not kept in the task while serving.
+    let closed_by_us = ending.code.is_some();
     Box::pin(session.end(ending, close_tx, writer)).await;
+    if closed_by_us {
+        crate::http::ws::drain_until_closed(&mut stream).await;
+    }
 }
 
 /// What the loop keeps between frames.
