@@ -46,6 +46,7 @@ pub struct App {
     listener: TcpListener,
     /// Held until `run` returns: a second `serve` on the data dir is refused.
     lock: crate::store::DataDirLock,
+    data_dir: PathBuf,
     state: AppState,
     secrets_origin: SecretsOrigin,
     /// Sites that went offline, for the timekeeper (taken by `run`).
@@ -74,6 +75,10 @@ impl App {
             source,
         })?;
         let store = Store::open(&data_dir, clock.now_ms())?;
+        let recovery_places = crate::store::recovery::places(config.recovery_dir.as_deref());
+        if let Some((file, writes)) = store.replay_recovery(&data_dir, &recovery_places).await? {
+            tracing::warn!(file = %file.display(), writes, "replayed the records the last stop could not store");
+        }
         let (secrets, secrets_origin) = Secrets::load_or_create(&data_dir, &roster)?;
         let history = store.load_history()?;
         let metrics = Arc::new(Metrics::new(&roster, &agenda));
@@ -122,6 +127,7 @@ impl App {
         Ok(App {
             listener,
             lock,
+            data_dir,
             state,
             secrets_origin,
             offline,
@@ -192,7 +198,55 @@ impl App {
         if let Err(e) = state.store.flush().await {
             tracing::error!(error = %e, "store flush at shutdown failed");
         }
-        Ok(())
+        stop_with_everything_stored(&state, &self.data_dir).await
+    }
+}
+
+/// How long a stop waits for a disk that refuses writes before it saves them elsewhere.
+const DISK_GRACE: Duration = Duration::from_secs(3);
+
+/// A stop is clean only when every record is on disk. Otherwise, after a bounded wait
+/// for the disk, the records go to a recovery file (replayed at the next start) and the
+/// stop is an error that says where they are.
+async fn stop_with_everything_stored(
+    state: &AppState,
+    data_dir: &std::path::Path,
+) -> std::io::Result<()> {
+    let health = state.store.health();
+    let waited = tokio::time::Instant::now();
+    while health.pending_writes() > 0 && waited.elapsed() < DISK_GRACE {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if health.pending_writes() == 0 {
+        return Ok(());
+    }
+    let statements = state
+        .store
+        .refused_writes()
+        .await
+        .map_err(std::io::Error::other)?;
+    let places = crate::store::recovery::places(state.config.recovery_dir.as_deref());
+    match crate::store::recovery::save(data_dir, &places, &statements) {
+        Ok(file) => {
+            tracing::error!(file = %file.display(), writes = statements.len(), "STOPPED WITH RECORDS NOT IN THE DATABASE: the disk still refuses writes; they are saved in the recovery file and replayed at the next start (free space in the data dir first)");
+            Err(std::io::Error::other(format!(
+                "{} records could not be stored (the disk refuses writes): saved to {}, replayed at the next start",
+                statements.len(),
+                file.display()
+            )))
+        }
+        Err(failures) => {
+            tracing::error!(
+                ?failures,
+                writes = statements.len(),
+                "RECORDS LOST: the disk refuses writes and no recovery place took them"
+            );
+            Err(std::io::Error::other(format!(
+                "{} records could not be stored anywhere: {}",
+                statements.len(),
+                failures.join("; ")
+            )))
+        }
     }
 }
 

@@ -24,6 +24,10 @@ pub struct Config {
     /// `https://diemcau.thainguyen.gov.vn`: pages sent from it may use the page cookie,
     /// and an https one makes the cookie `Secure`.
     pub public_url: Option<String>,
+    /// Where a stop with a refusing disk writes the records it could not store, to be
+    /// replayed at the next start: best on another disk. Unset: `/dev/shm`, then the
+    /// temporary folder.
+    pub recovery_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub sites: Option<PathBuf>,
     pub agenda: Option<PathBuf>,
@@ -232,6 +236,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".into(),
             public_url: None,
+            recovery_dir: None,
             data_dir: "data".into(),
             sites: None,
             agenda: None,

@@ -23,6 +23,9 @@ use crate::auth::Role;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
+/// Request bodies over this are a 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
 /// The staff roles: everyone but the hall display and the sites.
 pub const STAFF: &[Role] = &[Role::Admin, Role::Operator, Role::Secretary];
 
@@ -37,6 +40,9 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::router())
         .merge(web::router())
         .fallback(not_found)
+        // The largest body a caller sends is a rehearsal schedule: 1 MiB holds
+        // thousands of sites.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // API answers and CSVs hold the day's data: no cache keeps a copy, and no
         // browser guesses a type other than the one declared. Assets say their own.
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -10,6 +10,7 @@ mod backup;
 mod data_dir;
 mod devices;
 mod notices;
+pub mod recovery;
 mod rehearsals;
 mod schema;
 mod sites;
@@ -35,6 +36,10 @@ use writer::{Op, WriteFailure, run_writer};
 
 pub const DB_FILE: &str = "diemcau.sqlite3";
 
+/// A write may run more than once: after the disk refused it, it is retried (and at
+/// a stop, it is run once more to read its SQL for the recovery file).
+type WriteFn = Box<dyn Fn(&Transaction) -> rusqlite::Result<()> + Send>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -47,6 +52,10 @@ pub enum StoreError {
         if *empty { "empty" } else { "not an SQLite file" }
     )]
     NotADatabase { path: PathBuf, empty: bool },
+    #[error(
+        "the recovery file {path} cannot be replayed ({message}): free space in the data dir and start again, or move the file away to start without it (keep it for the record)"
+    )]
+    Recovery { path: PathBuf, message: String },
     #[error("store {path}: {source}")]
     Open {
         path: PathBuf,
@@ -197,6 +206,42 @@ impl Store {
             Ok(Err(WriteFailure::Pending(message))) => Err(StoreError::Pending(message)),
             Err(_) => Err(StoreError::Stopped),
         }
+    }
+
+    /// Replays the recovery file a stop with a refusing disk left for `data_dir`, if
+    /// any, before anything else is written; returns it and how many writes it held.
+    pub async fn replay_recovery(
+        &self,
+        data_dir: &Path,
+        places: &[PathBuf],
+    ) -> Result<Option<(PathBuf, usize)>, StoreError> {
+        let Some((path, text)) = recovery::waiting(data_dir, places) else {
+            return Ok(None);
+        };
+        let count = text.lines().filter(|l| !l.starts_with("--")).count();
+        let sql = text.clone();
+        let failed = |message: String| StoreError::Recovery {
+            path: path.clone(),
+            message,
+        };
+        match self.write_durable(move |tx| tx.execute_batch(&sql)).await {
+            Ok(()) => {}
+            Err(StoreError::Write(m) | StoreError::Pending(m)) => return Err(failed(m)),
+            Err(e) => return Err(failed(e.to_string())),
+        }
+        recovery::mark_replayed(&path);
+        Ok(Some((path, count)))
+    }
+
+    /// The SQL of the writes the disk still refuses, in order (for a recovery file).
+    pub async fn refused_writes(&self) -> Result<Vec<String>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writes
+            .send(Op::Statements(tx))
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await
+            .map_err(|_| StoreError::Stopped)?
+            .map_err(StoreError::Write)
     }
 
     /// Waits until everything queued before this call is on disk, or kept in memory

@@ -4,13 +4,12 @@
 
 use std::sync::mpsc;
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::StoreHealth;
 
-/// A write may run more than once: after the disk refused it, it is retried.
-pub(super) type WriteFn = Box<dyn Fn(&Transaction) -> rusqlite::Result<()> + Send>;
+use super::WriteFn;
 
 /// What a waiting writer is told.
 pub(super) type Outcome = Result<(), WriteFailure>;
@@ -25,6 +24,8 @@ pub(super) enum WriteFailure {
 
 pub(super) enum Op {
     Write(WriteFn, Option<oneshot::Sender<Outcome>>),
+    /// The SQL of the writes kept because the disk refused them (they stay kept).
+    Statements(oneshot::Sender<Result<Vec<String>, String>>),
 }
 
 /// Applies queued writes in order; a burst becomes one transaction. When the disk
@@ -53,6 +54,11 @@ pub(super) fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Op>, health
             }
         };
         match first {
+            Some(Op::Statements(reply)) => {
+                let statements = super::recovery::statements_of(&kept);
+                let _ = reply.send(statements.map_err(|e| e.to_string()));
+                continue;
+            }
             Some(op) => batch.push(op),
             None if kept.is_empty() => return, // every sender is gone
             None => {}
@@ -65,7 +71,18 @@ pub(super) fn run_writer(mut conn: Connection, queue: mpsc::Receiver<Op>, health
         }
         let mut writes: Vec<(WriteFn, Option<oneshot::Sender<Outcome>>)> =
             kept.drain(..).map(|f| (f, None)).collect();
-        writes.extend(batch.into_iter().map(|Op::Write(f, reply)| (f, reply)));
+        for op in batch {
+            match op {
+                Op::Write(f, reply) => writes.push((f, reply)),
+                // Asked within a burst: answered after it, from what is kept then.
+                Op::Statements(reply) => {
+                    kept = commit(&mut conn, std::mem::take(&mut writes), health);
+                    let statements = super::recovery::statements_of(&kept);
+                    let _ = reply.send(statements.map_err(|e| e.to_string()));
+                    writes = kept.drain(..).map(|f| (f, None)).collect();
+                }
+            }
+        }
         kept = commit(&mut conn, writes, health);
     }
 }

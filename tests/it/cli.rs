@@ -54,8 +54,11 @@ impl Served {
             .expect("diemcau starts");
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut addr = None;
+        let mut before = String::new();
         for line in stderr.by_ref() {
             let line = line.unwrap();
+            before.push_str(&line);
+            before.push('\n');
             if let Some(rest) = line.split("addr=").nth(1) {
                 addr = Some(rest.split_whitespace().next().unwrap().parse().unwrap());
                 break;
@@ -63,7 +66,7 @@ impl Served {
         }
         let addr = addr.expect("the serving line names the address");
         // Keep draining the log so the server never writes into a closed pipe.
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(before));
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in stderr.map_while(Result::ok) {
@@ -1171,5 +1174,128 @@ async fn a_backup_taken_while_serving_is_a_data_dir_that_carries_on_with_history
         history,
         ["never_seen", "online"],
         "the copy's history, and the site's own key still works: {site}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_while_the_disk_refuses_writes_saves_them_elsewhere_exits_nonzero_and_the_next_start_replays_them()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let recovery = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = format!("recovery_dir = \"{}\"\n", recovery.path().display());
+    let mut served = Served::start_configured(&data, &config);
+    let (secrets, _) = Secrets::load_or_create(&data, &roster()).unwrap();
+    let key = |role| secrets.role_key(role).expose().to_string();
+    let (operator, secretary) = (key(Role::Operator), key(Role::Secretary));
+    let bridge = EchoingBridge::join_at(served.addr, SITE, &site_key_in(&secrets)).await;
+    while served.get(&format!("/api/sites/{SITE}"), &operator).await["state"] != "online" {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // No file of the service may grow past its size now: the database and its WAL
+    // are full, a small file elsewhere still fits.
+    let wal = std::fs::metadata(data.join("diemcau.sqlite3-wal"))
+        .unwrap()
+        .len();
+    limit_file_size(&served, Some(wal.max(16 * 1024)));
+    let started = post(
+        &served,
+        "/api/timer/start",
+        &secretary,
+        serde_json::json!({"slot": 1}),
+    )
+    .await;
+    bridge.close().await;
+    let wait = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ready = reqwest::get(format!("http://{}/readyz", served.addr))
+            .await
+            .unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < wait, "the disk never refused");
+        post(
+            &served,
+            "/api/timer/adjust",
+            &secretary,
+            serde_json::json!({"seconds": 1}),
+        )
+        .await;
+    }
+    // Acknowledged while nothing can be written: it must not be lost at the stop.
+    post(
+        &served,
+        "/api/timer/adjust",
+        &secretary,
+        serde_json::json!({"seconds": 30}),
+    )
+    .await;
+    let deadline_ms = served.get("/api/timer", &operator).await["deadline_ms"].clone();
+    assert_ne!(
+        deadline_ms, started["deadline_ms"],
+        "adjusted while the disk refused"
+    );
+
+    sigterm(&served.child);
+    let exit = served.child.wait().unwrap();
+    assert!(
+        !exit.success(),
+        "a stop that could not store everything is not clean"
+    );
+    let log = served.log();
+    assert!(
+        log.contains("STOPPED WITH RECORDS NOT IN THE DATABASE"),
+        "{log}"
+    );
+    let files: Vec<_> = std::fs::read_dir(recovery.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let saved = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(saved.contains("INSERT INTO timer_commands"), "{saved}");
+    assert!(
+        log.contains(&files[0].display().to_string()),
+        "the log names the file"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&files[0]).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    drop(served);
+
+    // The disk has room again: the next start replays the file before anything else.
+    let served = Served::start_configured(&data, &config);
+    assert!(
+        served.log().contains("replayed the records"),
+        "{}",
+        served.log()
+    );
+    let timer = served.get("/api/timer", &operator).await;
+    assert_eq!(timer["state"], "running", "{timer}");
+    assert_eq!(
+        timer["deadline_ms"], deadline_ms,
+        "every acknowledged adjust is there"
+    );
+    let site = served.get(&format!("/api/sites/{SITE}"), &operator).await;
+    let reasons: Vec<_> = site["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].clone())
+        .collect();
+    assert!(
+        reasons.iter().filter(|to| *to == "offline").count() >= 1,
+        "{site}"
+    );
+    let left: Vec<_> = std::fs::read_dir(recovery.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter()
+            .all(|n| n.to_string_lossy().contains(".replayed-")),
+        "{left:?}"
     );
 }

@@ -424,3 +424,23 @@ async fn a_technician_name_a_spreadsheet_would_run_is_exported_as_text() {
         "only the spreadsheet copy is neutralised"
     );
 }
+
+#[tokio::test]
+async fn a_site_starts_a_bounded_number_of_checks_an_hour() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|c| {
+        short_check(c);
+        c.rehearsal.max_attempts_per_hour = 1;
+    })
+    .await;
+    let (code, stdout) = agent(&app, &["--rehearse", "--technician", "An"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout) = agent(&app, &["--rehearse", "--technician", "An"]).await;
+    assert_eq!(code, 3, "{stdout}");
+    assert!(
+        stdout.contains("Đã kiểm tra 1 lần trong một giờ"),
+        "{stdout}"
+    );
+    let (_, board) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+    assert_eq!(board["attempts"].as_array().unwrap().len(), 1, "one stored");
+}

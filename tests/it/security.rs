@@ -631,3 +631,18 @@ async fn the_agent_speaks_wss_to_a_service_behind_tls_trusting_a_private_ca() {
     let site = app.wait_for_state(SITE, "online", WAIT).await;
     assert_eq!(site["agent"], "agent");
 }
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_is_a_413() {
+    let app = spawn_app(fast).await;
+    let response = app
+        .http
+        .post(app.url("/api/messages"))
+        .bearer_auth(app.key("operator"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; (1 << 20) + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+}
