@@ -515,91 +515,6 @@ async fn connections_sending_only_blank_lines_at_the_cap_are_closed_at_the_deadl
 }
 
 #[tokio::test]
-async fn a_client_sending_when_it_is_closed_still_reads_the_close_code() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let app = spawn_app(|c| {
-        steady(c);
-        c.protocol.max_frames_per_second = 50;
-    })
-    .await;
-    for round in 0..5 {
-        let (mut send, mut read) = Client::join(&app, SITE).await.into_inner().split();
-        // Keeps sending, well past the flood limit and after the close, as a busy
-        // client does; reads only what comes.
-        let sender = tokio::spawn(async move {
-            for seq in 0..20_000 {
-                let beat = json!({"type": "heartbeat", "seq": seq, "client_ms": 0});
-                if send.send(Message::text(beat.to_string())).await.is_err() {
-                    break;
-                }
-                if seq % 100 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-        });
-        // Busy elsewhere for a moment: the close is already waiting when it reads.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let code = loop {
-            match tokio::time::timeout(WAIT, read.next())
-                .await
-                .expect("an answer in time")
-            {
-                Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
-                Some(Ok(_)) => continue,
-                other => {
-                    panic!("round {round}: the connection ended without its close code: {other:?}")
-                }
-            }
-        };
-        sender.abort();
-        assert_eq!(code, Some(4429), "round {round}");
-    }
-}
-
-/// A TLS front (as nginx would be) for `app` on another port, with a certificate for
-/// `localhost` signed by a private CA; returns its port and the CA's PEM.
-async fn tls_front(app: &TestApp) -> (u16, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = front.local_addr().unwrap().port();
-    let backend = app.addr;
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = front.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut plain = tokio::net::TcpStream::connect(backend).await.unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-            });
-        }
-    });
-    (port, ca.pem())
-}
-
-#[tokio::test]
 async fn the_agent_speaks_wss_to_a_service_behind_tls_trusting_a_private_ca() {
     let app = spawn_app(steady).await;
     let (port, ca_pem) = tls_front(&app).await;
@@ -645,4 +560,53 @@ async fn a_body_over_one_mebibyte_is_a_413() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 413);
+}
+
+#[tokio::test]
+async fn a_client_that_reads_late_and_sends_still_gets_the_close_code() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = spawn_app(|c| {
+        steady(c);
+        c.protocol.max_frames_per_second = 50;
+        c.protocol.max_notices_per_minute = 10_000;
+    })
+    .await;
+    // A tiny receive window that it does not read for a moment: what the service sends
+    // waits in the service's send buffer, the close frame last.
+    let mut client = frozen_client(app.addr, "/ws/bridge").await;
+    client
+        .send(Message::text(
+            json!({"type": "hello", "site": SITE, "key": app.key(SITE), "agent": "agent", "version": "t"})
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    let long = "Đề nghị các điểm cầu kiểm tra âm thanh. ".repeat(20);
+    for _ in 0..5 {
+        app.post(
+            "/api/messages",
+            Some(app.key("operator")),
+            json!({"text": long, "to": "all"}),
+        )
+        .await;
+    }
+    for seq in 0..500 {
+        let beat = json!({"type": "heartbeat", "seq": seq, "client_ms": 0});
+        if client.send(Message::text(beat.to_string())).await.is_err() {
+            break;
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let code = loop {
+        match tokio::time::timeout(WAIT, client.next())
+            .await
+            .expect("an answer in time")
+        {
+            Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("the connection ended without its close code: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(4429));
 }
