@@ -149,7 +149,8 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves; then sockets close with 1001 (within 5 s)
-    /// and the store is flushed.
+    /// and the store is flushed. An error when records could not be stored: they are
+    /// in a recovery file, named in the error and the log.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,

@@ -5,7 +5,7 @@
 //! Crate map, from the inside out. Each layer imports only those above it in this list;
 //! `tests/it/architecture.rs` fails on any import that breaks the rule.
 //! - [`core`] — the rules, pure: sites, agenda, liveness, link, clock sync, timer,
-//!   rehearsal rubric, notices, devices, report, schedule. `now` is an argument.
+//!   rehearsal rubric, notices, devices, report, schedule, budgets. `now` is an argument.
 //! - [`protocol`], [`config`], [`auth`], [`metrics`], [`store`] — the wire frames, the
 //!   configuration files, keys and roles, the Prometheus registry, SQLite (the only SQL);
 //!   each imports only `core`.
