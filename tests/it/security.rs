@@ -514,6 +514,48 @@ async fn connections_sending_only_blank_lines_at_the_cap_are_closed_at_the_deadl
     bridge.close().await;
 }
 
+/// A TLS front (as nginx would be) for `app` on another port, with a certificate for
+/// `localhost` signed by a private CA; returns its port and the CA's PEM.
+async fn tls_front(app: &TestApp) -> (u16, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = front.local_addr().unwrap().port();
+    let backend = app.addr;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = front.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut plain = tokio::net::TcpStream::connect(backend).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, ca.pem())
+}
+
 #[tokio::test]
 async fn the_agent_speaks_wss_to_a_service_behind_tls_trusting_a_private_ca() {
     let app = spawn_app(steady).await;
@@ -542,9 +584,45 @@ async fn the_agent_speaks_wss_to_a_service_behind_tls_trusting_a_private_ca() {
     let said = String::from_utf8_lossy(&said.stdout);
     assert!(said.to_lowercase().contains("certificate"), "{said}");
 
-    let _trusted = agent(true);
+    let trusted = agent(true);
     let site = app.wait_for_state(SITE, "online", WAIT).await;
     assert_eq!(site["agent"], "agent");
+    drop(trusted);
+
+    // The simulator too: the roster's first site, over wss with the same CA.
+    let _simulated = tokio::process::Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .args([
+            "simulate",
+            "--server",
+            &format!("https://localhost:{port}"),
+            "--sites",
+            "1",
+        ])
+        .arg("--keys")
+        .arg(app.data_dir.join("secrets.toml"))
+        .arg("--ca")
+        .arg(&ca)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, sites) = app.get("/api/sites", Some(app.key("operator"))).await;
+        let simulated = sites["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["agent"] == "sim" && s["state"] == "online");
+        if simulated {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no simulated site came online over wss"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
