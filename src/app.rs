@@ -80,6 +80,27 @@ impl App {
             tracing::warn!(file = %file.display(), writes, "replayed the records the last stop could not store");
         }
         let (secrets, secrets_origin) = Secrets::load_or_create(&data_dir, &roster)?;
+        // When the previous run was last alive: that interval is nobody's uptime.
+        let (pulse, last_run) = crate::store::Pulse::open(&data_dir)?;
+        let now = clock.now_ms();
+        let mut restart = crate::services::hub::Restart {
+            last_alive_ms: last_run.map(|run| run.alive_ms),
+            downtime_ms: store.downtime_total_ms()?,
+        };
+        if let Some(run) = last_run.filter(|run| run.alive_ms < now) {
+            let downtime = crate::core::report::Downtime {
+                from_ms: run.alive_ms,
+                to_ms: now,
+            };
+            store.record_downtime(downtime, if run.stopped { "stopped" } else { "crash" });
+            restart.downtime_ms += now - run.alive_ms;
+            tracing::info!(
+                down_ms = now - run.alive_ms,
+                clean = run.stopped,
+                "the service was not running since its last pulse"
+            );
+        }
+        pulse.beat(now);
         let history = store.load_history()?;
         let metrics = Arc::new(Metrics::new(&roster, &agenda));
         let (offline_tx, offline) = mpsc::unbounded_channel();
@@ -90,6 +111,7 @@ impl App {
             store.clone(),
             metrics.clone(),
             &history,
+            restart,
             offline_tx,
         ));
         let timekeeper = Arc::new(Timekeeper::restore(
@@ -121,6 +143,7 @@ impl App {
             store,
             metrics,
             clock,
+            pulse,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -178,6 +201,14 @@ impl App {
                 token.cancel();
             });
         }
+        {
+            // Sockets closing from here on are the service's stop, not the sites' drops.
+            let (state, token) = (state.clone(), token.clone());
+            tokio::spawn(async move {
+                token.cancelled().await;
+                state.hub.stop_watching();
+            });
+        }
         crate::http::listener::serve(
             listener,
             crate::http::router(state.clone()),
@@ -186,6 +217,7 @@ impl App {
         )
         .await;
         token.cancel();
+        state.hub.stop_watching();
         for task in background {
             task.abort();
         }
@@ -199,7 +231,9 @@ impl App {
         if let Err(e) = state.store.flush().await {
             tracing::error!(error = %e, "store flush at shutdown failed");
         }
-        stop_with_everything_stored(&state, &self.data_dir).await
+        let stored = stop_with_everything_stored(&state, &self.data_dir).await;
+        state.pulse.stopped(state.clock.now_ms());
+        stored
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Shared {
         >,
     >,
     pub store: Store,
+    /// The service's own pulse in the data dir (its downtime is no site's uptime).
+    pub pulse: crate::store::Pulse,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     /// Cancelled when the server begins to shut down; socket tasks watch it.

@@ -25,9 +25,32 @@ pub fn spawn_all(
         tokio::spawn(pause_on_site_loss(state.clone(), offline)),
         tokio::spawn(follow_keys(state.clone())),
         tokio::spawn(sample_rtt(state.clone())),
+        tokio::spawn(pulse(state.clone())),
+        tokio::spawn(restart_grace(state.clone())),
     ];
     tasks.extend(spawn_device_checks(state));
     tasks
+}
+
+/// The service's pulse, every 40 ms: after a crash the next start knows when it
+/// stopped to within a twenty-fifth of a second (two crashes stay within 0.1 s).
+async fn pulse(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_millis(40));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.pulse.beat(state.clock.now_ms());
+    }
+}
+
+/// Once the offline threshold has passed after the start, the sites that were up
+/// before the restart and are not back are offline.
+async fn restart_grace(state: AppState) {
+    tokio::time::sleep(Duration::from_millis(
+        state.config.liveness.offline_after_ms,
+    ))
+    .await;
+    state.hub.restart_grace_over();
 }
 
 /// Follows `secrets.toml`: a rotated key stops working at once (within a second), and

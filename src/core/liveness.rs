@@ -135,6 +135,26 @@ impl Liveness {
         self.offline_times.push_back(at_ms);
     }
 
+    /// A site that was up when the service stopped: last heard at `at_ms` at the latest.
+    pub fn remember_last_seen(&mut self, at_ms: EpochMs) {
+        self.last_seen_ms = Some(at_ms);
+    }
+
+    /// A site that was up before a restart and has not come back within the offline
+    /// threshold of it: offline (a real absence, which alerts and counts).
+    pub fn not_back_after_restart(&mut self, now: EpochMs) -> Option<Transition> {
+        if self.connected || self.state != SiteState::NeverSeen {
+            return None;
+        }
+        self.change(
+            SiteState::Offline,
+            now,
+            now,
+            "không kết nối lại sau khi máy chủ khởi động lại — not back after the server restarted"
+                .into(),
+        )
+    }
+
     /// A site said a valid `hello`: a fresh socket is proof enough to be online.
     pub fn connected(&mut self, now: EpochMs) -> Option<Transition> {
         self.connected = true;
@@ -268,6 +288,8 @@ pub struct Uptime {
     tracking_since_ms: EpochMs,
     up_ms: i64,
     up_since_ms: Option<EpochMs>,
+    /// Time the service itself was down: watched by nobody, left out of the ratio.
+    unwatched_ms: i64,
 }
 
 impl Uptime {
@@ -276,7 +298,13 @@ impl Uptime {
             tracking_since_ms,
             up_ms: 0,
             up_since_ms: None,
+            unwatched_ms: 0,
         }
+    }
+
+    /// Leaves `ms` of the service's own downtime out of the observed time.
+    pub fn exclude(&mut self, ms: i64) {
+        self.unwatched_ms += ms.max(0);
     }
 
     /// Folds one transition in (in time order).
@@ -293,7 +321,7 @@ impl Uptime {
 
     /// Fraction of the time since tracking began that the site was up.
     pub fn ratio(&self, now: EpochMs) -> Option<f64> {
-        let observed = now - self.tracking_since_ms;
+        let observed = now - self.tracking_since_ms - self.unwatched_ms;
         if observed <= 0 {
             return None;
         }

@@ -18,14 +18,34 @@ pub struct Availability {
     pub outage_longest_ms: i64,
 }
 
-/// Folds a site's transitions (`to`, `at_ms`, in time order) over `[from, to)`.
+/// When the service itself was not running (crashed, stopped, restarting): `[from, to)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Downtime {
+    pub from_ms: EpochMs,
+    pub to_ms: EpochMs,
+}
+
+/// How much of `[start, end)` the service was running for.
+fn watched(start: EpochMs, end: EpochMs, dead: &[Downtime]) -> i64 {
+    let overlap: i64 = dead
+        .iter()
+        .map(|d| (end.min(d.to_ms) - start.max(d.from_ms)).max(0))
+        .sum();
+    ((end - start).max(0) - overlap).max(0)
+}
+
+/// Folds a site's transitions (`to`, `at_ms`, in time order) over `[from, to)`. Time
+/// the service itself was down (`dead`, not overlapping) counts as neither up nor an
+/// outage: nobody was watching; the uptime is a share of the time that was watched.
 pub fn availability(
     transitions: &[(SiteState, EpochMs)],
     from: EpochMs,
     to: EpochMs,
+    dead: &[Downtime],
 ) -> Availability {
     let mut result = Availability::default();
-    if to <= from {
+    let watched_window = watched(from, to, dead);
+    if to <= from || watched_window == 0 {
         return result;
     }
     let mut state = transitions
@@ -35,7 +55,7 @@ pub fn availability(
         .map_or(SiteState::NeverSeen, |(s, _)| *s);
     let mut since = from;
     let close = |state: SiteState, start: EpochMs, end: EpochMs, result: &mut Availability| {
-        let length = (end - start).max(0);
+        let length = watched(start, end, dead);
         if length == 0 {
             return;
         }
@@ -59,7 +79,7 @@ pub fn availability(
     if result.outages == 0 && result.outage_total_ms > 0 {
         result.outages = 1;
     }
-    result.uptime = result.up_ms as f64 / (to - from) as f64;
+    result.uptime = result.up_ms as f64 / watched_window as f64;
     result
 }
 
@@ -84,7 +104,7 @@ mod tests {
             (Online, 150 * MIN),
             (Offline, 170 * MIN),
         ];
-        let a = availability(&script, 0, 180 * MIN);
+        let a = availability(&script, 0, 180 * MIN, &[]);
         // Up: 10–60, 65–100, 130–170 = 50 + 35 + 40 = 125 minutes.
         assert_eq!(a.up_ms, 125 * MIN);
         assert!((a.uptime - 125.0 / 180.0).abs() < 1e-9);
@@ -96,21 +116,46 @@ mod tests {
     #[test]
     fn the_state_before_the_window_carries_into_it() {
         let script = [(Online, -100 * MIN), (Offline, 20 * MIN)];
-        let a = availability(&script, 0, 60 * MIN);
+        let a = availability(&script, 0, 60 * MIN, &[]);
         assert_eq!(a.up_ms, 20 * MIN);
         assert_eq!((a.outages, a.outage_total_ms), (1, 40 * MIN));
         let already_down = [(Online, -100 * MIN), (Offline, -50 * MIN)];
-        let a = availability(&already_down, 0, 60 * MIN);
+        let a = availability(&already_down, 0, 60 * MIN, &[]);
         assert_eq!((a.uptime, a.outages, a.outage_total_ms), (0.0, 1, 60 * MIN));
     }
 
     #[test]
     fn a_site_never_seen_has_no_uptime_and_no_outage() {
-        let a = availability(&[], 0, 60 * MIN);
+        let a = availability(&[], 0, 60 * MIN, &[]);
         assert_eq!(a, Availability::default());
         assert_eq!(
-            availability(&[(Online, 0)], 10, 10),
+            availability(&[(Online, 0)], 10, 10, &[]),
             Availability::default()
         );
+    }
+
+    #[test]
+    fn the_services_own_downtime_is_neither_uptime_nor_an_outage() {
+        // Up all hour by the records; the service was dead 10–12 and 40–45.
+        let dead = [
+            Downtime {
+                from_ms: 10 * MIN,
+                to_ms: 12 * MIN,
+            },
+            Downtime {
+                from_ms: 40 * MIN,
+                to_ms: 45 * MIN,
+            },
+        ];
+        let a = availability(&[(Online, 0)], 0, 60 * MIN, &dead);
+        assert_eq!(a.up_ms, 53 * MIN);
+        assert_eq!(a.uptime, 1.0, "up whenever it was watched");
+        assert_eq!((a.outages, a.outage_total_ms), (0, 0));
+        // An outage that runs into the dead time is counted only while watched.
+        let dropped = [(Online, 0), (Offline, 35 * MIN), (Online, 45 * MIN)];
+        let a = availability(&dropped, 0, 60 * MIN, &dead);
+        assert_eq!((a.outages, a.outage_total_ms), (1, 5 * MIN));
+        assert_eq!(a.up_ms, 48 * MIN);
+        assert!((a.uptime - 48.0 / 53.0).abs() < 1e-9);
     }
 }

@@ -64,6 +64,8 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
     let by_site = app.store.transitions_by_site_before(to).await?;
     let rehearsals = app.store.rehearsals(None).await?;
     let rtt_medians = app.store.rtt_median_by_site_between(from, to).await?;
+    let downtime = app.store.downtime_between(from, to).await?;
+    let dead: Vec<_> = downtime.iter().map(|(d, _)| *d).collect();
     let mut rehearsal_counts = json!({"pass": 0, "warn": 0, "fail": 0, "not_checked": 0});
     let (mut uptime_sum, mut outages, mut with_outages, mut confirmed) = (0.0, 0u32, 0u32, 0u32);
     let mut sites = Vec::new();
@@ -72,6 +74,7 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
             by_site.get(site.id.as_str()).map_or(&[][..], Vec::as_slice),
             from,
             to,
+            &dead,
         );
         let verdict = rehearsals
             .iter()
@@ -115,6 +118,10 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
     }
     Ok(json!({
         "window": {"from_ms": from, "to_ms": to},
+        // Nobody was watching then: left out of every site's uptime and outages.
+        "service_downtime": downtime.iter().map(|(d, cause)| json!({
+            "from_ms": d.from_ms, "to_ms": d.to_ms, "cause": cause,
+        })).collect::<Vec<_>>(),
         "generated_ms": app.clock.now_ms(),
         "totals": totals,
         "sites": sites,

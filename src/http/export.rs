@@ -250,6 +250,13 @@ pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> V
                 .unwrap_or_default()
         ),
     ]);
+    for down in report["service_downtime"].as_array().into_iter().flatten() {
+        let at = |key: &str| down[key].as_i64().map(local_time).unwrap_or_default();
+        sheet.row([
+            format!("Máy chủ ngừng hoạt động: {}–{}", at("from_ms"), at("to_ms")),
+            "không tính vào thời gian trực tuyến hay mất kết nối của điểm cầu nào".to_string(),
+        ]);
+    }
     sheet.row([
         "Mã",
         "Điểm cầu",

@@ -100,6 +100,16 @@ struct SiteRuntime {
     conn: Option<Connection>,
     /// Whether the site was ever connected (this run or before): later hellos are reconnects.
     seen_before: bool,
+    /// It was up when the service last stopped and has not reconnected since.
+    awaiting_return: bool,
+}
+
+/// What the previous run left: when it was last alive, and the service's downtime so
+/// far (left out of every site's live uptime).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Restart {
+    pub last_alive_ms: Option<EpochMs>,
+    pub downtime_ms: i64,
 }
 
 struct Inner {
@@ -138,6 +148,8 @@ pub struct Hub {
     live: broadcast::Sender<LiveFrame>,
     /// Tells the timekeeper when a site goes offline.
     offline: mpsc::UnboundedSender<(SiteId, EpochMs)>,
+    /// Set when the service begins to stop: closing sockets are not the sites' drops.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Live frames a slow page may fall behind by before it is sent a fresh snapshot.
@@ -147,6 +159,7 @@ impl Hub {
     /// Builds the hub from the roster and what history says. Sites start `never_seen`;
     /// a site history shows up when the server stopped gets a restart transition, so
     /// uptime does not count the time the server was down.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         roster: Arc<Roster>,
         liveness: &LivenessConfig,
@@ -154,9 +167,12 @@ impl Hub {
         store: Store,
         metrics: Arc<Metrics>,
         history: &History,
+        restart: Restart,
         offline: mpsc::UnboundedSender<(SiteId, EpochMs)>,
     ) -> Hub {
         let now = clock.now_ms();
+        // The sites' "server restarted" goes back to when the service was last alive.
+        let stopped_at = restart.last_alive_ms.unwrap_or(now).min(now);
         let tracking_since = if history.tracking_since_ms > 0 {
             history.tracking_since_ms
         } else {
@@ -173,13 +189,16 @@ impl Hub {
                     .unwrap_or(0);
                 let mut link = LinkStats::default();
                 link.set_reconnects(sessions.saturating_sub(1));
+                let mut uptime = Uptime::new(tracking_since);
+                uptime.exclude(restart.downtime_ms);
                 SiteRuntime {
                     liveness: Liveness::default(),
                     link,
-                    uptime: Uptime::new(tracking_since),
+                    uptime,
                     offset: OffsetEstimator::default(),
                     conn: None,
                     seen_before: sessions > 0,
+                    awaiting_return: false,
                 }
             })
             .collect();
@@ -200,11 +219,13 @@ impl Hub {
                 let t = Transition {
                     from: state,
                     to: SiteState::NeverSeen,
-                    at_ms: now,
+                    at_ms: stopped_at,
                     detected_at_ms: now,
                     reason: "server restarted; waiting for the site to reconnect".into(),
                 };
                 sites[idx].uptime.apply(t.to, t.at_ms);
+                sites[idx].liveness.remember_last_seen(stopped_at);
+                sites[idx].awaiting_return = true;
                 store.record_transition(roster.site(idx).id, &t);
             }
         }
@@ -223,6 +244,7 @@ impl Hub {
             }),
             live,
             offline,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         };
         hub.metrics.set_state_counts(&hub.lock().counts);
         hub
@@ -230,6 +252,27 @@ impl Hub {
 
     pub fn roster(&self) -> &Roster {
         &self.roster
+    }
+
+    /// The service begins to stop: from now on a closing socket is not a transition.
+    pub fn stop_watching(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The offline threshold has passed since the start: each site that was up before
+    /// the restart and has not come back is offline now (its last seen kept).
+    pub fn restart_grace_over(&self) {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        for site in 0..inner.sites.len() {
+            let rt = &mut inner.sites[site];
+            if !std::mem::take(&mut rt.awaiting_return) {
+                continue;
+            }
+            let transition = rt.liveness.not_back_after_restart(now);
+            self.after_change(&mut inner, site, transition.into_iter().collect(), now);
+        }
     }
 
     pub fn now_ms(&self) -> EpochMs {
@@ -266,6 +309,7 @@ impl Hub {
             rt.link.reconnected();
         }
         rt.seen_before = true;
+        rt.awaiting_return = false;
         rt.offset.clear();
         rt.conn = Some(Connection {
             session,
@@ -378,6 +422,12 @@ impl Hub {
         }
         let rt = &mut inner.sites[site];
         rt.conn = None;
+        // The service is stopping: the sites did not drop, the service did. Their
+        // state at the stop is what the next start finds (and dates the stop by).
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            self.store.record_session_closed(session, now, reason);
+            return;
+        }
         let transition = rt.liveness.disconnected(now, reason);
         self.store.record_session_closed(session, now, reason);
         self.after_change(&mut inner, site, transition.into_iter().collect(), now);
@@ -659,6 +709,7 @@ mod tests {
             store,
             metrics,
             &History::default(),
+            Restart::default(),
             offline,
         )
     }

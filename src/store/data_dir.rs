@@ -58,6 +58,69 @@ pub fn claim(dir: &Path) -> Result<DataDirLock, StoreError> {
     Ok(DataDirLock { _file: file })
 }
 
+/// The service's own pulse: a file it rewrites in place every 40 ms while it runs
+/// (`<ms> running`) and once more when it stops cleanly (`<ms> stopped`). After a
+/// crash or `kill -9`, the next start reads when the service was last alive, to within
+/// 40 ms, and that interval is nobody's uptime and nobody's outage.
+pub const ALIVE_FILE: &str = "alive";
+
+/// How the previous run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastRun {
+    pub alive_ms: i64,
+    /// It stopped cleanly (else it crashed, was killed, or the machine went down).
+    pub stopped: bool,
+}
+
+/// The open pulse file.
+#[derive(Debug)]
+pub struct Pulse {
+    file: File,
+}
+
+impl Pulse {
+    /// Opens the pulse of `dir`; says how the previous run ended, if there was one.
+    pub fn open(dir: &Path) -> Result<(Pulse, Option<LastRun>), StoreError> {
+        let path = dir.join(ALIVE_FILE);
+        let last = std::fs::read_to_string(&path).ok().and_then(|text| {
+            let mut words = text.split_whitespace();
+            let alive_ms = words.next()?.parse().ok()?;
+            Some(LastRun {
+                alive_ms,
+                stopped: words.next() == Some("stopped"),
+            })
+        });
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::Dir {
+                path: path.clone(),
+                source,
+            })?;
+        Ok((Pulse { file }, last))
+    }
+
+    /// The service is alive at `now` (one small write in place, no fsync: it must
+    /// survive the process, not a power cut).
+    pub fn beat(&self, now: i64) {
+        self.write(&format!("{now:>15} running\n"));
+    }
+
+    /// The service stops cleanly at `now`.
+    pub fn stopped(&self, now: i64) {
+        self.write(&format!("{now:>15} stopped\n"));
+        let _ = self.file.sync_all();
+    }
+
+    fn write(&self, text: &str) {
+        use std::os::unix::fs::FileExt;
+        let _ = self.file.write_all_at(text.as_bytes(), 0);
+    }
+}
+
 /// Everything in `dir` (and `dir` itself) that users other than its owner may read,
 /// write or enter, with its mode.
 pub fn readable_by_others(dir: &Path) -> Vec<(PathBuf, u32)> {
@@ -138,6 +201,33 @@ mod tests {
         }
         drop(held);
         claim(&data).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn the_pulse_says_when_the_last_run_was_alive_and_how_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pulse, last) = Pulse::open(dir.path()).unwrap();
+        assert_eq!(last, None, "a first start");
+        pulse.beat(1_000);
+        pulse.beat(1_100);
+        drop(pulse); // as a kill -9 leaves it
+        let (pulse, last) = Pulse::open(dir.path()).unwrap();
+        assert_eq!(
+            last,
+            Some(LastRun {
+                alive_ms: 1_100,
+                stopped: false
+            })
+        );
+        pulse.stopped(2_000);
+        let (_, last) = Pulse::open(dir.path()).unwrap();
+        assert_eq!(
+            last,
+            Some(LastRun {
+                alive_ms: 2_000,
+                stopped: true
+            })
+        );
     }
 
     #[test]

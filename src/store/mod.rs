@@ -9,6 +9,7 @@
 mod backup;
 mod data_dir;
 mod devices;
+mod downtime;
 mod notices;
 pub mod recovery;
 mod rehearsals;
@@ -26,7 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::core::time::EpochMs;
 pub use backup::{BackupCounts, CheckedCopy, backup_database};
-pub use data_dir::{DataDirLock, LOCK_FILE, claim, readable_by_others};
+pub use data_dir::{ALIVE_FILE, DataDirLock, LOCK_FILE, LastRun, Pulse, claim, readable_by_others};
 pub use rehearsals::{StoredRehearsal, StoredRow};
 pub use schema::{DatabaseHealth, inspect, open_existing};
 use schema::{MIGRATIONS, migrate, schema_version};

@@ -96,6 +96,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // sessions stored before (raw tokens) end: their pages open their link again.
     "DELETE FROM web_sessions;
      ALTER TABLE web_sessions RENAME COLUMN token TO token_sha256;",
+    // 10: when the service itself was not running (crash, kill -9, stop): evidence
+    // that these intervals are nobody's uptime and nobody's outage.
+    "CREATE TABLE service_downtime (
+         id INTEGER PRIMARY KEY,
+         from_ms INTEGER NOT NULL,
+         to_ms INTEGER NOT NULL,
+         cause TEXT NOT NULL);",
 ];
 
 pub(super) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {

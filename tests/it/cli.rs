@@ -1072,11 +1072,32 @@ async fn sigterm_under_load_stops_within_5s_closes_every_socket_with_1001_and_lo
     let timer = served.get("/api/timer", &secretary).await;
     assert_eq!(timer["deadline_ms"], last["deadline_ms"], "{timer}");
     let site = served.get(&format!("/api/sites/{SITE}"), &operator).await;
+    // The stop is the service's event: no site "went offline"; the restart dates the
+    // sites' pause at the stop itself.
     let shutdown = &site["transitions"][0];
     assert_eq!(
         (shutdown["to"].as_str(), shutdown["reason"].as_str()),
-        (Some("offline"), Some("server shutting down")),
-        "the shutdown's own transition is stored: {site}"
+        (
+            Some("never_seen"),
+            Some("server restarted; waiting for the site to reconnect")
+        ),
+        "{site}"
+    );
+    assert!(
+        site["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["to"] != "offline"),
+        "{site}"
+    );
+    let (stopped, detected) = (
+        shutdown["at_ms"].as_i64().unwrap(),
+        shutdown["detected_at_ms"].as_i64().unwrap(),
+    );
+    assert!(
+        stopped < detected,
+        "dated at the stop, seen at the start: {site}"
     );
 }
 
@@ -1298,4 +1319,117 @@ async fn sigterm_while_the_disk_refuses_writes_saves_them_elsewhere_exits_nonzer
             .all(|n| n.to_string_lossy().contains(".replayed-")),
         "{left:?}"
     );
+}
+
+#[tokio::test]
+async fn two_kill_9s_are_the_services_downtime_and_each_sites_uptime_stays_true_to_01s() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = Served::start(dir.path());
+    let (secrets, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+    let operator = secrets.role_key(Role::Operator).expose().to_string();
+    let site_key = site_key_in(&secrets);
+    let online_at = |site: serde_json::Value| -> i64 {
+        site["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["to"] == "online")
+            .unwrap()["at_ms"]
+            .as_i64()
+            .unwrap()
+    };
+    let wait_online = |served: &Served| {
+        let served_addr = served.addr;
+        let operator = operator.clone();
+        async move {
+            let http = reqwest::Client::new();
+            loop {
+                let site: serde_json::Value = http
+                    .get(format!("http://{served_addr}/api/sites/{SITE}"))
+                    .bearer_auth(&operator)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if site["state"] == "online" {
+                    return site;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    // Truth, from outside: the site is up from each welcome until each kill.
+    let mut truth_up = 0;
+    let mut dead = Vec::new();
+    let from = now_ms();
+    for down_for in [Duration::from_millis(1500), Duration::from_millis(2500)] {
+        let _bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
+        let up_since = online_at(wait_online(&served).await);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let killed = now_ms();
+        served.child.kill().unwrap(); // SIGKILL: no goodbye, no last write
+        served.child.wait().unwrap();
+        truth_up += killed - up_since;
+        tokio::time::sleep(down_for).await;
+        drop(served);
+        let restarted = now_ms();
+        served = Served::start(dir.path());
+        dead.push((killed, restarted));
+    }
+    let _bridge = EchoingBridge::join_at(served.addr, SITE, &site_key).await;
+    let up_since = online_at(wait_online(&served).await);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let to = now_ms();
+    truth_up += to - up_since;
+
+    let report = served
+        .get(&format!("/api/report?from={from}&to={to}"), &operator)
+        .await;
+    let downtime = report["service_downtime"].as_array().unwrap();
+    assert_eq!(downtime.len(), 2, "{report}");
+    for ((killed, restarted), listed) in dead.iter().zip(downtime) {
+        let (f, t) = (
+            listed["from_ms"].as_i64().unwrap(),
+            listed["to_ms"].as_i64().unwrap(),
+        );
+        assert!(
+            (killed - f).abs() <= 100 && f <= *killed + 5,
+            "down from {f}, killed at {killed}"
+        );
+        assert!(
+            t >= *restarted && t - restarted < 3000,
+            "down until {t}, restarted at {restarted}"
+        );
+        assert_eq!(listed["cause"], "crash");
+    }
+    let site = report["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == SITE)
+        .unwrap();
+    let up_ms = site["up_ms"].as_i64().unwrap();
+    assert!(
+        (up_ms - truth_up).abs() <= 100,
+        "uptime {up_ms} ms against the truth {truth_up} ms: {site}"
+    );
+    assert_eq!(
+        site["outages"], 0,
+        "the service's downtime is not the site's outage"
+    );
+    let csv = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/report.csv?from={from}&to={to}",
+            served.addr
+        ))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.matches("Máy chủ ngừng hoạt động: ").count(), 2, "{csv}");
 }
