@@ -1,5 +1,5 @@
 // The commune's page: opening it *is* the bridge (protocol v1 over /ws/bridge).
-import { $, el, whoami, getJson, fail, countdown, animate, connectBridge, ServerClock, clockTime, dateTime } from "/assets/common.js";
+import { $, el, whoami, getJson, fail, countdown, showTimerState, animate, connectBridge, ServerClock, clockTime, dateTime } from "/assets/common.js";
 
 const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt" };
 
@@ -41,6 +41,7 @@ function draw() {
   const c = countdown(timer, clock.now());
   $("#countdown").textContent = c.text;
   $("#countdown").className = `countdown big phase-${c.phase}`;
+  showTimerState($("#timer-state"), c);
   $("#times-up").classList.toggle("hidden", !c.overtime);
   $("#clock").textContent = `Giờ máy chủ ${clockTime(clock.now())}`;
 }

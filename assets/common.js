@@ -304,10 +304,18 @@ export function remainingAt(timer, serverNow) {
   return timer.remaining_ms ?? null;
 }
 
-/** Text and phase of the countdown: "6:59", or "+0:12" in overtime. */
+/** The timer's state in words, as every screen says it (empty while idle). */
+export const TIMER_WORDS = { running: "ĐANG CHẠY", paused: "TẠM DỪNG", done: "ĐÃ XONG", ready: "SẴN SÀNG", pending: "", idle: "" };
+
+/**
+ * Text, phase and state of the countdown: "6:59", or "+0:12" in overtime. A paused or
+ * finished slot wins over the time left: it must never look like a running one.
+ */
 export function countdown(timer, serverNow) {
   const remaining = remainingAt(timer, serverNow);
-  if (remaining === null) return { text: "--:--", phase: "idle", overtime: false };
+  const state = timer?.state ?? "idle";
+  const words = TIMER_WORDS[state] ?? "";
+  if (remaining === null) return { text: "--:--", phase: "idle", overtime: false, state, words };
   const overtime = remaining < 0;
   const seconds = overtime ? Math.floor(-remaining / 1000) : Math.ceil(remaining / 1000);
   const text = `${overtime ? "+" : ""}${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
@@ -315,8 +323,15 @@ export function countdown(timer, serverNow) {
   if (overtime) phase = "overtime";
   else if (remaining <= timer.danger_ms) phase = "danger";
   else if (remaining <= timer.warning_ms) phase = "warning";
-  if (timer.state !== "running" && timer.state !== "paused") phase = timer.state;
-  return { text, phase, overtime };
+  if (timer.state !== "running") phase = timer.state;
+  return { text, phase, overtime, state, words };
+}
+
+/** Shows the timer's state in words in `box` (`#timer-state`), styled by state. */
+export function showTimerState(box, c) {
+  if (!box) return;
+  box.textContent = c.state === "running" ? "" : c.words;
+  box.className = `timer-state state-${c.state}`;
 }
 
 /**

@@ -1,6 +1,6 @@
 // The secretary's console: run the 26 slots with buttons and keyboard shortcuts.
 import {
-  $, el, whoami, getJson, postJson, fail, countdown, animate, connectLive, ServerClock,
+  $, el, whoami, getJson, postJson, fail, countdown, showTimerState, animate, connectLive, ServerClock,
   STATE_LABELS, STATE_ICONS, alertBox, showConnection, SLOT_LABELS, clockTime,
 } from "/assets/common.js";
 
@@ -71,6 +71,7 @@ function drawCountdown() {
   const box = $("#countdown");
   box.textContent = c.overtime ? `HẾT GIỜ ${c.text}` : c.text;
   box.className = `countdown big phase-${c.phase}`;
+  showTimerState($("#timer-state"), c);
 }
 
 async function refreshAgenda() {

@@ -1,5 +1,5 @@
 // The hall screen and presenter monitor: speaker, topic, a huge countdown. No controls.
-import { $, whoami, fail, countdown, animate, connectLive, ServerClock } from "/assets/common.js";
+import { $, whoami, fail, countdown, showTimerState, animate, connectLive, ServerClock } from "/assets/common.js";
 
 const clock = new ServerClock();
 let timer = null;
@@ -17,6 +17,7 @@ function draw() {
   const box = $("#countdown");
   box.textContent = c.text;
   box.className = `countdown huge phase-${c.phase}`;
+  showTimerState($("#timer-state"), c);
   $("#times-up").classList.toggle("hidden", !c.overtime);
 }
 

@@ -162,7 +162,12 @@ function drawTimer() {
     return;
   }
   const c = countdown(timer, clock.now());
-  box.replaceChildren(`Phần ${timer.slot.order}: ${timer.slot.unit} — `, el("span", { class: `countdown phase-${c.phase}`, id: "countdown" }, c.text));
+  box.replaceChildren(
+    `Phần ${timer.slot.order}: ${timer.slot.unit} — `,
+    el("span", { class: `countdown phase-${c.phase}`, id: "countdown" }, c.text),
+    " ",
+    el("span", { class: `timer-state state-${c.state}`, id: "timer-state" }, c.words),
+  );
 }
 
 async function main() {

@@ -826,3 +826,103 @@ async fn a_page_of_another_port_cannot_use_the_secretarys_cookie() {
     );
     browser.close().await;
 }
+
+/// What a person sees of `css`: its text, colour, background, and whether its box is
+/// inside the viewport and tall enough to read from the room.
+async fn seen(browser: &Browser, css: &str) -> serde_json::Value {
+    browser
+        .script(
+            "const e = document.querySelector(arguments[0]);
+             if (!e) return null;
+             const s = getComputedStyle(e), r = e.getBoundingClientRect();
+             return {text: e.innerText, color: s.color, background: s.backgroundColor,
+                     inside: r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth,
+                     height: r.height, visible: s.visibility !== 'hidden' && s.display !== 'none'};",
+            css,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn paused_and_done_are_unmistakable_on_the_display_console_and_wall_at_both_sizes() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let browser = Browser::start().await;
+    let console = Browser::start().await;
+    let wall = Browser::start().await;
+    browser
+        .open(&app, &format!("/display?key={}", app.key("display")))
+        .await;
+    console
+        .open(&app, &format!("/console?key={}", app.key("secretary")))
+        .await;
+    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
+        .await;
+    app.start_slot(1).await;
+    browser
+        .text_until("#countdown", |t| t.contains(':') && t != "--:--")
+        .await;
+    let running = seen(&browser, "#countdown").await;
+    assert_eq!(
+        seen(&browser, "#timer-state").await["text"],
+        "",
+        "running: the digits say it"
+    );
+    wall.text_until("#timer-state", |t| t == "ĐANG CHẠY").await;
+
+    let (status, _) = app
+        .post(
+            "/api/timer/pause",
+            Some(app.key("secretary")),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for (width, height) in [(1920, 1080), (1366, 768)] {
+        browser.web().set_window_size(width, height).await.unwrap();
+        let label = browser
+            .text_until("#timer-state", |t| t == "TẠM DỪNG")
+            .await;
+        assert_eq!(label, "TẠM DỪNG");
+        let state = seen(&browser, "#timer-state").await;
+        assert_eq!(
+            state["background"], "rgb(214, 158, 46)",
+            "{width}: amber: {state}"
+        );
+        assert!(
+            state["inside"] == true && state["height"].as_f64().unwrap() >= 30.0,
+            "{width}: {state}"
+        );
+        let paused = seen(&browser, "#countdown").await;
+        assert_ne!(
+            paused["color"], running["color"],
+            "{width}: paused digits look running"
+        );
+        assert_eq!(
+            paused["color"], "rgb(159, 176, 194)",
+            "{width}: grey while paused"
+        );
+    }
+    console
+        .text_until("#timer-state", |t| t == "TẠM DỪNG")
+        .await;
+    wall.text_until("#timer-state", |t| t == "TẠM DỪNG").await;
+    browser.screenshot("display-paused").await;
+
+    let (status, _) = app
+        .post(
+            "/api/timer/stop",
+            Some(app.key("secretary")),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    browser.text_until("#timer-state", |t| t == "ĐÃ XONG").await;
+    console.text_until("#timer-state", |t| t == "ĐÃ XONG").await;
+    wall.text_until("#timer-state", |t| t == "ĐÃ XONG").await;
+    let done = seen(&browser, "#countdown").await;
+    assert_ne!(done["color"], running["color"]);
+    for b in [browser, console, wall] {
+        b.close().await;
+    }
+}
