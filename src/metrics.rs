@@ -83,6 +83,7 @@ pub struct Metrics {
     ws_connections: Family<KindLabels, Gauge>,
     store_errors: Counter,
     store_writable: Gauge,
+    event_started: Gauge,
     store_pending: Gauge,
     connections_refused: Counter,
     timer_remaining: FloatGauge,
@@ -207,6 +208,12 @@ impl Metrics {
             store_writable.clone(),
         );
         store_writable.set(1);
+        let event_started = Gauge::default();
+        registry.register(
+            "event_started",
+            "1 once the conference has begun ([report] start, or no start configured); before it, sites not yet seen are not losing",
+            event_started.clone(),
+        );
         let store_pending = Gauge::default();
         registry.register(
             "store_pending_writes",
@@ -308,6 +315,7 @@ impl Metrics {
             ws_connections,
             store_errors,
             store_writable,
+            event_started,
             store_pending,
             connections_refused,
             timer_remaining,
@@ -371,6 +379,12 @@ impl Metrics {
 
     pub fn connection_closed(&self, kind: SocketKind) {
         self.ws_gauge(kind).dec();
+    }
+
+    /// Whether the conference has begun (the alert rules leave never-seen sites alone
+    /// before it).
+    pub fn event_started(&self, started: bool) {
+        self.event_started.set(i64::from(started));
     }
 
     /// The store's health: whether writes reach the disk, how many wait in memory, and

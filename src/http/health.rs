@@ -47,6 +47,11 @@ async fn metrics(
         caller.require(&[Role::Admin, Role::Operator])?;
     }
     app.timekeeper.refresh_metrics();
+    let start = app.config.report.start.as_deref();
+    let started = start
+        .and_then(|text| crate::config::parse_time(text).ok())
+        .is_none_or(|start_ms| app.clock.now_ms() >= start_ms);
+    app.metrics.event_started(started);
     let health = app.store.health();
     app.metrics.store_health(
         health.failure().is_none(),

@@ -159,3 +159,25 @@ async fn the_alert_rules_are_valid_unit_tested_and_use_only_served_metrics() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_event_has_begun_only_from_the_configured_start() {
+    let now = chrono::Utc::now();
+    for (start, want) in [
+        (now + chrono::Duration::hours(2), "0"),
+        (now - chrono::Duration::hours(2), "1"),
+    ] {
+        let app = spawn_app(|c| c.report.start = Some(start.to_rfc3339())).await;
+        let (_, text) = app.get_text("/metrics").await;
+        assert!(
+            text.contains(&format!("\ndiemcau_event_started {want}\n")),
+            "start {start}: {text}"
+        );
+    }
+    let app = spawn_app(|_| {}).await;
+    let (_, text) = app.get_text("/metrics").await;
+    assert!(
+        text.contains("\ndiemcau_event_started 1\n"),
+        "no start: the day is now"
+    );
+}
