@@ -18,6 +18,21 @@ function linkWords(sync) {
   return `Đường truyền chậm (độ trễ ${rtt} ms): nên dùng cáp mạng thay cho Wi-Fi.`;
 }
 
+/** Another machine opened this site's page: say so, and stop until asked. */
+function showElsewhere() {
+  setLink("elsewhere", "Trang điểm cầu này đang mở trên một máy khác; máy này đã ngừng kết nối.");
+  const button = el("button", { id: "take-over", class: "primary" }, "Dùng máy này");
+  button.addEventListener("click", () => {
+    setLink("never_seen", "Đang kết nối tới máy chủ tỉnh…");
+    $("#link-quality").replaceChildren();
+    bridge.takeOver();
+  });
+  $("#link-quality").replaceChildren(
+    el("span", {}, "Nếu đây là máy dùng cho hội nghị, bấm: "),
+    button,
+  );
+}
+
 function setLink(state, text) {
   $("#link").className = `link state-${state}`;
   $("#link-state").textContent = text;
@@ -164,6 +179,7 @@ async function main() {
     onStatus: (state, detail) => {
       if (state === "online") setLink("online", "✔ Đã kết nối với hội trường tỉnh");
       else if (state === "refused") setLink("offline", `✕ Máy chủ từ chối kết nối: ${detail || "khoá không hợp lệ"}`);
+      else if (state === "elsewhere") showElsewhere();
       else setLink("offline", "⟳ Mất kết nối — đang kết nối lại…");
     },
     onTimer: (frame) => {

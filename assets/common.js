@@ -269,13 +269,24 @@ export function connectBridge(siteId, { clock, onWelcome, onTimer, onStatus, onF
         onStatus?.("refused", event.reason);
         return;
       }
+      // A newer page of this site took over: the two must not take turns. This one
+      // waits until its user asks to use this machine again.
+      if (event.code === 4409) {
+        onStatus?.("elsewhere", event.reason);
+        return;
+      }
       onStatus?.("reconnecting", event.reason);
-      setTimeout(open, event.code === 4409 ? 10000 : backoff(attempt++));
+      setTimeout(open, backoff(attempt++));
     };
   };
   open();
   return {
     close: () => socket?.close(),
+    /** Connects again after "elsewhere": this machine takes the site back. */
+    takeOver: () => {
+      attempt = 0;
+      open();
+    },
     /** Sends a JSON frame; false when not connected. */
     send: (value) => socket?.readyState === WebSocket.OPEN && (socket.send(JSON.stringify(value)), true),
     /** Sends upload test data for `seconds`, keeping about 1 MB in the socket's buffer. */

@@ -926,3 +926,50 @@ async fn paused_and_done_are_unmistakable_on_the_display_console_and_wall_at_bot
         b.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_second_bridge_page_takes_over_and_the_first_says_so_and_waits_for_its_user() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let first = Browser::start().await;
+    let second = Browser::start().await;
+    first
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    first
+        .text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    second
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    second
+        .text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    let told = first
+        .text_until("#link-state", |t| t.contains("đang mở trên một máy khác"))
+        .await;
+    assert!(told.contains("ngừng kết nối"), "{told}");
+    let button = seen(&first, "#take-over").await;
+    assert_eq!(button["text"], "Dùng máy này");
+    first.screenshot("bridge-opened-elsewhere").await;
+    // They do not take turns: the old page does not try again by itself (well past
+    // its first reconnect backoff, 0.5–1.5 s).
+    let sessions_before = app.site(SITE).await["reconnects"].clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.site(SITE).await["reconnects"],
+        sessions_before,
+        "nobody reconnected"
+    );
+    assert!(second.text("#link-state").await.contains("Đã kết nối"));
+    // The user asks for this machine: it takes the site back, and the other says so.
+    first.click("#take-over").await;
+    first
+        .text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    second
+        .text_until("#link-state", |t| t.contains("đang mở trên một máy khác"))
+        .await;
+    first.close().await;
+    second.close().await;
+}
