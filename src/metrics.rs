@@ -49,6 +49,14 @@ struct SlotLabels {
     unit: String,
 }
 
+/// A slot with where it is presented from: `hall`, or the site's id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CurrentSlotLabels {
+    order: String,
+    unit: String,
+    venue: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
@@ -89,6 +97,8 @@ pub struct Metrics {
     timer_remaining: FloatGauge,
     timer_overtime: Counter<f64, AtomicU64>,
     timer_state: Family<StateLabels, Gauge>,
+    /// Each slot's "is the current one" gauge, by order.
+    current_slot: Vec<(u32, Gauge)>,
     /// By site index; only sites with a probe address have them.
     devices: std::collections::HashMap<SiteIdx, (Gauge, FloatGauge)>,
 }
@@ -273,6 +283,28 @@ impl Metrics {
                 })
                 .set(1);
         }
+        let current_family = Family::<CurrentSlotLabels, Gauge>::default();
+        registry.register(
+            "timer_current_slot",
+            "1 for the slot the timer is on now (its order, unit and venue: hall or a site id), 0 for the others",
+            current_family.clone(),
+        );
+        let current_slot = agenda
+            .presentations
+            .iter()
+            .map(|p| {
+                let venue = match p.venue {
+                    crate::core::agenda::Venue::Hall => "hall".to_string(),
+                    crate::core::agenda::Venue::Site(id) => id.to_string(),
+                };
+                let labels = CurrentSlotLabels {
+                    order: p.order.to_string(),
+                    unit: p.unit.clone(),
+                    venue,
+                };
+                (p.order, current_family.get_or_create_owned(&labels))
+            })
+            .collect();
 
         let probe_success = Family::<SiteLabels, Gauge>::default();
         registry.register(
@@ -321,6 +353,7 @@ impl Metrics {
             timer_remaining,
             timer_overtime,
             timer_state,
+            current_slot,
         }
     }
 
@@ -409,7 +442,15 @@ impl Metrics {
         }
     }
 
-    pub fn timer_state(&self, state: TimerState, remaining_ms: Option<i64>) {
+    pub fn timer_state(
+        &self,
+        state: TimerState,
+        remaining_ms: Option<i64>,
+        current_order: Option<u32>,
+    ) {
+        for (order, gauge) in &self.current_slot {
+            gauge.set(i64::from(Some(*order) == current_order));
+        }
         for s in TimerState::ALL {
             self.timer_state
                 .get_or_create(&StateLabels { state: s.as_str() })

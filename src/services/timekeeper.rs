@@ -251,8 +251,11 @@ impl Timekeeper {
         let remaining = current
             .filter(|s| s.state != SlotState::Done)
             .map(|s| s.remaining_ms(now));
-        self.metrics
-            .timer_state(TimerState::of(current.map(|s| s.state)), remaining);
+        self.metrics.timer_state(
+            TimerState::of(current.map(|s| s.state)),
+            remaining,
+            current.map(|s| s.plan.order),
+        );
     }
 }
 

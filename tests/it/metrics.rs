@@ -146,7 +146,7 @@ fn promtool(args: &[&str]) -> String {
 #[tokio::test]
 async fn the_alert_rules_are_valid_unit_tested_and_use_only_served_metrics() {
     promtool(&["check", "config", "prometheus.yml"]);
-    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("6 rules found"));
+    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("7 rules found"));
     assert!(promtool(&["test", "rules", "alerts_test.yml"]).contains("SUCCESS"));
 
     let app = spawn_app(fast).await;
@@ -179,5 +179,32 @@ async fn the_event_has_begun_only_from_the_configured_start() {
     assert!(
         text.contains("\ndiemcau_event_started 1\n"),
         "no start: the day is now"
+    );
+}
+
+#[tokio::test]
+async fn the_current_slot_is_a_series_with_its_unit_and_venue() {
+    let app = spawn_app(fast).await;
+    let (_, before) = app.get_text("/metrics").await;
+    let is_current = |l: &&str| l.starts_with("diemcau_timer_current_slot{") && l.ends_with(" 1");
+    assert!(
+        !before.lines().any(|l| is_current(&l)),
+        "no slot before the first start"
+    );
+    app.start_slot(4).await;
+    let (_, text) = app.get_text("/metrics").await;
+    let current: Vec<_> = text.lines().filter(is_current).collect();
+    assert_eq!(current.len(), 1, "{text}");
+    assert!(
+        current[0].contains("order=\"4\"")
+            && current[0].contains("unit=\"Sở Khoa học và Công nghệ\""),
+        "{}",
+        current[0]
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("diemcau_timer_current_slot{"))
+            .count(),
+        26
     );
 }
