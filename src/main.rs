@@ -97,6 +97,10 @@ enum Action {
         /// Checklist items confirmed: camera,micro,loa,man_hinh,du_phong.
         #[arg(long, value_delimiter = ',', value_name = "ITEMS")]
         checked: Vec<String>,
+        /// Confirm every roll call and message at once (a kiosk that is on is present);
+        /// without it, roll calls and messages are printed only.
+        #[arg(long, env = "DIEMCAU_CONFIRM")]
+        confirm: bool,
     },
     /// Write a generated roster of N sites (CSV on standard output) and their keys into
     /// DIR/secrets.toml, for drills and benchmarks: `diemcau serve --sites` takes it.
@@ -297,6 +301,7 @@ fn main() -> anyhow::Result<()> {
             rehearse,
             technician,
             checked,
+            confirm,
         } => {
             let runtime = runtime()?;
             let options = diemcau::tools::agent::AgentOptions {
@@ -307,6 +312,7 @@ fn main() -> anyhow::Result<()> {
                 rehearse,
                 technician,
                 checked,
+                confirm,
             };
             let code = runtime.block_on(diemcau::tools::agent::run(options))?;
             std::process::exit(code);

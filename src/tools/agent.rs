@@ -26,6 +26,9 @@ pub struct AgentOptions {
     pub technician: String,
     /// Checklist items the technician confirmed (camera, micro, loa, man_hinh, du_phong).
     pub checked: Vec<String>,
+    /// Confirm every roll call and message at once (an unattended kiosk that is, by
+    /// being on, present).
+    pub confirm: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +276,16 @@ async fn session(
                     break SessionEnd::Done(code);
                 }
             }
+            "roll_call" | "message" => {
+                let line = notice_line(&frame);
+                println!("{line}");
+                if options.confirm {
+                    let ack = json!({"type": "ack", "ref": frame["id"]});
+                    if send(ack).await {
+                        println!("  ✔ đã xác nhận");
+                    }
+                }
+            }
             "error" => {
                 println!("! {}", frame["message"].as_str().unwrap_or(""));
                 if options.rehearse
@@ -300,6 +313,40 @@ async fn upload(tx: mpsc::Sender<Message>, bytes: usize, length: Duration) {
     }
 }
 
+/// A roll call or a message as the technician reads it.
+fn notice_line(frame: &Value) -> String {
+    match frame["type"].as_str() {
+        Some("roll_call") => {
+            let by = frame["deadline_ms"]
+                .as_i64()
+                .map(crate::core::time::local_time)
+                .unwrap_or_default();
+            format!(
+                "📣 ĐIỂM DANH: xác nhận có mặt trước {by} (chạy agent với --confirm để tự xác nhận)"
+            )
+        }
+        _ => {
+            let urgent = matches!(frame["level"].as_str(), Some("urgent" | "warning"));
+            format!(
+                "{} TIN NHẮN từ ban tổ chức: {}",
+                if urgent { "⚠" } else { "✉" },
+                frame["text"].as_str().unwrap_or("")
+            )
+        }
+    }
+}
+
+/// The timer's state as the agent prints it.
+fn state_words(state: &str) -> &'static str {
+    match state {
+        "running" => "đang trình bày",
+        "paused" => "TẠM DỪNG",
+        "done" => "ĐÃ XONG",
+        "ready" => "chuẩn bị",
+        _ => "chờ",
+    }
+}
+
 fn timer_line(timer: &Value) -> String {
     let state = timer["state"].as_str().unwrap_or("idle");
     if state == "idle" {
@@ -314,7 +361,7 @@ fn timer_line(timer: &Value) -> String {
         "⏱ phần {} — {} — {} — còn {}",
         slot["order"],
         slot["unit"].as_str().unwrap_or(""),
-        state,
+        state_words(state),
         crate::core::time::minutes_seconds(remaining)
     )
 }

@@ -136,3 +136,60 @@ async fn a_message_to_a_group_is_delivered_acknowledged_and_survives_a_restart()
         "Các phường bật micro chuẩn bị phát biểu"
     );
 }
+
+#[tokio::test]
+async fn the_agent_prints_roll_calls_and_messages_and_confirms_with_confirm() {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let app = spawn_app(fast).await;
+    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_diemcau"))
+        .args([
+            "agent",
+            "--server",
+            &app.url(""),
+            "--site",
+            SITE,
+            "--key",
+            app.key(SITE),
+            "--confirm",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(agent.stdout.take().unwrap()).lines();
+    app.wait_for_state(SITE, "online", WAIT).await;
+    app.post(
+        "/api/rollcall",
+        Some(app.key("operator")),
+        json!({"deadline_seconds": 120}),
+    )
+    .await;
+    app.post(
+        "/api/messages",
+        Some(app.key("operator")),
+        json!({"text": "Xin kiểm tra micro", "level": "urgent", "to": "all"}),
+    )
+    .await;
+    let mut printed = Vec::new();
+    let wanted = |printed: &Vec<String>| {
+        printed.iter().any(|l| l.contains("ĐIỂM DANH"))
+            && printed
+                .iter()
+                .any(|l| l.contains("TIN NHẮN") && l.contains("Xin kiểm tra micro"))
+            && printed.iter().filter(|l| l.contains("đã xác nhận")).count() == 2
+    };
+    while !wanted(&printed) {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("the agent prints in time")
+            .unwrap()
+            .expect("still running");
+        printed.push(line);
+    }
+    let (_, summary) = app.get("/api/rollcall", Some(app.key("operator"))).await;
+    assert_eq!(
+        summary["roll_call"]["confirmed"][0]["site"], SITE,
+        "{summary}"
+    );
+}
