@@ -315,6 +315,32 @@ export function remainingAt(timer, serverNow) {
   return timer.remaining_ms ?? null;
 }
 
+/** Why a site changed state, in Vietnamese for the staff (the record keeps the service's words). */
+export function reasonWords(reason) {
+  if (!reason) return "";
+  if (reason.includes(" — ")) return reason.split(" — ")[0]; // already bilingual
+  const seconds = (msText) => (Number(msText) / 1000).toLocaleString("vi-VN");
+  const rules = [
+    [/^connected$/, () => "đã kết nối"],
+    [/^(\d+) timely echoes$/, (m) => `${m[1]} lần phản hồi đúng hạn liên tiếp`],
+    [/^no frame for (\d+) ms$/, (m) => `không nhận được tín hiệu nào trong ${seconds(m[1])} giây`],
+    [/^connection lost$/, () => "mất kết nối (đường truyền bị ngắt)"],
+    [/^socket closed by the site \((\d+)\)$/, (m) => `điểm cầu đã đóng kết nối (mã ${m[1]})`],
+    [/^server restarted/, () => "máy chủ khởi động lại; chờ điểm cầu kết nối lại"],
+    [/^replaced by a newer connection$/, () => "được thay bằng kết nối mới hơn của cùng điểm cầu"],
+    [/^not reading/, () => "điểm cầu không nhận dữ liệu (hàng đợi đầy)"],
+    [/^too many frames per second$/, () => "gửi quá nhiều dữ liệu mỗi giây"],
+    [/^text frames must be UTF-8$/, () => "dữ liệu gửi lên sai mã (không phải UTF-8)"],
+    [/^websocket protocol error: (.*)$/, (m) => `lỗi giao thức websocket: ${m[1]}`],
+    [/^frame exceeds the size limit$/, () => "gói dữ liệu quá lớn"],
+  ];
+  for (const [pattern, words] of rules) {
+    const m = reason.match(pattern);
+    if (m) return words(m);
+  }
+  return reason;
+}
+
 /** The timer's state in words, as every screen says it (empty while idle). */
 export const TIMER_WORDS = { running: "ĐANG CHẠY", paused: "TẠM DỪNG", done: "ĐÃ XONG", ready: "SẴN SÀNG", pending: "", idle: "" };
 

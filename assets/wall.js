@@ -1,6 +1,6 @@
 // The bridge wall: 92 tiles, counters, search, detail, and an alarm when a site drops.
 import {
-  $, el, fold, clockTime, ago, ms, beep, whoami, getJson, postJson, fail, countdown, animate,
+  $, el, fold, clockTime, ago, ms, beep, whoami, getJson, postJson, fail, countdown, animate, reasonWords,
   connectLive, ServerClock, STATE_LABELS, STATE_ICONS, alertBox, showConnection,
 } from "/assets/common.js";
 
@@ -101,7 +101,7 @@ async function showDetail(id) {
       el("table", {},
         el("thead", {}, el("tr", {}, el("th", {}, "Lúc"), el("th", {}, "Từ → sang"), el("th", {}, "Lý do"))),
         el("tbody", {}, s.transitions.map((t) =>
-          el("tr", {}, el("td", {}, clockTime(t.at_ms)), el("td", {}, `${STATE_LABELS[t.from]} → ${STATE_LABELS[t.to]}`), el("td", {}, t.reason)),
+          el("tr", {}, el("td", {}, clockTime(t.at_ms)), el("td", {}, `${STATE_LABELS[t.from]} → ${STATE_LABELS[t.to]}`), el("td", { title: t.reason }, reasonWords(t.reason))),
         )),
       ),
     );

@@ -973,3 +973,29 @@ async fn a_second_bridge_page_takes_over_and_the_first_says_so_and_waits_for_its
     first.close().await;
     second.close().await;
 }
+
+#[tokio::test]
+async fn the_walls_detail_says_why_a_site_changed_in_vietnamese() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(fast).await;
+    // A site that says hello, then nothing: degraded after 300 ms of silence.
+    let _silent = Client::join(&app, SITE).await;
+    app.wait_for_state(SITE, "degraded", WAIT).await;
+    let browser = Browser::start().await;
+    browser
+        .open(&app, &format!("/wall?key={}", app.key("operator")))
+        .await;
+    let tile = format!(".tile[data-site=\"{SITE}\"]");
+    browser.text_until(&tile, |t| !t.is_empty()).await;
+    browser.click(&tile).await;
+    let detail = browser
+        .text_until("#detail", |t| t.contains("Lịch sử trạng thái"))
+        .await;
+    assert!(
+        detail.contains("không nhận được tín hiệu nào trong 0,3 giây")
+            && detail.contains("đã kết nối"),
+        "{detail}"
+    );
+    assert!(!detail.contains("no frame for"), "{detail}");
+    browser.close().await;
+}
