@@ -195,18 +195,13 @@ impl App {
         );
         let header_timeout = Duration::from_millis(protocol.handshake_timeout_ms);
         {
-            let token = token.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                token.cancel();
-            });
-        }
-        {
-            // Sockets closing from here on are the service's stop, not the sites' drops.
+            // Sockets closing from here on are the service's stop, not the sites' drops:
+            // the hub knows it before any socket is told to close.
             let (state, token) = (state.clone(), token.clone());
             tokio::spawn(async move {
-                token.cancelled().await;
+                shutdown.await;
                 state.hub.stop_watching();
+                token.cancel();
             });
         }
         crate::http::listener::serve(
