@@ -1,5 +1,5 @@
 // The commune's page: opening it *is* the bridge (protocol v1 over /ws/bridge).
-import { $, el, whoami, getJson, fail, countdown, showTimerState, animate, connectBridge, ServerClock, clockTime, dateTime } from "/assets/common.js";
+import { $, el, whoami, getJson, fail, countdown, showTimerState, animate, connectBridge, ServerClock, clockTime, dateTime, beep } from "/assets/common.js";
 
 const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt" };
 
@@ -113,6 +113,21 @@ function onCheckFrame(frame) {
   }
 }
 
+let soundOn = false;
+/** The tab's own title, while nothing calls for attention. */
+let calmTitle = document.title;
+
+/** Something waits for the commune's answer: the tab's title, a flash, a sound. */
+function callOut() {
+  const rollCall = !$("#roll-call").classList.contains("hidden") && $("#roll-call-confirm");
+  const urgent = document.querySelector("#messages .message.level-urgent, #messages .message.level-warning");
+  const waiting = rollCall ? "🔔 ĐIỂM DANH" : urgent ? "⚠ TIN NHẮN KHẨN" : null;
+  if (!document.body.classList.contains("attention")) calmTitle = document.title;
+  document.title = waiting ? `${waiting} — ${calmTitle}` : calmTitle;
+  document.body.classList.toggle("attention", Boolean(waiting));
+  return waiting;
+}
+
 function showRollCall(frame) {
   const box = $("#roll-call");
   box.classList.remove("hidden");
@@ -124,10 +139,12 @@ function showRollCall(frame) {
       onclick: () => {
         if (bridge.send({ type: "ack", ref: frame.id })) {
           box.replaceChildren(el("p", { id: "roll-call-done" }, `✔ Đã xác nhận có mặt lúc ${clockTime(clock.now())}`));
+          callOut();
         }
       },
     }, "Xác nhận có mặt"),
   );
+  if (callOut() && soundOn) beep(3);
 }
 
 function showMessage(frame) {
@@ -137,10 +154,14 @@ function showMessage(frame) {
     el("button", {
       type: "button",
       onclick: () => {
-        if (bridge.send({ type: "ack", ref: frame.id })) card.remove();
+        if (bridge.send({ type: "ack", ref: frame.id })) {
+          card.remove();
+          callOut();
+        }
       },
     }, "Đã nhận"));
   $("#messages").prepend(card);
+  if (callOut() && soundOn) beep(frame.level === "urgent" ? 3 : 1);
 }
 
 function onBinary(bytes) {
@@ -150,6 +171,11 @@ function onBinary(bytes) {
 }
 
 async function main() {
+  $("#sound").addEventListener("click", (event) => {
+    soundOn = !soundOn;
+    event.target.textContent = soundOn ? "🔔 Âm thanh: bật" : "🔔 Bật âm thanh";
+    if (soundOn) beep(1);
+  });
   let me;
   try {
     me = await whoami();

@@ -999,3 +999,94 @@ async fn the_walls_detail_says_why_a_site_changed_in_vietnamese() {
     assert!(!detail.contains("no frame for"), "{detail}");
     browser.close().await;
 }
+
+/// The tab's title and whether the page calls for attention (its flash running).
+async fn attention_of(browser: &Browser) -> serde_json::Value {
+    browser
+        .script(
+            "return {title: document.title, attention: document.body.classList.contains('attention'),
+                     animation: getComputedStyle(document.body).animationName};",
+            "",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_commune_cannot_miss_a_roll_call_or_an_urgent_message() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let bridge = Browser::start().await;
+    bridge
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    bridge
+        .text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    let sound = seen(&bridge, "#sound").await;
+    assert!(
+        sound["text"].as_str().unwrap().contains("Bật âm thanh") && sound["inside"] == true,
+        "{sound}"
+    );
+    bridge.click("#sound").await;
+    assert!(bridge.text("#sound").await.contains("bật"));
+    let calm = attention_of(&bridge).await;
+    assert_eq!(
+        (calm["attention"].as_bool(), calm["animation"].as_str()),
+        (Some(false), Some("none"))
+    );
+
+    app.post(
+        "/api/rollcall",
+        Some(app.key("operator")),
+        serde_json::json!({"deadline_seconds": 120}),
+    )
+    .await;
+    bridge
+        .text_until("#roll-call", |t| t.contains("điểm danh"))
+        .await;
+    let called = attention_of(&bridge).await;
+    assert!(
+        called["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("🔔 ĐIỂM DANH"),
+        "{called}"
+    );
+    assert_eq!(
+        called["animation"], "call-out",
+        "the page flashes: {called}"
+    );
+    bridge.click("#roll-call-confirm").await;
+    bridge
+        .text_until("#roll-call", |t| t.contains("Đã xác nhận"))
+        .await;
+    let answered = attention_of(&bridge).await;
+    assert_eq!(
+        answered["title"], calm["title"],
+        "calm again once confirmed"
+    );
+    assert_eq!(answered["attention"], false);
+
+    app.post(
+        "/api/messages",
+        Some(app.key("operator")),
+        serde_json::json!({"text": "Mất tiếng, kiểm tra micro ngay", "level": "urgent", "to": "all"}),
+    )
+    .await;
+    bridge
+        .text_until("#messages", |t| t.contains("kiểm tra micro"))
+        .await;
+    assert!(
+        attention_of(&bridge).await["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("⚠ TIN NHẮN KHẨN")
+    );
+    bridge.click("#messages .message button").await;
+    let read = attention_of(&bridge).await;
+    assert_eq!(
+        (read["title"].clone(), read["attention"].clone()),
+        (calm["title"].clone(), serde_json::json!(false))
+    );
+    bridge.close().await;
+}
