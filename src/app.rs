@@ -211,8 +211,6 @@ impl App {
             token.clone(),
         )
         .await;
-        token.cancel();
-        state.hub.stop_watching();
         for task in background {
             task.abort();
         }

@@ -23,6 +23,25 @@ pub enum SlotState {
 }
 
 impl SlotState {
+    pub const ALL: [SlotState; 5] = [
+        SlotState::Pending,
+        SlotState::Ready,
+        SlotState::Running,
+        SlotState::Paused,
+        SlotState::Done,
+    ];
+
+    /// The state as the minutes and the agent say it.
+    pub fn words_vi(&self) -> &'static str {
+        match self {
+            SlotState::Pending => "chưa trình bày",
+            SlotState::Ready => "chuẩn bị",
+            SlotState::Running => "đang trình bày",
+            SlotState::Paused => "tạm dừng",
+            SlotState::Done => "đã xong",
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             SlotState::Pending => "pending",

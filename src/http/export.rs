@@ -7,21 +7,11 @@ use axum::response::IntoResponse;
 use crate::core::liveness::SiteState;
 use crate::core::sites::Roster;
 use crate::core::time::{local_date_time, local_time, minutes_seconds};
-use crate::core::timer::{SlotReport, SlotState};
+use crate::core::timer::SlotReport;
 use crate::protocol::SiteView;
 use crate::store::StoredRehearsal;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-fn slot_state_vi(state: SlotState) -> &'static str {
-    match state {
-        SlotState::Pending => "chưa trình bày",
-        SlotState::Ready => "chuẩn bị",
-        SlotState::Running => "đang trình bày",
-        SlotState::Paused => "tạm dừng",
-        SlotState::Done => "đã xong",
-    }
-}
 
 /// A CSV file for Excel (UTF-8 with a byte-order mark) whose cells a spreadsheet
 /// shows as text: none is run as a formula, whoever typed it.
@@ -167,7 +157,7 @@ pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
             r.unit.clone(),
             r.topic.clone(),
             venue,
-            slot_state_vi(r.state).to_string(),
+            r.state.words_vi().to_string(),
             minutes_seconds(r.planned_ms),
             minutes_seconds(r.added_ms),
             r.actual_ms.map(minutes_seconds).unwrap_or_default(),

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{DB_FILE, StoreError};
+use super::StoreError;
 
 /// Held by a running `serve`; says its PID.
 pub const LOCK_FILE: &str = "diemcau.lock";
@@ -171,14 +171,10 @@ pub(super) fn check_database_file(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The database file of `dir`.
-pub(super) fn database_path(dir: &Path) -> PathBuf {
-    dir.join(DB_FILE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::DB_FILE;
 
     #[test]
     fn a_second_claim_names_the_holder_and_the_dir_becomes_private() {

@@ -139,7 +139,7 @@ impl Store {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let path = data_dir::database_path(data_dir);
+        let path = data_dir.join(DB_FILE);
         data_dir::check_database_file(&path)?;
         let open = |path: &Path| -> Result<Connection, StoreError> {
             let conn = Connection::open(path).map_err(|source| StoreError::Open {

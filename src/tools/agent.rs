@@ -336,15 +336,13 @@ fn notice_line(frame: &Value) -> String {
     }
 }
 
-/// The timer's state as the agent prints it.
+/// The timer's state as the minutes say it (`state` as the snapshot names it).
 fn state_words(state: &str) -> &'static str {
-    match state {
-        "running" => "đang trình bày",
-        "paused" => "TẠM DỪNG",
-        "done" => "ĐÃ XONG",
-        "ready" => "chuẩn bị",
-        _ => "chờ",
-    }
+    use crate::core::timer::SlotState;
+    SlotState::ALL
+        .into_iter()
+        .find(|s| s.as_str() == state)
+        .map_or("", |s| s.words_vi())
 }
 
 fn timer_line(timer: &Value) -> String {
