@@ -585,19 +585,8 @@ async fn the_rehearsal_board_shows_each_sites_latest_verdict_and_filters() {
         .text_until("#count-not_checked", |t| t.ends_with("92"))
         .await;
 
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args([
-            "agent",
-            "--rehearse",
-            "--technician",
-            "Lê Văn Cường",
-            "--server",
-            &app.url(""),
-            "--site",
-            SITE,
-            "--key",
-            app.key(SITE),
-        ])
+    let output = site_agent(&app, &app.url(""))
+        .args(["--rehearse", "--technician", "Lê Văn Cường"])
         .output()
         .await
         .unwrap();

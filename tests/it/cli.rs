@@ -201,13 +201,8 @@ async fn a_second_serve_on_the_same_data_dir_names_the_first_and_writes_nothing(
         .unwrap()
     };
     assert_eq!(restarted(), 0);
-    let second = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!second.status.success());
-    let said = String::from_utf8_lossy(&second.stderr);
+    let (ok, said) = serve_until_it_exits(dir.path());
+    assert!(!ok);
     assert!(
         said.contains(&format!("PID {}", served.child.id())) && said.contains("already serves"),
         "{said}"
@@ -220,19 +215,23 @@ async fn a_second_serve_on_the_same_data_dir_names_the_first_and_writes_nothing(
     );
 }
 
+/// `serve` on `dir` that is expected to give up at once: whether it succeeded, and
+/// what it said.
+fn serve_until_it_exits(dir: &Path) -> (bool, String) {
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
 #[test]
 fn a_start_on_a_damaged_data_dir_is_refused_with_what_to_do() {
-    let start = |dir: &Path| {
-        let output = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).to_string(),
-        )
-    };
+    let start = serve_until_it_exits;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("diemcau.sqlite3"), b"").unwrap();
     let (ok, said) = start(dir.path());
@@ -1404,12 +1403,7 @@ async fn two_kill_9s_are_the_services_downtime_and_each_sites_uptime_stays_true_
         );
         assert_eq!(listed["cause"], "crash");
     }
-    let site = report["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == SITE)
-        .unwrap();
+    let site = report_row(&report, SITE);
     let up_ms = site["up_ms"].as_i64().unwrap();
     assert!(
         (up_ms - truth_up).abs() <= 100,

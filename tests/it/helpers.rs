@@ -69,6 +69,60 @@ pub async fn frozen_client(addr: SocketAddr, path: &str) -> Socket {
     ws
 }
 
+/// `diemcau agent` as `SITE`, against `server` (the app's own address, or a TLS front
+/// before it); the process ends when the handle is dropped.
+pub fn site_agent(app: &TestApp, server: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_diemcau"));
+    command
+        .args([
+            "agent",
+            "--server",
+            server,
+            "--site",
+            SITE,
+            "--key",
+            app.key(SITE),
+        ])
+        .kill_on_drop(true);
+    command
+}
+
+/// Sends `frame(n)` every `every`, reading what comes, until the server closes the
+/// socket; returns the close code. Fails if it is still open after `WAIT`.
+pub async fn flood_until_closed(
+    socket: &mut Socket,
+    every: Duration,
+    frame: impl Fn(u64) -> Message,
+) -> Option<u16> {
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    loop {
+        tokio::select! {
+            received = socket.next() => match received {
+                Some(Ok(Message::Close(close))) => return close.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            },
+            _ = tokio::time::sleep(every) => {
+                if socket.send(frame(sent)).await.is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        assert!(started.elapsed() < WAIT, "still open after {sent} frames");
+    }
+}
+
+/// A site's row in an evidence report.
+pub fn report_row<'a>(report: &'a Value, site: &str) -> &'a Value {
+    report["sites"]
+        .as_array()
+        .expect("the report lists sites")
+        .iter()
+        .find(|s| s["id"] == site)
+        .expect("the site is in the report")
+}
+
 /// A rehearsal check of about three seconds instead of two minutes.
 pub fn short_check(config: &mut Config) {
     let r = &mut config.rehearsal;

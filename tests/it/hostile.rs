@@ -307,24 +307,10 @@ async fn a_site_sending_10000_frames_a_second_is_throttled_then_closed_and_other
 
     // 10,000 frames a second: closed with 4429.
     let mut flood = Client::join(&app, SITE).await.into_inner();
-    let started = Instant::now();
-    let mut sent = 0;
-    let close = loop {
-        tokio::select! {
-            frame = flood.next() => match frame {
-                Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
-                Some(Ok(_)) => {}
-                other => panic!("no close frame: {other:?}"),
-            },
-            _ = tokio::time::sleep(Duration::from_micros(100)) => {
-                let frame = json!({"type": "heartbeat", "seq": sent, "client_ms": now_ms()});
-                if flood.send(Message::text(frame.to_string())).await.is_ok() {
-                    sent += 1;
-                }
-            }
-        }
-        assert!(started.elapsed() < WAIT, "still open after {sent} frames");
-    };
+    let close = flood_until_closed(&mut flood, Duration::from_micros(100), |seq| {
+        Message::text(json!({"type": "heartbeat", "seq": seq, "client_ms": now_ms()}).to_string())
+    })
+    .await;
     assert_eq!(close, Some(4429));
     let rtt = app.site(OTHER_SITE).await["rtt_ms"].as_f64().unwrap();
     assert!(rtt < 50.0, "the healthy site's RTT went to {rtt} ms");

@@ -142,19 +142,9 @@ async fn the_agent_prints_roll_calls_and_messages_and_confirms_with_confirm() {
     use std::process::Stdio;
     use tokio::io::AsyncBufReadExt;
     let app = spawn_app(fast).await;
-    let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_diemcau"))
-        .args([
-            "agent",
-            "--server",
-            &app.url(""),
-            "--site",
-            SITE,
-            "--key",
-            app.key(SITE),
-            "--confirm",
-        ])
+    let mut agent = site_agent(&app, &app.url(""))
+        .arg("--confirm")
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(agent.stdout.take().unwrap()).lines();

@@ -10,20 +10,10 @@ use crate::helpers::*;
 const BIN: &str = env!("CARGO_BIN_EXE_diemcau");
 
 async fn agent(app: &TestApp, extra: &[&str]) -> (i32, String) {
-    let output = tokio::process::Command::new(BIN)
-        .args([
-            "agent",
-            "--server",
-            &app.url(""),
-            "--site",
-            SITE,
-            "--key",
-            app.key(SITE),
-        ])
+    let output = site_agent(app, &app.url(""))
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(30), output)
         .await

@@ -39,12 +39,7 @@ async fn the_report_counts_uptime_outages_roll_call_and_speaker_times() {
         )
         .await;
     assert_eq!(status, 200, "{report}");
-    let site = report["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == SITE)
-        .unwrap();
+    let site = report_row(&report, SITE);
     assert_eq!(site["outages"], 1);
     let outage = site["outage_total_ms"].as_i64().unwrap();
     assert!((100..2000).contains(&outage), "{outage}");

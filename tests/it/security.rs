@@ -360,7 +360,6 @@ async fn a_site_key_reconnecting_as_fast_as_it_can_for_20s_stores_under_1mb_and_
 
 #[tokio::test]
 async fn pings_count_toward_the_flood_limit() {
-    use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let app = spawn_app(|c| {
         steady(c);
@@ -368,20 +367,10 @@ async fn pings_count_toward_the_flood_limit() {
     })
     .await;
     let mut flood = Client::join(&app, SITE).await.into_inner();
-    let started = std::time::Instant::now();
-    let close = loop {
-        tokio::select! {
-            frame = flood.next() => match frame {
-                Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
-                Some(Ok(_)) => {}
-                other => panic!("no close frame: {other:?}"),
-            },
-            _ = tokio::time::sleep(std::time::Duration::from_micros(200)) => {
-                let _ = flood.send(Message::Ping(vec![1, 2, 3].into())).await;
-            }
-        }
-        assert!(started.elapsed() < WAIT, "pings never closed it");
-    };
+    let close = flood_until_closed(&mut flood, std::time::Duration::from_micros(200), |_| {
+        Message::Ping(vec![1, 2, 3].into())
+    })
+    .await;
     assert_eq!(close, Some(4429));
 }
 
@@ -564,12 +553,8 @@ async fn the_agent_speaks_wss_to_a_service_behind_tls_trusting_a_private_ca() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
     let agent = |with_ca: bool| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_diemcau"));
-        command
-            .args(["agent", "--server", &format!("https://localhost:{port}")])
-            .args(["--site", SITE, "--key", app.key(SITE)])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = site_agent(&app, &format!("https://localhost:{port}"));
+        command.stdout(std::process::Stdio::piped());
         if with_ca {
             command.arg("--ca").arg(&ca);
         }
