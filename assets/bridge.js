@@ -21,8 +21,10 @@ function linkWords(sync) {
 /** Another machine opened this site's page: say so, and stop until asked. */
 function showElsewhere() {
   setLink("elsewhere", "Trang điểm cầu này đang mở trên một máy khác; máy này đã ngừng kết nối.");
+  document.body.classList.add("elsewhere");
   const button = el("button", { id: "take-over", class: "primary" }, "Dùng máy này");
   button.addEventListener("click", () => {
+    document.body.classList.remove("elsewhere");
     setLink("never_seen", "Đang kết nối tới máy chủ tỉnh…");
     $("#link-quality").replaceChildren();
     bridge.takeOver();
@@ -121,7 +123,7 @@ let calmTitle = document.title;
 function callOut() {
   const rollCall = !$("#roll-call").classList.contains("hidden") && $("#roll-call-confirm");
   const urgent = document.querySelector("#messages .message.level-urgent, #messages .message.level-warning");
-  const waiting = rollCall ? "🔔 ĐIỂM DANH" : urgent ? "⚠ TIN NHẮN KHẨN" : null;
+  const waiting = rollCall ? "ĐIỂM DANH" : urgent ? "⚠ TIN NHẮN KHẨN" : null;
   if (!document.body.classList.contains("attention")) calmTitle = document.title;
   document.title = waiting ? `${waiting} — ${calmTitle}` : calmTitle;
   document.body.classList.toggle("attention", Boolean(waiting));
@@ -173,7 +175,7 @@ function onBinary(bytes) {
 async function main() {
   $("#sound").addEventListener("click", (event) => {
     soundOn = !soundOn;
-    event.target.textContent = soundOn ? "🔔 Âm thanh: bật" : "🔔 Bật âm thanh";
+    event.target.textContent = soundOn ? "Âm thanh: bật" : "Bật âm thanh";
     if (soundOn) beep(1);
   });
   let me;
