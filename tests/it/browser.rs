@@ -327,14 +327,15 @@ async fn the_hall_display_and_a_bridge_show_the_same_second_of_the_countdown() {
     display.text_until("#countdown", |t| t != "--:--").await;
     bridge.text_until("#countdown", |t| t != "--:--").await;
     let mut compared = 0;
-    for _ in 0..20 {
+    for _ in 0..40 {
         let started = now_ms();
         let before = display.text("#countdown").await;
         let on_bridge = bridge.text("#countdown").await;
         let after = display.text("#countdown").await;
-        // Near a whole second the pages may each be a few ms either side of it (clock
-        // estimates, timers): compare only reads made well inside one second.
-        let (first, last) = (started - 30, now_ms() + 30);
+        // Near a whole second the pages may each be either side of it (clock estimates,
+        // a timer late on a machine busy with other tests): compare only reads made well
+        // inside one second. How sharply each page turns is measured below.
+        let (first, last) = (started - 150, now_ms() + 150);
         if before != after || first.div_euclid(1000) != last.div_euclid(1000) {
             continue;
         }
