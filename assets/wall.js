@@ -1,44 +1,198 @@
-// The bridge wall: 92 tiles, counters, search, detail, and an alarm when a site drops.
+// The bridge wall: 92 tiles on one screen, counters, search, detail, and a strip of
+// alerts that clear themselves when the site is back.
 import {
   $, el, fold, clockTime, ago, ms, beep, whoami, getJson, postJson, fail, countdown, animate, reasonWords,
-  connectLive, ServerClock, STATE_LABELS, STATE_ICONS, alertBox, showConnection,
+  connectLive, ServerClock, STATE_LABELS, STATE_ICONS, showConnection,
 } from "/assets/common.js";
 
 const clock = new ServerClock();
 const sites = new Map(); // id → site view
-const droppedAt = new Map(); // id → server ms of the drop (highlight for a while)
+const changedAt = new Map(); // id → server ms of its latest transition (the fading ring)
 let timer = null;
 let soundOn = false;
+let slowRttMs = 300; // the snapshot says the configured threshold
 let rollCall = null; // latest roll call summary
 const messages = new Map(); // id → message summary (with `missing` sites)
 const confirmed = new Set(); // sites that confirmed the latest roll call
 const devices = new Map(); // id → active check of the site's video equipment
-const HIGHLIGHT_MS = 60_000;
+const serverAlerts = new Map(); // key → alert the service raised (presenter offline)
+const dismissed = new Map(); // alert key → who marked it "Đã biết", and when
+const past = []; // alerts that cleared or were marked, newest first
+let raised = new Map(); // key → alert showing now (to notice the ones that clear)
+let shape = ""; // what the tiles' layout depends on: refit when it changes
+const RING_MS = 60_000;
+const PAST_KEPT = 200;
+const DENSITIES = 5;
 const PROBLEM_ORDER = { offline: 0, degraded: 1, never_seen: 2, online: 3 };
+const NAME_KEY = "diemcau.staffName";
+
+/** "10:41" of a server time (the tile's "since"; the detail has the seconds). */
+const hhmm = (at) => clockTime(at).slice(0, 5);
+
+/** "Phường Phan Đình Phùng": the kind word, long and short (dense layouts show "P."). */
+function nameParts(name) {
+  const match = name.match(/^(Xã|Phường|Thị trấn)\s+(.*)$/);
+  if (!match) return [name];
+  const short = { "Xã": "X.", "Phường": "P.", "Thị trấn": "TT." }[match[1]];
+  return [el("span", { class: "long" }, `${match[1]} `), el("span", { class: "short" }, `${short} `), match[2]];
+}
+
+function roleOf(id) {
+  if (timer?.slot?.venue === id && ["running", "paused", "ready"].includes(timer.state)) return "ĐANG TRÌNH BÀY";
+  if (timer?.next?.venue === id) return "TIẾP THEO";
+  return "";
+}
+
+/** The tile's second line: what a person needs from across the room, per state. */
+function status(site) {
+  const word = el("span", { class: "state" }, `${STATE_ICONS[site.state]} ${STATE_LABELS[site.state]}`);
+  if (site.state === "offline" || site.state === "degraded") {
+    return [word, el("span", { class: "since", title: `Từ ${clockTime(site.since_ms)}` }, site.since_ms ? `từ ${hhmm(site.since_ms)}` : "")];
+  }
+  if (site.state === "online" && site.rtt_ms != null) {
+    const slow = site.rtt_ms > slowRttMs;
+    if (!slow) return [word, el("span", { class: "rtt", title: "RTT" }, ms(site.rtt_ms))];
+    // Slow: a badge in amber, where an offline site says since when.
+    return [word, el("span", { class: "rtt slow", title: `Đường truyền chậm (RTT trên ${slowRttMs} ms)` }, `chậm ${ms(site.rtt_ms)}`)];
+  }
+  return [word];
+}
 
 function tile(site) {
   const now = clock.now();
-  const classes = [`tile`, `state-${site.state}`];
+  const classes = ["tile", `state-${site.state}`];
   if (site.flapping) classes.push("flapping");
   if (confirmed.has(site.id)) classes.push("confirmed");
   const device = devices.get(site.id);
   if (device?.state === "down") classes.push("device-down");
   if (timer?.slot?.venue === site.id) classes.push("presenting");
   if (timer?.next?.venue === site.id) classes.push("on-deck");
-  if (droppedAt.has(site.id) && now - droppedAt.get(site.id) < HIGHLIGHT_MS) classes.push("dropped");
+  const age = now - (changedAt.get(site.id) ?? -Infinity);
+  const attributes = { "data-site": site.id, "data-state": site.state, role: "button", tabindex: "0", title: site.name, onclick: () => showDetail(site.id) };
+  if (age < RING_MS) {
+    classes.push("changed");
+    attributes.style = `--age: ${-Math.round(age)}ms`;
+  }
+  const role = roleOf(site.id);
+  const extra = role || (device?.state === "down" ? "⚠ thiết bị" : "");
   return el(
     "div",
-    { class: classes.join(" "), "data-site": site.id, "data-state": site.state, role: "button", tabindex: "0", onclick: () => showDetail(site.id) },
-    el("div", { class: "name" }, site.name),
-    el("div", { class: "line" },
-      el("span", { class: "state" }, `${STATE_ICONS[site.state]} ${STATE_LABELS[site.state]}`),
-      el("span", {}, site.rtt_ms != null ? ms(site.rtt_ms) : ""),
-    ),
-    el("div", { class: "line" },
-      el("span", {}, device?.state === "down" ? "⚠ thiết bị" : site.id),
-      el("span", { title: "Từ lúc" }, site.since_ms ? `từ ${clockTime(site.since_ms)}` : ""),
+    { ...attributes, class: classes.join(" ") },
+    el("div", { class: "name" }, ...nameParts(site.name)),
+    el("div", { class: "status" }, ...status(site)),
+    extra ? el("span", { class: "role" }, extra) : null,
+  );
+}
+
+/** Every alert whose condition holds now, newest first. */
+function currentAlerts() {
+  const alerts = [];
+  const nameOf = (id) => sites.get(id)?.name ?? id;
+  const covered = new Set();
+  for (const [key, alert] of serverAlerts) {
+    if (sites.get(alert.site)?.state === "online") continue; // the site is back
+    alerts.push({ key, ...alert });
+    covered.add(alert.site);
+  }
+  for (const site of sites.values()) {
+    if (site.state !== "offline" || covered.has(site.id)) continue;
+    const role = roleOf(site.id);
+    alerts.push({
+      key: `offline:${site.id}:${site.since_ms ?? 0}`,
+      site: site.id,
+      kind: "offline",
+      at_ms: site.since_ms ?? 0,
+      text: `${site.name} mất kết nối từ ${clockTime(site.since_ms)}${role ? ` — ${role.toLowerCase()}` : ""}`,
+    });
+  }
+  for (const [id, device] of devices) {
+    if (device.state !== "down") continue;
+    alerts.push({
+      key: `device:${id}:${device.since_ms ?? 0}`,
+      site: id,
+      kind: "device",
+      at_ms: device.since_ms ?? 0,
+      text: `${nameOf(id)}: thiết bị cầu không phản hồi từ ${clockTime(device.since_ms)}`,
+    });
+  }
+  return alerts.sort((a, b) => b.at_ms - a.at_ms);
+}
+
+function rememberPast(alert, outcome) {
+  past.unshift({ ...alert, outcome });
+  past.length = Math.min(past.length, PAST_KEPT);
+}
+
+function drawAlerts() {
+  const now = currentAlerts();
+  const showing = new Map(now.filter((a) => !dismissed.has(a.key)).map((a) => [a.key, a]));
+  for (const [key, alert] of raised) {
+    if (!showing.has(key) && !dismissed.has(key)) rememberPast(alert, `tự hết lúc ${clockTime(clock.now())} (điểm cầu đã trở lại)`);
+  }
+  raised = showing;
+  const count = $("#alert-count");
+  count.className = `alert-count ${showing.size ? "some" : "none"}`;
+  count.textContent = showing.size ? `⚠ ${showing.size} cảnh báo` : "✓ Không có cảnh báo";
+  $("#alert-list").replaceChildren(
+    ...[...showing.values()].map((alert) =>
+      el("div", { class: `wall-alert ${alert.kind}`, "data-alert": alert.key, role: "alert" },
+        el("span", { title: alert.text }, `⚠ ${alert.text}`),
+        el("button", { type: "button", onclick: () => dismiss(alert) }, "Đã biết"),
+      ),
     ),
   );
+  $("#past-open").textContent = `Cảnh báo đã qua (${past.length})`;
+  if (!$("#past").classList.contains("hidden")) drawPast();
+}
+
+/** Marks an alert "Đã biết": stored with the name typed on this wall, then off the strip. */
+async function dismiss(alert) {
+  const name = $("#staff-name").value.trim();
+  const label = $(".staff-name");
+  if (!name) {
+    label.classList.add("needed");
+    $("#message-status").textContent = "Nhập tên người trực (ô “Người trực”) rồi bấm “Đã biết”: việc xử lý được ghi lại theo tên.";
+    $("#staff-name").focus();
+    return;
+  }
+  label.classList.remove("needed");
+  try {
+    const answer = await postJson("/api/alerts/dismissals", { alert: alert.key, site: alert.site, text: alert.text, name });
+    onDismissal(answer.dismissal);
+    $("#message-status").textContent = "";
+  } catch (error) {
+    $("#message-status").textContent = `Chưa ghi được “Đã biết”: ${error.message}`;
+  }
+}
+
+function onDismissal(dismissal) {
+  if (dismissed.has(dismissal.alert)) return;
+  dismissed.set(dismissal.alert, dismissal);
+  const alert = raised.get(dismissal.alert) ?? { key: dismissal.alert, site: dismissal.site, text: dismissal.text, at_ms: dismissal.at_ms };
+  raised.delete(dismissal.alert);
+  rememberPast(alert, `Đã biết: ${dismissal.name} (${dismissal.by}) lúc ${clockTime(dismissal.at_ms)}`);
+  drawAlerts();
+}
+
+function drawPast() {
+  const panel = $("#past");
+  panel.replaceChildren(
+    el("button", { type: "button", onclick: () => panel.classList.add("hidden") }, "Đóng ✕"),
+    el("h2", {}, "Cảnh báo đã qua"),
+    past.length
+      ? el("ol", { class: "past-list" }, past.map((a) =>
+          el("li", {}, `${clockTime(a.at_ms)} — ${a.text}`, el("span", { class: "outcome" }, a.outcome))))
+      : el("p", { class: "muted" }, "Chưa có cảnh báo nào kết thúc."),
+  );
+}
+
+/** Picks the first density at which every tile is on screen (no scrolling). */
+function fit() {
+  const box = $("#tiles");
+  for (let density = 0; density < DENSITIES; density++) {
+    box.dataset.density = String(density);
+    if (box.scrollHeight <= box.clientHeight + 1) return;
+  }
 }
 
 function render() {
@@ -52,7 +206,7 @@ function render() {
   $("#counters").replaceChildren(
     el("span", { class: "counter" }, "Tổng", el("b", {}, String(counts.total))),
     ...["online", "degraded", "offline", "never_seen"].map((state) =>
-      el("span", { class: `counter state-${state}`, id: `count-${state}` }, `${STATE_ICONS[state]} ${STATE_LABELS[state]}`, el("b", {}, String(counts[state]))),
+      el("span", { class: `counter state-${state}${counts[state] && state === "offline" ? " some" : ""}`, id: `count-${state}` }, `${STATE_ICONS[state]} ${STATE_LABELS[state]}`, el("b", {}, String(counts[state]))),
     ),
   );
   const groups = new Map();
@@ -67,9 +221,31 @@ function render() {
   }
   $("#tiles").replaceChildren(
     ...[...groups].map(([name, members]) =>
-      el("section", { class: "group" }, el("h2", {}, `${name} (${members.length})`), el("div", { class: "grid" }, members.map(tile))),
+      el("section", { class: "group" },
+        el("h2", { title: name },
+          el("span", { class: "long" }, `${name} (${members.length})`),
+          el("span", { class: "short" }, `${name.replace(/^Huyện /, "").replace(/^Thành phố /, "TP ")} (${members.length})`)),
+        el("div", { class: "grid" }, members.map(tile))),
     ),
   );
+  // Tiles keep their size per density: refit only when what they depend on changes.
+  const newShape = `${list.length}/${groups.size}/${innerWidth}x${innerHeight}`;
+  if (newShape !== shape) {
+    shape = newShape;
+    fit();
+  }
+  drawAlerts();
+}
+
+let renderQueued = false;
+/** Redraws soon, once for a burst of frames (a links frame every probe interval). */
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  setTimeout(() => {
+    renderQueued = false;
+    render();
+  }, 100);
 }
 
 async function showDetail(id) {
@@ -147,12 +323,8 @@ function deviceText(device) {
 
 function onSiteChange(site, transition) {
   sites.set(site.id, site);
-  if (transition?.to === "offline") {
-    droppedAt.set(site.id, clock.now());
-    const soon = timer?.slot?.venue === site.id || timer?.next?.venue === site.id;
-    if (soundOn) beep(soon ? 4 : 2);
-    if (soon) alertBox(`⚠ ${site.name} mất kết nối — điểm cầu này ${timer?.slot?.venue === site.id ? "đang trình bày" : "trình bày tiếp theo"}. Gọi điện cho xã ngay.`);
-  }
+  if (transition) changedAt.set(site.id, transition.at_ms ?? clock.now());
+  if (transition?.to === "offline" && soundOn) beep(roleOf(site.id) ? 4 : 2);
 }
 
 function drawTimer() {
@@ -179,16 +351,23 @@ async function main() {
   }
   $("#search").addEventListener("input", render);
   $("#sort").addEventListener("change", render);
+  addEventListener("resize", scheduleRender);
   $("#sound").addEventListener("click", (event) => {
     soundOn = !soundOn;
-    event.target.textContent = soundOn ? "Âm báo: bật" : "Âm báo: tắt (bấm để bật)";
+    event.target.textContent = soundOn ? "Âm báo: bật" : "Âm báo: tắt";
     if (soundOn) beep(1);
+  });
+  $("#staff-name").value = sessionStorage.getItem(NAME_KEY) ?? "";
+  $("#staff-name").addEventListener("change", (event) => sessionStorage.setItem(NAME_KEY, event.target.value.trim()));
+  $("#past-open").addEventListener("click", () => {
+    drawPast();
+    $("#past").classList.remove("hidden");
   });
   $("#roll-call-start").addEventListener("click", async () => {
     try {
       await postJson("/api/rollcall", { deadline_seconds: 300 });
     } catch (error) {
-      $("#message-status").textContent = error.message;
+      $("#message-status").textContent = `Chưa điểm danh được: ${error.message}`;
     }
   });
   $("#message-form").addEventListener("submit", async (event) => {
@@ -198,17 +377,25 @@ async function main() {
       $("#message-status").textContent = `Đã gửi tới ${answer.notice.recipients} điểm cầu (${answer.delivered_now} đang trực tuyến).`;
       $("#message-text").value = "";
     } catch (error) {
-      $("#message-status").textContent = error.message;
+      $("#message-status").textContent = `Chưa gửi được: ${error.message}`;
     }
   });
   await loadNotices();
+  for (const d of (await getJson("/api/alerts/dismissals")).dismissals) dismissed.set(d.alert, d);
   connectLive({
     clock,
-    onStatus: showConnection,
+    onStatus: (status) => {
+      showConnection(status);
+      document.body.classList.toggle("stale", status !== "online");
+    },
     onSnapshot: (snapshot) => {
       sites.clear();
-      for (const s of snapshot.sites) sites.set(s.id, s);
+      for (const s of snapshot.sites) {
+        sites.set(s.id, s);
+        if (s.since_ms && !changedAt.has(s.id) && s.state !== "never_seen") changedAt.set(s.id, s.since_ms);
+      }
       timer = snapshot.timer;
+      slowRttMs = snapshot.slow_rtt_ms ?? slowRttMs;
       devices.clear();
       for (const [id, check] of Object.entries(snapshot.devices ?? {})) devices.set(id, check);
       const select = $("#message-to");
@@ -226,10 +413,8 @@ async function main() {
           if (s) Object.assign(s, link);
         }
       } else if (frame.type === "timer") timer = frame;
-      else if (frame.type === "device") {
-        devices.set(frame.site, frame.device);
-        if (frame.transition.to === "down") alertBox(`⚠ ${sites.get(frame.site)?.name ?? frame.site}: thiết bị cầu không phản hồi (${frame.transition.reason})`);
-      } else if (frame.type === "notice" && frame.notice.kind === "roll_call") {
+      else if (frame.type === "device") devices.set(frame.site, frame.device);
+      else if (frame.type === "notice" && frame.notice.kind === "roll_call") {
         rollCall = frame.notice;
         confirmed.clear();
         drawRollCall();
@@ -243,13 +428,14 @@ async function main() {
         const m = messages.get(frame.notice);
         m.missing = m.missing.filter((id) => id !== frame.site);
         drawMessages();
-      }
-      else if (frame.type === "alert") alertBox(`⚠ ${frame.message}`);
-      render();
+      } else if (frame.type === "alert") {
+        serverAlerts.set(`${frame.kind}:${frame.site}:${frame.at_ms}`, { site: frame.site, kind: "offline", at_ms: frame.at_ms, text: frame.message });
+      } else if (frame.type === "dismissal") onDismissal(frame);
+      scheduleRender();
     },
   });
   animate(drawTimer, clock);
-  setInterval(render, 5000); // ages and highlights wear off
+  setInterval(render, 5000); // ages and rings wear off
 }
 
 main();

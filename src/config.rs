@@ -166,6 +166,8 @@ pub struct LivenessConfig {
     pub echo_timeout_ms: u64,
     pub flapping_offline_count: u32,
     pub flapping_window_ms: u64,
+    /// An online site whose RTT is over this shows it in amber on the wall.
+    pub slow_rtt_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +190,8 @@ pub struct ProtocolConfig {
     pub max_connects_per_minute: u32,
     /// Roll calls and messages one staff key may send in a minute (each is stored).
     pub max_notices_per_minute: u32,
+    /// Wall alerts one staff key may mark "Đã biết" in a minute (each is stored).
+    pub max_dismissals_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -261,6 +265,7 @@ impl Default for LivenessConfig {
             echo_timeout_ms: 2000,
             flapping_offline_count: 3,
             flapping_window_ms: 600_000,
+            slow_rtt_ms: 300,
         }
     }
 }
@@ -278,6 +283,7 @@ impl Default for ProtocolConfig {
             live_send_timeout_ms: 10_000,
             max_connects_per_minute: 30,
             max_notices_per_minute: 30,
+            max_dismissals_per_minute: 120,
         }
     }
 }
@@ -419,9 +425,10 @@ impl Config {
             || p.max_frames_per_second == 0
             || p.max_connects_per_minute == 0
             || p.max_notices_per_minute == 0
+            || p.max_dismissals_per_minute == 0
         {
             return Err(invalid(
-                "protocol.max_frame_bytes must be at least 1024, send_queue_frames, max_frames_per_second, max_connects_per_minute and max_notices_per_minute above 0",
+                "protocol.max_frame_bytes must be at least 1024, send_queue_frames, max_frames_per_second, max_connects_per_minute, max_notices_per_minute and max_dismissals_per_minute above 0",
             ));
         }
         let t = &self.timer;

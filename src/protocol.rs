@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::core::device::{DeviceCheck, DeviceTransition};
 use crate::core::link::LinkSummary;
 use crate::core::liveness::{SiteState, Transition};
-use crate::core::notices::Notice;
+use crate::core::notices::{Dismissal, Notice};
 use crate::core::rehearsal::RehearsalResult;
 use crate::core::sites::{SiteId, SiteKind};
 use crate::core::time::EpochMs;
@@ -436,6 +436,9 @@ pub enum LiveMsg {
         timer: TimerSnapshot,
         #[serde(skip_serializing_if = "Option::is_none")]
         devices: Option<BTreeMap<String, DeviceCheck>>,
+        /// The wall shows an online site's RTT in amber above this (`liveness.slow_rtt_ms`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        slow_rtt_ms: Option<u64>,
     },
     /// A site changed state: its view and the transition that did it.
     Site {
@@ -465,6 +468,8 @@ pub enum LiveMsg {
         site: SiteId,
         at_ms: EpochMs,
     },
+    /// A wall alert was marked "Đã biết": by whom and when (stored first).
+    Dismissal(Dismissal),
     /// The rehearsal board changed: a check finished, or a new schedule of so many slots.
     Rehearsal(RehearsalChange),
     /// A site's equipment changed state (active check).

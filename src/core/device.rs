@@ -41,6 +41,8 @@ pub struct DeviceCheck {
     /// TCP connect time of the last successful check.
     pub last_connect_ms: Option<f64>,
     pub last_error: Option<String>,
+    /// When it entered its state (the wall's alert for a down device is named by it).
+    pub since_ms: Option<EpochMs>,
 }
 
 impl Default for DeviceCheck {
@@ -51,6 +53,7 @@ impl Default for DeviceCheck {
             last_check_ms: None,
             last_connect_ms: None,
             last_error: None,
+            since_ms: None,
         }
     }
 }
@@ -91,6 +94,7 @@ impl DeviceCheck {
             return None;
         }
         let from = std::mem::replace(&mut self.state, to);
+        self.since_ms = Some(now);
         Some(DeviceTransition {
             from,
             to,
@@ -113,6 +117,7 @@ mod tests {
         assert!(device.record(Err("refused".into()), 3, 3).is_none());
         let down = device.record(Err("refused".into()), 4, 3).unwrap();
         assert_eq!((down.to, down.at_ms), (DeviceState::Down, 4));
+        assert_eq!(device.since_ms, Some(4), "down since its transition");
         assert!(down.reason.contains("3 failed checks"));
         assert!(
             device.record(Err("refused".into()), 5, 3).is_none(),

@@ -145,6 +145,74 @@ impl Notices {
     }
 }
 
+/// A wall alert someone marked "Đã biết" (acknowledged): an append-only record of who
+/// and when. The alert itself is the wall's (a site offline since a time, its
+/// equipment down); its key names it, e.g. `offline:05443:1764650000000`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dismissal {
+    pub alert: String,
+    pub site: Option<SiteId>,
+    /// The alert's words as the person saw them.
+    pub text: String,
+    /// The name the person typed on the wall.
+    pub name: String,
+    /// The key's role (`operator`, `admin`, …).
+    pub by: String,
+    pub at_ms: EpochMs,
+}
+
+/// Longest alert key, alert text and staff name a dismissal may carry.
+pub const MAX_ALERT_KEY_CHARS: usize = 120;
+pub const MAX_ALERT_TEXT_CHARS: usize = 300;
+pub const MAX_STAFF_NAME_CHARS: usize = 80;
+
+/// Why a dismissal is refused (nothing is stored).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDismissal {
+    #[error("`alert` must be 1 to {MAX_ALERT_KEY_CHARS} letters, digits or `:_.-`")]
+    Key,
+    #[error("`text` must be at most {MAX_ALERT_TEXT_CHARS} characters")]
+    Text,
+    #[error("`name` must be 1 to {MAX_STAFF_NAME_CHARS} characters: who marks it")]
+    Name,
+}
+
+impl Dismissal {
+    /// Checks what the page sent; trims the text and the name.
+    pub fn new(
+        alert: &str,
+        site: Option<SiteId>,
+        text: &str,
+        name: &str,
+        by: String,
+        at_ms: EpochMs,
+    ) -> Result<Dismissal, BadDismissal> {
+        let key_ok = !alert.is_empty()
+            && alert.chars().count() <= MAX_ALERT_KEY_CHARS
+            && alert
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":_.-".contains(c));
+        if !key_ok {
+            return Err(BadDismissal::Key);
+        }
+        let (text, name) = (text.trim(), name.trim());
+        if text.chars().count() > MAX_ALERT_TEXT_CHARS {
+            return Err(BadDismissal::Text);
+        }
+        if name.is_empty() || name.chars().count() > MAX_STAFF_NAME_CHARS {
+            return Err(BadDismissal::Name);
+        }
+        Ok(Dismissal {
+            alert: alert.to_string(),
+            site,
+            text: text.to_string(),
+            name: name.to_string(),
+            by,
+            at_ms,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +294,36 @@ mod tests {
         let pending = notices.pending_for(0);
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, latest_id);
+    }
+
+    #[test]
+    fn a_dismissal_needs_a_plain_key_and_a_name_and_bounded_text() {
+        let ok = Dismissal::new(
+            "offline:05443:1764650000000",
+            None,
+            " Mất kết nối ",
+            " Lan ",
+            "operator".into(),
+            5,
+        );
+        let ok = ok.unwrap();
+        assert_eq!((ok.text.as_str(), ok.name.as_str()), ("Mất kết nối", "Lan"));
+        let long = "x".repeat(MAX_ALERT_KEY_CHARS + 1);
+        for key in ["", "offline 05443", "<script>", long.as_str()] {
+            assert_eq!(
+                Dismissal::new(key, None, "", "Lan", "operator".into(), 5),
+                Err(BadDismissal::Key),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            Dismissal::new("a", None, "", "  ", "operator".into(), 5),
+            Err(BadDismissal::Name)
+        );
+        let text = "á".repeat(MAX_ALERT_TEXT_CHARS + 1);
+        assert_eq!(
+            Dismissal::new("a", None, &text, "Lan", "operator".into(), 5),
+            Err(BadDismissal::Text)
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Roll call and messages: `/api/rollcall`, `/api/messages`.
+//! Roll call and messages: `/api/rollcall`, `/api/messages`; wall alerts marked
+//! "Đã biết": `/api/alerts/dismissals`.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -6,6 +7,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
+use crate::core::notices::Dismissal;
 use crate::http::STAFF;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
@@ -15,6 +17,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/rollcall", get(roll_call).post(start_roll_call))
         .route("/api/messages", get(messages).post(send_message))
+        .route("/api/alerts/dismissals", get(dismissals).post(dismiss))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -111,4 +114,73 @@ async fn send_message(
 async fn messages(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(STAFF)?;
     Ok(Json(json!({"notices": app.noticeboard.summaries()})))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DismissBody {
+    alert: String,
+    site: Option<String>,
+    #[serde(default)]
+    text: String,
+    name: String,
+}
+
+/// A wall alert marked "Đã biết": stored with the typed name, the key's role and the time.
+async fn dismiss(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    let body: DismissBody = body.json(
+        r#"{"alert": "offline:05443:1764650000000", "site": "05443", "text": "…", "name": "Lan"}"#,
+    )?;
+    let site = match body.site.as_deref() {
+        None => None,
+        Some(code) => {
+            let site: crate::core::sites::SiteId = code
+                .parse()
+                .map_err(|e: crate::core::sites::BadSiteId| ApiError::BadRequest(e.to_string()))?;
+            app.roster
+                .index_of(site)
+                .ok_or_else(|| ApiError::BadRequest(format!("no site {site} in the roster")))?;
+            Some(site)
+        }
+    };
+    let now = app.clock.now_ms();
+    let dismissal = Dismissal::new(
+        &body.alert,
+        site,
+        &body.text,
+        &body.name,
+        caller.label(),
+        now,
+    )
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    app.limits.dismissal(caller, now).map_err(|spent| {
+        ApiError::too_many(
+            &format!(
+                "at most {} alerts a minute marked from one key",
+                app.config.protocol.max_dismissals_per_minute
+            ),
+            spent,
+        )
+    })?;
+    let dismissal = app
+        .noticeboard
+        .dismiss(dismissal)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({ "dismissal": dismissal })))
+}
+
+async fn dismissals(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    let dismissals = app
+        .noticeboard
+        .dismissals()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({ "dismissals": dismissals })))
 }

@@ -1,6 +1,6 @@
 //! What one key may make the service do and store, per window of time (README
-//! "Security"): bridge connects per site, rehearsal attempts per site, notices per
-//! staff key. Each is refused before anything is stored.
+//! "Security"): bridge connects per site, rehearsal attempts per site, notices and
+//! alert dismissals per staff key. Each is refused before anything is stored.
 
 use std::sync::Mutex;
 
@@ -15,6 +15,7 @@ pub struct Limits {
     connects: Mutex<Ledger<SiteIdx>>,
     attempts: Mutex<Ledger<SiteIdx>>,
     notices: Mutex<Ledger<Caller>>,
+    dismissals: Mutex<Ledger<Caller>>,
 }
 
 impl Limits {
@@ -26,6 +27,7 @@ impl Limits {
             connects: per(config.protocol.max_connects_per_minute, 60_000),
             attempts: per(config.rehearsal.max_attempts_per_hour, 3_600_000),
             notices: per(config.protocol.max_notices_per_minute, 60_000),
+            dismissals: per(config.protocol.max_dismissals_per_minute, 60_000),
         }
     }
 
@@ -42,6 +44,11 @@ impl Limits {
     /// One more roll call or message from `sender`.
     pub fn notice(&self, sender: Caller, now: EpochMs) -> Result<(), Spent> {
         spend(&self.notices, sender, now)
+    }
+
+    /// One more wall alert marked "Đã biết" by `caller`.
+    pub fn dismissal(&self, caller: Caller, now: EpochMs) -> Result<(), Spent> {
+        spend(&self.dismissals, caller, now)
     }
 }
 

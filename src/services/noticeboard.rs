@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::core::notices::{Notice, NoticeKind, Notices, Target};
+use crate::core::notices::{Dismissal, Notice, NoticeKind, Notices, Target};
 use crate::core::sites::{Roster, SiteIdx};
 use crate::core::time::EpochMs;
 use crate::protocol::{Confirmation, Frame, LiveMsg, NoticeSummary, ServerMsg};
@@ -113,6 +113,19 @@ impl Noticeboard {
             notice: summary.clone(),
         });
         Ok(json!({"notice": summary, "delivered_now": delivered}))
+    }
+
+    /// Records that `dismissal`'s alert was seen and handled, then tells every wall.
+    pub async fn dismiss(&self, dismissal: Dismissal) -> Result<Dismissal, StoreError> {
+        let stored = self.store.record_dismissal(&dismissal).await;
+        crate::store::keep_going_unless_rejected(stored)?;
+        self.hub.publish(LiveMsg::Dismissal(dismissal.clone()));
+        Ok(dismissal)
+    }
+
+    /// The latest alerts marked "Đã biết", oldest first.
+    pub async fn dismissals(&self) -> Result<Vec<Dismissal>, StoreError> {
+        self.store.recent_dismissals().await
     }
 
     /// A site confirmed a notice (its `ack`).

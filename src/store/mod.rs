@@ -9,6 +9,7 @@
 mod backup;
 mod data_dir;
 mod devices;
+mod dismissals;
 mod downtime;
 mod notices;
 pub mod recovery;

@@ -103,6 +103,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
          from_ms INTEGER NOT NULL,
          to_ms INTEGER NOT NULL,
          cause TEXT NOT NULL);",
+    // 11: wall alerts marked "Đã biết": who (the typed name and the key's role) and when.
+    "CREATE TABLE alert_dismissals (
+         id INTEGER PRIMARY KEY,
+         alert TEXT NOT NULL,
+         site TEXT,
+         text TEXT NOT NULL,
+         name TEXT NOT NULL,
+         by_role TEXT NOT NULL,
+         at_ms INTEGER NOT NULL);",
 ];
 
 pub(super) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {

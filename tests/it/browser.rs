@@ -170,6 +170,27 @@ impl Browser {
         }
     }
 
+    /// Makes the page's viewport (not the window, which has a frame) `width`×`height`.
+    async fn viewport(&self, width: u32, height: u32) {
+        let (mut w, mut h) = (width, height);
+        for _ in 0..3 {
+            self.web()
+                .set_window_size(w, h)
+                .await
+                .expect("window resizes");
+            let inner = self.script("return [innerWidth, innerHeight];", "").await;
+            let (iw, ih) = (
+                inner[0].as_u64().unwrap() as u32,
+                inner[1].as_u64().unwrap() as u32,
+            );
+            if (iw, ih) == (width, height) {
+                return;
+            }
+            (w, h) = (w + width - iw.min(width), h + height - ih.min(height));
+        }
+        panic!("the viewport cannot be made {width}×{height}");
+    }
+
     async fn screenshot(&self, name: &str) {
         let png = self.web().screenshot().await.expect("screenshot");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
@@ -1080,4 +1101,271 @@ async fn a_commune_cannot_miss_a_roll_call_or_an_urgent_message() {
         (calm["title"].clone(), serde_json::json!(false))
     );
     bridge.close().await;
+}
+
+/// What the wall shows of every tile: its box, colours, name size and whether the name
+/// is cut off; and the strip's box.
+async fn wall_seen(browser: &Browser) -> serde_json::Value {
+    browser
+        .script(
+            "const look = (e) => { const s = getComputedStyle(e), r = e.getBoundingClientRect();
+               return {top: r.top, left: r.left, bottom: r.bottom, right: r.right, background: s.backgroundColor}; };
+             const tiles = {};
+             for (const t of document.querySelectorAll('.tile')) {
+               const name = t.querySelector('.name'), rtt = t.querySelector('.rtt'), line = t.querySelector('.status');
+               const ring = getComputedStyle(t, '::after');
+               tiles[t.dataset.site] = {...look(t), text: t.innerText,
+                 name_px: parseFloat(getComputedStyle(name).fontSize),
+                 name_cut: name.scrollHeight > name.clientHeight + 1 || name.scrollWidth > name.clientWidth + 1,
+                 status_cut: line.scrollHeight > line.clientHeight + 1 || line.scrollWidth > line.clientWidth + 1,
+                 badges_inside: [...t.querySelectorAll('.since, .role, .rtt.slow')].every((b) => {
+                   const r = b.getBoundingClientRect(), box = t.getBoundingClientRect();
+                   return r.left >= box.left && r.right <= box.right; }),
+                 rtt_color: rtt ? getComputedStyle(rtt).color : null,
+                 ring: t.classList.contains('changed') ? ring.borderTopColor : null};
+             }
+             return {tiles, strip: look(document.querySelector(arguments[0])),
+                     width: innerWidth, height: innerHeight,
+                     density: document.querySelector('#tiles').dataset.density};",
+            "#strip",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|config| {
+        fast(config);
+        // A silent site stays degraded for the test; a closed socket is offline at once.
+        config.liveness.degraded_after_ms = 400;
+        config.liveness.offline_after_ms = 60_000;
+        config.liveness.slow_rtt_ms = 150;
+    })
+    .await;
+    let (_, listing) = app.get("/api/sites", Some(app.key("operator"))).await;
+    let codes: Vec<String> = listing["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let (dropped, rest) = codes.split_at(12);
+    let (back, silent, slow, healthy) = (&rest[0], &rest[1], &rest[2], &rest[3]);
+
+    let wall = Browser::start().await;
+    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
+        .await;
+    let _healthy = EchoingBridge::join(&app, healthy).await;
+    let _slow = EchoingBridge::join_slow(&app, slow, Duration::from_millis(250)).await;
+    app.wait_for_state(healthy, "online", WAIT).await;
+    wall.text_until("#count-online", |t| t.ends_with('2')).await;
+    // All is well: nothing on the wall alarms.
+    let calm = wall_seen(&wall).await;
+    assert_eq!(wall.text("#alert-count").await, "✓ Không có cảnh báo");
+    assert_eq!(
+        seen(&wall, "#alert-count").await["background"],
+        "rgba(0, 0, 0, 0)"
+    );
+
+    for code in dropped.iter().chain([back]) {
+        EchoingBridge::join(&app, code).await.close().await;
+    }
+    let _silent = Client::join(&app, silent).await;
+    let _back = EchoingBridge::join(&app, back).await;
+    for code in dropped {
+        app.wait_for_state(code, "offline", WAIT).await;
+    }
+    app.wait_for_state(back, "online", WAIT).await;
+    app.wait_for_state(silent, "degraded", WAIT).await;
+    let (status, _) = app
+        .post(
+            "/api/messages",
+            Some(app.key("operator")),
+            json!({"text": "Các điểm cầu giữ máy, 5 phút nữa bắt đầu", "to": "all"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wall.text_until("#alert-count", |t| t == "⚠ 12 cảnh báo")
+        .await;
+    wall.text_until("#sent", |t| t.contains("chưa xác nhận"))
+        .await;
+    wall.text_until(&format!(".tile[data-site=\"{slow}\"] .rtt"), |t| {
+        t.starts_with("chậm")
+    })
+    .await;
+
+    const RED: &str = "rgb(185, 28, 28)";
+    for (width, height) in [(1920, 1080), (1366, 768)] {
+        wall.viewport(width, height).await;
+        tokio::time::sleep(Duration::from_millis(200)).await; // it refits on resize
+        let look = wall_seen(&wall).await;
+        wall.screenshot(&format!("wall-problems-{width}")).await;
+        let (w, h) = (
+            look["width"].as_f64().unwrap(),
+            look["height"].as_f64().unwrap(),
+        );
+        let tiles = look["tiles"].as_object().unwrap();
+        assert_eq!(tiles.len(), 92);
+        let strip_bottom = look["strip"]["bottom"].as_f64().unwrap();
+        for (code, t) in tiles {
+            let inside = t["top"].as_f64().unwrap() >= strip_bottom
+                && t["left"].as_f64().unwrap() >= 0.0
+                && t["bottom"].as_f64().unwrap() <= h
+                && t["right"].as_f64().unwrap() <= w;
+            assert!(
+                inside,
+                "{width}×{height} (inner {w}×{h}, strip bottom {strip_bottom}, density {}): tile {code} is off screen or under the strip: {t}",
+                look["density"]
+            );
+            assert_eq!(
+                t["name_cut"], false,
+                "{width}×{height}: {code}'s name is cut off: {t}"
+            );
+            assert_eq!(
+                t["status_cut"], false,
+                "{width}×{height}: {code}'s state spills over: {t}"
+            );
+            assert_eq!(
+                t["badges_inside"], true,
+                "{width}×{height}: {code}'s badge sticks out: {t}"
+            );
+            let name_px = t["name_px"].as_f64().unwrap();
+            let least = if width == 1920 { 18.0 } else { 12.5 }; // a laptop: denser
+            assert!(
+                name_px >= least,
+                "{width}×{height}: {code}'s name is {name_px} px"
+            );
+        }
+        for code in dropped {
+            let t = &tiles[code.as_str()];
+            assert_eq!(
+                t["background"], RED,
+                "{width}: offline {code} is filled red: {t}"
+            );
+            let text = t["text"].as_str().unwrap();
+            assert!(
+                text.contains("Mất kết nối") && text.contains("từ "),
+                "{text}"
+            );
+            assert!(
+                !text.contains("ms"),
+                "an offline tile shows no figures: {text}"
+            );
+        }
+        let back_tile = &tiles[back.as_str()];
+        assert_ne!(
+            back_tile["background"], RED,
+            "back online is never red: {back_tile}"
+        );
+        assert_eq!(
+            back_tile["background"],
+            calm["tiles"][back.as_str()]["background"]
+        );
+        assert_eq!(
+            back_tile["ring"], "rgb(226, 232, 240)",
+            "it changed a moment ago: a white ring, not red: {back_tile}"
+        );
+        assert_eq!(
+            tiles[silent.as_str()]["background"],
+            "rgb(92, 66, 16)",
+            "degraded is amber"
+        );
+        assert!(
+            tiles[silent.as_str()]["text"]
+                .as_str()
+                .unwrap()
+                .contains("Chập chờn")
+        );
+        assert_eq!(
+            tiles[slow.as_str()]["rtt_color"],
+            "rgb(214, 158, 46)",
+            "a slow link in amber"
+        );
+        assert_eq!(
+            tiles[healthy.as_str()]["rtt_color"],
+            "rgb(159, 176, 194)",
+            "a quick one calm"
+        );
+        let unchanged = &tiles[rest[10].as_str()];
+        assert_eq!(
+            unchanged["ring"],
+            serde_json::Value::Null,
+            "no change, no ring: {unchanged}"
+        );
+        // The strip is as high as when nothing was wrong: alerts move no tile.
+        if width == 1920 {
+            assert_eq!(
+                look["strip"], calm["strip"],
+                "the alert strip keeps its place and size"
+            );
+            for (code, t) in tiles {
+                assert_eq!(
+                    t["top"],
+                    calm["tiles"][code.as_str()]["top"],
+                    "{code} moved"
+                );
+            }
+        }
+        wall.screenshot(&format!("wall-problems-{width}")).await;
+    }
+    wall.viewport(1920, 1080).await;
+
+    // "Đã biết" needs a name; then it is stored with who and when and leaves the strip.
+    wall.click("#alert-list .wall-alert button").await;
+    wall.text_until("#message-status", |t| t.contains("Nhập tên người trực"))
+        .await;
+    let (_, none) = app
+        .get("/api/alerts/dismissals", Some(app.key("operator")))
+        .await;
+    assert_eq!(none["dismissals"], json!([]));
+    wall.web()
+        .find(Locator::Css("#staff-name"))
+        .await
+        .unwrap()
+        .send_keys("Nguyễn Thị Lan\n")
+        .await
+        .unwrap();
+    let first_alert = wall
+        .script(
+            "return document.querySelector(arguments[0]).dataset.alert;",
+            "#alert-list .wall-alert",
+        )
+        .await;
+    wall.click("#alert-list .wall-alert button").await;
+    wall.text_until("#alert-count", |t| t == "⚠ 11 cảnh báo")
+        .await;
+    let (_, stored) = app
+        .get("/api/alerts/dismissals", Some(app.key("operator")))
+        .await;
+    let record = &stored["dismissals"][0];
+    assert_eq!(record["alert"], first_alert);
+    assert_eq!(
+        (record["name"].as_str(), record["by"].as_str()),
+        (Some("Nguyễn Thị Lan"), Some("operator"))
+    );
+    assert!(
+        (record["at_ms"].as_i64().unwrap() - now_ms()).abs() < 10_000,
+        "{record}"
+    );
+
+    // A site that comes back clears its own alert, into the list of past alerts.
+    let returning = dropped
+        .iter()
+        .find(|code| !first_alert.as_str().unwrap().contains(code.as_str()))
+        .unwrap();
+    let _returned = EchoingBridge::join(&app, returning).await;
+    wall.text_until("#alert-count", |t| t == "⚠ 10 cảnh báo")
+        .await;
+    wall.click("#past-open").await;
+    let past = wall.text_until("#past", |t| t.contains("tự hết")).await;
+    assert!(
+        past.contains("Đã biết: Nguyễn Thị Lan (operator)"),
+        "{past}"
+    );
+    // A reload still knows what was marked.
+    wall.open(&app, "/wall").await;
+    wall.text_until("#alert-count", |t| t == "⚠ 10 cảnh báo")
+        .await;
+    wall.close().await;
 }

@@ -511,10 +511,24 @@ impl EchoingBridge {
     }
 
     pub async fn join_at(addr: SocketAddr, site: &str, key: &str) -> EchoingBridge {
+        EchoingBridge::join_delayed(addr, site, key, Duration::ZERO).await
+    }
+
+    /// A bridge on a slow line: each echo leaves `delay` after its probe arrived.
+    pub async fn join_slow(app: &TestApp, site: &str, delay: Duration) -> EchoingBridge {
+        EchoingBridge::join_delayed(app.addr, site, app.key(site), delay).await
+    }
+
+    async fn join_delayed(
+        addr: SocketAddr,
+        site: &str,
+        key: &str,
+        delay: Duration,
+    ) -> EchoingBridge {
         let client = Client::join_at(addr, site, key).await;
         let (stop, stop_rx) = oneshot::channel();
         let (frames_tx, frames) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run_echoing(client.into_inner(), stop_rx, frames_tx));
+        let task = tokio::spawn(run_echoing(client.into_inner(), stop_rx, frames_tx, delay));
         EchoingBridge {
             stop: Some(stop),
             task,
@@ -558,24 +572,32 @@ async fn run_echoing(
     mut ws: Socket,
     mut stop: oneshot::Receiver<()>,
     frames: mpsc::UnboundedSender<Value>,
+    delay: Duration,
 ) -> Option<u16> {
+    // Echoes waiting for their time to leave (all at once when `delay` is zero).
+    let mut due: std::collections::VecDeque<(tokio::time::Instant, Value)> = Default::default();
     loop {
+        let next_due = due.front().map(|(at, _)| *at);
         tokio::select! {
             _ = &mut stop => {
                 let _ = ws.close(None).await;
                 let _ = tokio::time::timeout(WAIT, async { while let Some(Ok(_)) = ws.next().await {} }).await;
                 return None;
             }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
+                let (_, probe) = due.pop_front().expect("one is due");
+                let now = now_ms();
+                let reply = json!({"type": "echo", "seq": probe["seq"], "server_ms": probe["server_ms"],
+                                   "client_recv_ms": now, "client_send_ms": now});
+                if ws.send(Message::text(reply.to_string())).await.is_err() {
+                    return None;
+                }
+            }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let value: Value = serde_json::from_str(&text).expect("JSON");
                     if value["type"] == "probe" {
-                        let now = now_ms();
-                        let reply = json!({"type": "echo", "seq": value["seq"], "server_ms": value["server_ms"],
-                                           "client_recv_ms": now, "client_send_ms": now});
-                        if ws.send(Message::text(reply.to_string())).await.is_err() {
-                            return None;
-                        }
+                        due.push_back((tokio::time::Instant::now() + delay, value.clone()));
                     }
                     let _ = frames.send(value);
                 }

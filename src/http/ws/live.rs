@@ -67,6 +67,7 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                 sites,
                 timer: app.timekeeper.snapshot(),
                 devices,
+                slow_rtt_ms: (!timer_only).then_some(app.config.liveness.slow_rtt_ms),
             }
         });
         (receiver, seq, super::text(&frame))
