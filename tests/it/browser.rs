@@ -1367,5 +1367,30 @@ async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes(
     wall.open(&app, "/wall").await;
     wall.text_until("#alert-count", |t| t == "⚠ 10 cảnh báo")
         .await;
+
+    // The server gone: the wall may not look current.
+    app.stop().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let opacity = wall
+            .script(
+                "return getComputedStyle(document.querySelector(arguments[0])).opacity;",
+                "#tiles",
+            )
+            .await;
+        if opacity
+            .as_str()
+            .and_then(|o| o.parse::<f64>().ok())
+            .is_some_and(|o| o < 0.6)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tiles still look live: opacity {opacity}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(wall.text("#conn").await.contains("Mất kết nối máy chủ"));
     wall.close().await;
 }

@@ -183,3 +183,80 @@ async fn the_agent_prints_roll_calls_and_messages_and_confirms_with_confirm() {
         "{summary}"
     );
 }
+
+#[tokio::test]
+async fn an_alert_marked_on_the_wall_is_kept_with_who_and_when_across_a_restart_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), |config| {
+        config.protocol.max_dismissals_per_minute = 3
+    })
+    .await;
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("operator"))).await;
+    feed.recv_type("snapshot").await;
+    let operator = Some(app.key("operator"));
+    let good = json!({"alert": "offline:05443:1764650000000", "site": SITE, "text": "Phường Phan Đình Phùng mất kết nối", "name": "Lan"});
+    let (status, answer) = app
+        .post("/api/alerts/dismissals", operator, good.clone())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let live = feed.recv_type("dismissal").await;
+    assert_eq!(
+        (live["name"].as_str(), live["by"].as_str()),
+        (Some("Lan"), Some("operator"))
+    );
+    assert_eq!(live["alert"], good["alert"]);
+
+    // Refused whole, nothing stored: no name, a key with other characters, text over
+    // its cap, a site not in the roster, the display's key.
+    for (body, key, code) in [
+        (
+            json!({"alert": "offline:05443:1", "name": " "}),
+            "operator",
+            400,
+        ),
+        (json!({"alert": "<b>x</b>", "name": "Lan"}), "operator", 400),
+        (
+            json!({"alert": "a", "name": "Lan", "text": "x".repeat(301)}),
+            "operator",
+            400,
+        ),
+        (
+            json!({"alert": "a", "name": "Lan", "site": "99999"}),
+            "operator",
+            400,
+        ),
+        (json!({"alert": "a", "name": "Lan"}), "display", 403),
+    ] {
+        let (status, answer) = app
+            .post("/api/alerts/dismissals", Some(app.key(key)), body.clone())
+            .await;
+        assert_eq!(status, code, "{body}: {answer}");
+    }
+    // One key marks a bounded number a minute.
+    for _ in 0..2 {
+        assert_eq!(
+            app.post("/api/alerts/dismissals", operator, good.clone())
+                .await
+                .0,
+            200
+        );
+    }
+    let (status, answer) = app
+        .post("/api/alerts/dismissals", operator, good.clone())
+        .await;
+    assert_eq!(status, 429, "{answer}");
+
+    app.stop().await;
+    let app = spawn_app_in(dir.path(), |_| {}).await;
+    let (_, stored) = app
+        .get("/api/alerts/dismissals", Some(app.key("operator")))
+        .await;
+    let stored = stored["dismissals"].as_array().unwrap();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert!(
+        stored
+            .iter()
+            .all(|d| d["name"] == "Lan" && d["site"] == SITE)
+    );
+    assert!((stored[0]["at_ms"].as_i64().unwrap() - now_ms()).abs() < 10_000);
+}
