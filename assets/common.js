@@ -92,35 +92,62 @@ export function ms(value) {
   return value === null || value === undefined ? "—" : `${Math.round(value)} ms`;
 }
 
-/** Who the page's session belongs to; shows the error in `box` and throws if none. */
-export async function whoami() {
-  const response = await fetch("/api/whoami", { credentials: "same-origin" });
-  if (!response.ok) {
-    const body = await response.json().catch(() => ({}));
-    throw new Error(body.message || `HTTP ${response.status}`);
+/** What an error answer means, in Vietnamese, for the person at the page. */
+const ERROR_WORDS = {
+  unauthorized: "Khoá không đúng hoặc phiên đã hết hạn: hãy mở lại trang bằng liên kết có khoá",
+  forbidden: "Khoá của trang này không được làm việc này",
+  not_found: "Không tìm thấy",
+  bad_request: "Yêu cầu không hợp lệ",
+  conflict: "Chưa làm được lúc này",
+  too_large: "Dữ liệu gửi lên quá lớn",
+  unsupported_media_type: "Sai loại dữ liệu gửi lên",
+  unavailable: "Máy chủ tạm thời không ghi được dữ liệu; thử lại sau ít phút",
+  internal: "Lỗi máy chủ; báo quản trị xem nhật ký (log) của dịch vụ",
+};
+
+/**
+ * The Vietnamese sentence for an error answer: its meaning, then the service's detail
+ * (already Vietnamese when it says "… — …", its first half; else kept in brackets).
+ */
+export function errorText(status, body, retryAfter) {
+  const detail = body?.message ?? "";
+  if (body?.error === "too_many") return `Thao tác quá nhiều lần; thử lại sau ${retryAfter ?? "ít"} giây`;
+  if (detail.includes(" — ")) return detail.split(" — ")[0];
+  const words = ERROR_WORDS[body?.error] ?? `Máy chủ trả lời lỗi ${status}`;
+  return detail ? `${words} (${detail})` : words;
+}
+
+/** Fetches with the page session; rejects with a Vietnamese message. */
+async function request(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, { credentials: "same-origin", ...options });
+  } catch {
+    throw new Error("Không kết nối được máy chủ: kiểm tra mạng rồi thử lại");
   }
-  return response.json();
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(errorText(response.status, body, response.headers.get("Retry-After")));
+  return body;
+}
+
+/** Who the page's session belongs to; throws with the reason if none. */
+export async function whoami() {
+  return request("/api/whoami");
 }
 
 /** GET a JSON API with the page session. */
 export async function getJson(path) {
-  const response = await fetch(path, { credentials: "same-origin" });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
-  return body;
+  return request(path);
 }
 
 /** POST a JSON API with the page session; resolves with the body, rejects with its message. */
 export async function postJson(path, payload) {
-  const response = await fetch(path, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(payload),
-  });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
-  return body;
+  return request(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload) });
+}
+
+/** POST a file's text (CSV) with the page session. */
+export async function postText(path, text, type = "text/csv") {
+  return request(path, { method: "POST", headers: { "Content-Type": type }, body: text });
 }
 
 /** The server's clock as this page estimates it (offset = client − server). */

@@ -1,5 +1,5 @@
 // The organisers' board: every site's latest rehearsal verdict, history, filters, CSV.
-import { $, el, whoami, getJson, postJson, fail, connectLive, ServerClock, dateTime } from "/assets/common.js";
+import { $, el, whoami, getJson, postJson, postText, fail, connectLive, ServerClock, dateTime } from "/assets/common.js";
 
 const VERDICTS = { pass: "Đạt", warn: "Cần lưu ý", fail: "Không đạt", not_checked: "Chưa kiểm tra" };
 const COUNTS = { ...VERDICTS, retest: "Cần kiểm tra lại" };
@@ -89,9 +89,12 @@ async function main() {
   $("#schedule-file").addEventListener("change", async (event) => {
     const file = event.target.files[0];
     if (!file) return;
-    const response = await fetch("/api/rehearsals/schedule", { method: "POST", credentials: "same-origin", headers: { "Content-Type": "text/csv" }, body: await file.text() });
-    const body = await response.json().catch(() => ({}));
-    $("#schedule-status").textContent = response.ok ? `Đã nhập lịch cho ${body.slots} điểm cầu.` : body.message;
+    try {
+      const body = await postText("/api/rehearsals/schedule", await file.text());
+      $("#schedule-status").textContent = `Đã nhập lịch cho ${body.slots} điểm cầu.`;
+    } catch (error) {
+      $("#schedule-status").textContent = `Chưa nhập được lịch: ${error.message}`;
+    }
     refresh();
   });
   $("#verdict").addEventListener("change", render);

@@ -1394,3 +1394,35 @@ async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes(
     assert!(wall.text("#conn").await.contains("Mất kết nối máy chủ"));
     wall.close().await;
 }
+
+#[tokio::test]
+async fn a_refused_action_on_a_page_is_explained_in_vietnamese() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|config| config.protocol.max_notices_per_minute = 1).await;
+    let wall = Browser::start().await;
+    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
+        .await;
+    wall.text_until("#count-never_seen", |t| t.ends_with("92"))
+        .await;
+    // A blank message: the service's 400, said in Vietnamese.
+    wall.click("#message-form button[type=submit]").await;
+    let said = wall.text_until("#message-status", |t| !t.is_empty()).await;
+    assert!(
+        said.starts_with("Chưa gửi được: Yêu cầu không hợp lệ"),
+        "{said}"
+    );
+    // One roll call a minute here: the second is refused with when to try again.
+    wall.click("#roll-call-start").await;
+    wall.text_until("#roll-call-count", |t| t.contains("Điểm danh lúc"))
+        .await;
+    wall.click("#roll-call-start").await;
+    let said = wall
+        .text_until("#message-status", |t| t.contains("điểm danh"))
+        .await;
+    assert!(
+        said.starts_with("Chưa điểm danh được: Thao tác quá nhiều lần; thử lại sau ")
+            && said.ends_with(" giây"),
+        "{said}"
+    );
+    wall.close().await;
+}
