@@ -116,7 +116,20 @@ async fn the_grafana_dashboard_uses_only_metrics_the_service_serves() {
     let dashboard: serde_json::Value =
         serde_json::from_str(include_str!("../../dashboards/diemcau.json"))
             .expect("dashboard is JSON");
-    let app = spawn_app(fast).await;
+    // The shipped roster (its last column `probe`) with equipment to check at one site,
+    // so that the probe metrics are served too.
+    let shipped = include_str!("../../config/sites.csv");
+    let (header, first) = (
+        shipped.lines().next().unwrap(),
+        shipped.lines().nth(1).unwrap(),
+    );
+    assert!(
+        header.ends_with(",probe") && first.ends_with(','),
+        "{header} / {first}"
+    );
+    let roster = shipped.replacen(first, &format!("{first}127.0.0.1:9"), 1);
+    let agenda = include_str!("../../config/agenda.csv");
+    let app = spawn_app_with_files(&roster, Some(agenda), fast).await;
     let (_, text) = app.get_text("/metrics").await;
     let served: std::collections::HashSet<&str> = text
         .lines()
@@ -137,6 +150,37 @@ async fn the_grafana_dashboard_uses_only_metrics_the_service_serves() {
         }
     }
     assert!(checked >= 10);
+    // The day's panels: who presents and the timer's state, the equipment, and the
+    // wall's colours for the site states (offline red, never amber).
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    for needed in [
+        "diemcau_timer_current_slot",
+        "diemcau_timer_state",
+        "diemcau_probe_success",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(needed)),
+            "no panel shows {needed}"
+        );
+    }
+    let colour_of = |state: &str| {
+        dashboard["panels"][0]["fieldConfig"]["overrides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["matcher"]["options"] == state)
+            .map(|o| o["properties"][0]["value"]["fixedColor"].clone())
+    };
+    assert_eq!(colour_of("offline"), Some(serde_json::json!("red")));
+    assert_eq!(colour_of("online"), Some(serde_json::json!("green")));
+    assert_eq!(colour_of("degraded"), Some(serde_json::json!("orange")));
+    assert!(colour_of("never_seen").is_some());
 }
 
 fn promtool(args: &[&str]) -> String {
