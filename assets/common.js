@@ -156,10 +156,18 @@ export class ServerClock {
     this.offset = 0;
     this.uncertainty = Infinity;
     this.samples = [];
+    this.steppedAt = -Infinity;
   }
 
   now() {
     return Date.now() - this.offset;
+  }
+
+  /** The server's clock stepped forward by `byMs` (it follows the wall clock): so does this one. */
+  shift(byMs) {
+    this.offset -= byMs;
+    for (const s of this.samples) s.offset -= byMs;
+    this.steppedAt = Date.now();
   }
 
   /** Takes the server's own estimate (bridge `sync`). */
@@ -170,6 +178,7 @@ export class ServerClock {
 
   /** A request sent at t1 (client), answered at serverMs, back at t4: keep the best of 8. */
   sample(t1, serverMs, t4) {
+    if (t1 < this.steppedAt) return; // asked before the server's clock stepped
     this.samples.push({ offset: (t1 + t4) / 2 - serverMs, rtt: t4 - t1 });
     if (this.samples.length > 8) this.samples.shift();
     const best = this.samples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
@@ -215,6 +224,7 @@ export function connectLive({ clock, onSnapshot, onFrame, onStatus }) {
         clock.sample(frame.client_ms, frame.server_ms, Date.now());
         return;
       }
+      if (frame.type === "clock_step") clock.shift(frame.by_ms); // before any gap check
       if (frame.type === "snapshot") {
         seq = frame.seq;
         onSnapshot(frame);

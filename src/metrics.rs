@@ -94,6 +94,8 @@ pub struct Metrics {
     event_started: Gauge,
     store_pending: Gauge,
     connections_refused: Counter,
+    clock_steps: Counter,
+    clock_stepped: Counter<f64, AtomicU64>,
     timer_remaining: FloatGauge,
     timer_overtime: Counter<f64, AtomicU64>,
     timer_state: Family<StateLabels, Gauge>,
@@ -236,6 +238,18 @@ impl Metrics {
             "New TCP connections refused (503) because max_connections were open",
             connections_refused.clone(),
         );
+        let clock_steps = Counter::default();
+        registry.register(
+            "clock_steps",
+            "Times the wall clock stepped forward and service time followed (NTP, a resumed VM)",
+            clock_steps.clone(),
+        );
+        let clock_stepped = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "clock_stepped_seconds",
+            "Seconds the service time jumped forward with the wall clock, all steps together",
+            clock_stepped.clone(),
+        );
         let store_errors = Counter::default();
         registry.register(
             "store_write_errors",
@@ -350,6 +364,8 @@ impl Metrics {
             event_started,
             store_pending,
             connections_refused,
+            clock_steps,
+            clock_stepped,
             timer_remaining,
             timer_overtime,
             timer_state,
@@ -433,6 +449,12 @@ impl Metrics {
 
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// Service time followed a forward step of the wall clock by `by_ms`.
+    pub fn clock_step(&self, by_ms: i64) {
+        self.clock_steps.inc();
+        self.clock_stepped.inc_by(by_ms as f64 / 1000.0);
     }
 
     /// Adds a finished slot's overtime.

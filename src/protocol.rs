@@ -468,6 +468,9 @@ pub enum LiveMsg {
         site: SiteId,
         at_ms: EpochMs,
     },
+    /// Service time stepped forward by `by_ms` with the wall clock (at `at_ms`, after
+    /// the step): a page moves its clock estimate by as much, so no countdown jumps.
+    ClockStep { by_ms: i64, at_ms: EpochMs },
     /// A wall alert was marked "Đã biết": by whom and when (stored first).
     Dismissal(Dismissal),
     /// The rehearsal board changed: a check finished, or a new schedule of so many slots.
@@ -497,7 +500,10 @@ pub enum RehearsalChange {
 impl LiveMsg {
     /// Whether a display key sees it (it sees only the timer).
     pub fn is_timer(&self) -> bool {
-        matches!(self, LiveMsg::Timer(_) | LiveMsg::Snapshot { .. })
+        matches!(
+            self,
+            LiveMsg::Timer(_) | LiveMsg::Snapshot { .. } | LiveMsg::ClockStep { .. }
+        )
     }
 }
 

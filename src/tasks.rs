@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Caller;
 use crate::core::device::DeviceTransition;
+use crate::core::report::Downtime;
 use crate::core::sites::{SiteId, SiteIdx};
 use crate::core::time::EpochMs;
 use crate::protocol::LiveMsg;
@@ -27,6 +28,7 @@ pub fn spawn_all(
         tokio::spawn(sample_rtt(state.clone())),
         tokio::spawn(pulse(state.clone())),
         tokio::spawn(restart_grace(state.clone())),
+        tokio::spawn(watch_wall_clock(state.clone())),
     ];
     tasks.extend(spawn_device_checks(state));
     tasks
@@ -40,6 +42,40 @@ async fn pulse(state: AppState) {
     loop {
         every.tick().await;
         state.pulse.beat(state.clock.now_ms());
+    }
+}
+
+/// Once a second: did the wall clock step (NTP, a resumed VM)? Service time follows a
+/// forward step (`clock::SystemClock::rebase`); the skipped interval is recorded as
+/// the service's dead time (nobody's uptime nor outage), and every silence, running
+/// slot and page clock is moved with it, so nothing jumps.
+async fn watch_wall_clock(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(step) = state.clock.rebase() else {
+            continue;
+        };
+        // The running slot first, then the pages' and bridges' clocks (the `clock_step`
+        // frame follows the timer frame at once).
+        state.timekeeper.clock_stepped(step.by_ms).await;
+        state.hub.clock_stepped(step.by_ms, step.to_ms);
+        tracing::warn!(
+            by_ms = step.by_ms,
+            from_ms = step.from_ms,
+            to_ms = step.to_ms,
+            "the wall clock stepped forward: service time follows (records stay in true wall time); \
+             the interval is left out of every site's uptime, countdowns and silences do not jump"
+        );
+        state.metrics.clock_step(step.by_ms);
+        state.store.record_downtime(
+            Downtime {
+                from_ms: step.from_ms,
+                to_ms: step.to_ms,
+            },
+            "clock_step",
+        );
     }
 }
 

@@ -88,6 +88,13 @@ impl OffsetEstimator {
     pub fn clear(&mut self) {
         self.samples.clear();
     }
+
+    /// Service time stepped by `by_ms`: every client clock is that much less ahead of it.
+    pub fn shift(&mut self, by_ms: i64) {
+        for sample in &mut self.samples {
+            sample.offset_ms -= by_ms as f64;
+        }
+    }
 }
 
 #[cfg(test)]

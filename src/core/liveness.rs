@@ -129,6 +129,15 @@ impl Liveness {
         self.connected
     }
 
+    /// Service time stepped by `by_ms` (the wall clock jumped): the silence counts from
+    /// the same moment as before, so the step is nobody's silence. `since` stays the
+    /// time that was recorded.
+    pub fn shift(&mut self, by_ms: i64) {
+        if let Some(last) = self.last_seen_ms.as_mut() {
+            *last += by_ms;
+        }
+    }
+
     /// Restores what history says (the state before a restart is not carried over:
     /// sites start `never_seen` until they reconnect; only the flapping record is).
     pub fn remember_offline(&mut self, at_ms: EpochMs) {
@@ -307,6 +316,15 @@ impl Uptime {
         self.unwatched_ms += ms.max(0);
     }
 
+    /// Service time jumped forward by `by_ms` (the wall clock stepped): that interval is
+    /// nobody's time, neither up nor down.
+    pub fn skip(&mut self, by_ms: i64) {
+        self.exclude(by_ms);
+        if let Some(since) = self.up_since_ms.as_mut() {
+            *since += by_ms.max(0);
+        }
+    }
+
     /// Folds one transition in (in time order).
     pub fn apply(&mut self, to: SiteState, at_ms: EpochMs) {
         match (self.up_since_ms, to.is_up()) {
@@ -462,5 +480,24 @@ mod tests {
         for state in SiteState::ALL {
             assert_eq!(state.as_str().parse::<SiteState>().unwrap(), state);
         }
+    }
+
+    #[test]
+    fn a_clock_step_is_neither_silence_nor_uptime() {
+        let limits = LIMITS;
+        let mut site = online_at(0);
+        site.heard(1_000);
+        // The wall clock jumps 3 minutes forward: without the shift, 180 s of silence.
+        site.shift(180_000);
+        assert!(site.tick(181_500, &limits).is_empty(), "still online");
+        assert_eq!(site.state(), SiteState::Online);
+        let mut uptime = Uptime::new(0);
+        uptime.apply(SiteState::Online, 0);
+        uptime.skip(180_000);
+        assert_eq!(
+            uptime.ratio(190_000),
+            Some(1.0),
+            "up all the watched time, not more"
+        );
     }
 }

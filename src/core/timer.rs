@@ -265,6 +265,11 @@ pub enum Command {
     },
     /// The auto_stop policy's grace ran out.
     AutoStop,
+    /// Service time stepped forward with the wall clock by `by_ms`: a running slot
+    /// keeps the time it has used (stored, so a replay after a restart agrees).
+    ClockStep {
+        by_ms: i64,
+    },
 }
 
 /// Why a command cannot be done now; every message is Vietnamese first, then English.
@@ -525,6 +530,14 @@ impl Timer {
                     paused_at_ms: now,
                     resumed_at_ms: None,
                 });
+            }
+            Command::ClockStep { by_ms } => {
+                if let Some(since) = self
+                    .current
+                    .and_then(|i| self.slots[i].running_since_ms.as_mut())
+                {
+                    *since += by_ms;
+                }
             }
             Command::AutoStop => {
                 if self.auto_stop_at() > Some(now) || self.auto_stop_at().is_none() {
@@ -996,5 +1009,25 @@ mod tests {
             b.apply(&serde_json::from_str(&json).unwrap(), *at).unwrap();
         }
         assert_eq!(a.snapshot(T0 + 30_000), b.snapshot(T0 + 30_000));
+    }
+
+    #[test]
+    fn a_clock_step_keeps_the_running_slots_time_used_and_deadline_distance() {
+        let mut timer = started(4);
+        let before = timer.snapshot(T0 + 10_000);
+        // The wall clock jumped 3 minutes forward at T0 + 10 s; service time with it.
+        let stepped = T0 + 10_000 + 180_000;
+        timer
+            .apply(&Command::ClockStep { by_ms: 180_000 }, stepped)
+            .unwrap();
+        let after = timer.snapshot(stepped);
+        assert_eq!(after.remaining_ms, before.remaining_ms, "no countdown jump");
+        assert_eq!(after.deadline_ms, before.deadline_ms.map(|d| d + 180_000));
+        assert_eq!(timer.current().unwrap().used_ms(stepped), 10_000);
+        // Nothing running: a step changes no slot.
+        let mut idle = timer();
+        idle.apply(&Command::ClockStep { by_ms: 5_000 }, T0)
+            .unwrap();
+        assert_eq!(idle.snapshot(T0).deadline_ms, None);
     }
 }

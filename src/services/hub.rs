@@ -18,7 +18,9 @@ use crate::core::liveness::{Liveness, SiteState, Thresholds, Transition, Uptime}
 use crate::core::sites::{Roster, SiteId, SiteIdx};
 use crate::core::time::EpochMs;
 use crate::metrics::Metrics;
-use crate::protocol::{AgentKind, Frame, LinkEntry, LiveMsg, Sequenced, SiteView, StateCounts};
+use crate::protocol::{
+    AgentKind, Frame, LinkEntry, LiveMsg, Sequenced, ServerMsg, SiteView, StateCounts,
+};
 use crate::store::{History, Store};
 
 /// What a socket task is asked to send. Every variant is one pointer wide: each site's
@@ -464,6 +466,27 @@ impl Hub {
             .map(|i| deliver(&mut inner.sites[*i], frame, None))
             .filter(|sent| *sent)
             .count()
+    }
+
+    /// Service time stepped forward by `by_ms` with the wall clock: silences count from
+    /// where they did, every site's clock offset is that much smaller (each connected
+    /// bridge is told at once, so its countdown does not jump), and the pages hear it.
+    pub fn clock_stepped(&self, by_ms: i64, at_ms: EpochMs) {
+        let mut inner = self.lock();
+        for rt in inner.sites.iter_mut() {
+            rt.liveness.shift(by_ms);
+            rt.uptime.skip(by_ms);
+            rt.offset.shift(by_ms);
+            if let Some(sync) = rt.offset.best() {
+                let frame = Frame::from(&ServerMsg::Sync {
+                    offset_ms: sync.offset_ms,
+                    rtt_ms: sync.rtt_ms,
+                    uncertainty_ms: sync.uncertainty_ms,
+                });
+                deliver(rt, &frame, None);
+            }
+        }
+        self.publish_locked(&mut inner, LiveMsg::ClockStep { by_ms, at_ms });
     }
 
     /// Publishes a change on the live feed under the next sequence number: the one

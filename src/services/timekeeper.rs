@@ -218,6 +218,17 @@ impl Timekeeper {
         }
     }
 
+    /// Service time stepped forward with the wall clock: the running slot keeps the
+    /// time it used (a stored command, so a replay after a restart agrees).
+    pub async fn clock_stepped(&self, by_ms: i64) {
+        if let Err(e) = self
+            .command(Command::ClockStep { by_ms }, None, SYSTEM)
+            .await
+        {
+            tracing::warn!(error = %e, "the timer could not follow the clock step");
+        }
+    }
+
     /// Runs forever: applies auto_stop when its time comes.
     pub async fn run_auto_stop(self: Arc<Self>) {
         loop {

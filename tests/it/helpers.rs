@@ -199,7 +199,29 @@ pub async fn spawn_app_with_files(
     app
 }
 
+/// A server on a clock the test drives (`SystemClock` over the test's own time source).
+pub async fn spawn_app_on_clock(
+    clock: Arc<dyn diemcau::clock::Clock>,
+    tweak: impl FnOnce(&mut Config),
+) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut loaded = Loaded::load(&Sources::default()).expect("defaults load");
+    tweak(&mut loaded.config);
+    let mut app = start_on(loaded, &dir.path().join("data"), "127.0.0.1:0", clock).await;
+    app._dir = Some(dir);
+    app
+}
+
 async fn start(loaded: Loaded, data_dir: &Path, listen: &str) -> TestApp {
+    start_on(loaded, data_dir, listen, Arc::new(SystemClock::new())).await
+}
+
+async fn start_on(
+    loaded: Loaded,
+    data_dir: &Path,
+    listen: &str,
+    clock: Arc<dyn diemcau::clock::Clock>,
+) -> TestApp {
     // Logs stay silent unless asked for: DIEMCAU_TEST_LOG=debug cargo test -- --nocapture
     if let Ok(filter) = std::env::var("DIEMCAU_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -207,14 +229,9 @@ async fn start(loaded: Loaded, data_dir: &Path, listen: &str) -> TestApp {
             .with_test_writer()
             .try_init();
     }
-    let app = App::build(
-        loaded,
-        data_dir.to_path_buf(),
-        listen,
-        Arc::new(SystemClock::new()),
-    )
-    .await
-    .expect("app builds");
+    let app = App::build(loaded, data_dir.to_path_buf(), listen, clock)
+        .await
+        .expect("app builds");
     let addr = app.local_addr();
     let secrets = app.state().secrets.current();
     let mut keys = HashMap::new();

@@ -6,6 +6,7 @@ mod architecture;
 mod bridge;
 mod browser;
 mod cli;
+mod clock;
 mod devices;
 mod helpers;
 mod hostile;
