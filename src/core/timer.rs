@@ -1013,17 +1013,17 @@ mod tests {
 
     #[test]
     fn a_clock_step_keeps_the_running_slots_time_used_and_deadline_distance() {
-        let mut timer = started(4);
-        let before = timer.snapshot(T0 + 10_000);
+        let mut running = started(4);
+        let before = running.snapshot(T0 + 10_000);
         // The wall clock jumped 3 minutes forward at T0 + 10 s; service time with it.
         let stepped = T0 + 10_000 + 180_000;
-        timer
+        running
             .apply(&Command::ClockStep { by_ms: 180_000 }, stepped)
             .unwrap();
-        let after = timer.snapshot(stepped);
+        let after = running.snapshot(stepped);
         assert_eq!(after.remaining_ms, before.remaining_ms, "no countdown jump");
         assert_eq!(after.deadline_ms, before.deadline_ms.map(|d| d + 180_000));
-        assert_eq!(timer.current().unwrap().used_ms(stepped), 10_000);
+        assert_eq!(running.current().unwrap().used_ms(stepped), 10_000);
         // Nothing running: a step changes no slot.
         let mut idle = timer();
         idle.apply(&Command::ClockStep { by_ms: 5_000 }, T0)
