@@ -246,6 +246,10 @@ async fn the_bridge_page_is_the_bridge_online_within_3s_and_offline_when_closed(
         !url.as_str().contains("key="),
         "the key left the address bar: {url}"
     );
+    // No slot yet: the dashes stay dim, not huge white bars that look like a fault.
+    let idle = seen(&browser, "#countdown").await;
+    assert_eq!(idle["text"], "--:--");
+    assert_eq!(idle["color"], "rgb(42, 56, 72)", "{idle}");
     browser.screenshot("bridge").await;
 
     browser.close().await;
