@@ -194,4 +194,21 @@ mod tests {
             .unwrap();
         assert_eq!(err.to_string(), "a.csv:3: duplicate order 1");
     }
+
+    #[test]
+    fn the_shipped_agenda_keeps_every_topic_whole() {
+        let agenda = Agenda::parse(
+            "agenda.csv",
+            include_bytes!("../../config/agenda.csv"),
+            &roster(),
+            420,
+        )
+        .unwrap();
+        assert_eq!(agenda.len(), 26);
+        let last = &agenda.presentations[25];
+        assert_eq!(
+            last.topic,
+            "Phát huy vai trò “chính quyền gần dân, sát dân” trong mô hình chính quyền địa phương 02 cấp"
+        );
+    }
 }
