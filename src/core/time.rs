@@ -26,6 +26,11 @@ pub fn local_date_time(ms: EpochMs) -> String {
         .unwrap_or_default()
 }
 
+/// `ms` rounded to the nearest whole second (7:00.6 is 7:01 in the minutes, not 7:00).
+pub fn nearest_second(ms: i64) -> i64 {
+    (ms + 500).div_euclid(1000) * 1000
+}
+
 /// A duration as `m:ss` (whole seconds, rounded down; negative with a minus sign).
 pub fn minutes_seconds(ms: i64) -> String {
     let sign = if ms < 0 { "-" } else { "" };

@@ -161,6 +161,24 @@ pub struct Interruption {
     pub resumed_at_ms: Option<EpochMs>,
 }
 
+/// A run of a slot that was reset: kept whole, as evidence (a reset starts a new
+/// attempt, it never erases one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// 1 for the first run of the slot.
+    pub number: u32,
+    pub started_ms: Option<EpochMs>,
+    pub ended_ms: Option<EpochMs>,
+    /// When the secretary reset it.
+    pub reset_ms: EpochMs,
+    pub added_ms: i64,
+    pub actual_ms: i64,
+    pub overtime_ms: i64,
+    pub pauses: u32,
+    pub interruptions: Vec<Interruption>,
+    pub auto_stopped: bool,
+}
+
 /// One presentation's slot and what happened in it.
 #[derive(Clone, Debug)]
 pub struct Slot {
@@ -178,6 +196,8 @@ pub struct Slot {
     pub interruptions: Vec<Interruption>,
     /// Set when the slot was ended by the auto_stop policy.
     pub auto_stopped: bool,
+    /// Earlier runs, reset by the secretary, oldest first.
+    pub earlier: Vec<Attempt>,
 }
 
 impl Slot {
@@ -193,7 +213,13 @@ impl Slot {
             pauses: 0,
             interruptions: Vec::new(),
             auto_stopped: false,
+            earlier: Vec::new(),
         }
+    }
+
+    /// This run's number: 1, or 2 after one reset, …
+    pub fn attempt(&self) -> u32 {
+        self.earlier.len() as u32 + 1
     }
 
     pub fn planned_ms(&self) -> i64 {
@@ -227,8 +253,27 @@ impl Slot {
             .map(|since| since + self.allowed_ms() - self.elapsed_ms)
     }
 
-    fn clear(&mut self) {
-        *self = Slot::new(self.plan.clone());
+    /// Starts a new attempt at `now`; a run that had begun is kept as an earlier one.
+    fn reset(&mut self, now: EpochMs) {
+        let mut earlier = std::mem::take(&mut self.earlier);
+        if self.started_ms.is_some() {
+            earlier.push(Attempt {
+                number: earlier.len() as u32 + 1,
+                started_ms: self.started_ms,
+                ended_ms: self.ended_ms,
+                reset_ms: now,
+                added_ms: self.added_ms,
+                actual_ms: self.used_ms(now),
+                overtime_ms: self.overtime_ms(now),
+                pauses: self.pauses,
+                interruptions: std::mem::take(&mut self.interruptions),
+                auto_stopped: self.auto_stopped,
+            });
+        }
+        *self = Slot {
+            earlier,
+            ..Slot::new(self.plan.clone())
+        };
     }
 }
 
@@ -367,6 +412,10 @@ pub struct SlotReport {
     pub pauses: u32,
     pub interruptions: Vec<Interruption>,
     pub auto_stopped: bool,
+    /// This run's number (2 after one reset).
+    pub attempt: u32,
+    /// Earlier runs that were reset, oldest first.
+    pub earlier_attempts: Vec<Attempt>,
 }
 
 /// The timer over the whole agenda.
@@ -424,6 +473,11 @@ impl Timer {
                         self.ensure_idle()?;
                         self.select(i)?;
                     }
+                } else if self.current().is_none_or(|s| s.state == SlotState::Done) {
+                    // Nothing chosen (or the chosen one is over): the slot on deck, the
+                    // one every screen shows as "Tiếp theo".
+                    let on_deck = self.on_deck().ok_or(TimerError::NothingSelected)?;
+                    self.select(on_deck)?;
                 }
                 let i = self.current.ok_or(TimerError::NothingSelected)?;
                 let slot = &mut self.slots[i];
@@ -473,13 +527,22 @@ impl Timer {
                 self.select(next)?;
             }
             Command::Previous => {
+                // The slot before in the order, finished or not (a finished one is shown
+                // as it ended; running it again is a reset, a new attempt).
                 self.ensure_idle()?;
                 let before = self.current.ok_or(TimerError::NoPrevious)?;
-                let previous = (0..before)
-                    .rev()
-                    .find(|i| self.slots[*i].state != SlotState::Done)
-                    .ok_or(TimerError::NoPrevious)?;
-                self.select(previous)?;
+                let previous = before.checked_sub(1).ok_or(TimerError::NoPrevious)?;
+                if self.slots[previous].state == SlotState::Done {
+                    if let Some(ready) = self
+                        .current
+                        .filter(|c| self.slots[*c].state == SlotState::Ready)
+                    {
+                        self.slots[ready].state = SlotState::Pending;
+                    }
+                    self.current = Some(previous);
+                } else {
+                    self.select(previous)?;
+                }
             }
             Command::Adjust { seconds } => {
                 // `unsigned_abs`: `i64::MIN.abs()` has no value (it wraps in a release build).
@@ -508,7 +571,7 @@ impl Timer {
                 if self.slots[i].state.is_active() {
                     return Err(TimerError::StopFirst(self.slots[i].plan.order));
                 }
-                self.slots[i].clear();
+                self.slots[i].reset(now);
                 if self.current == Some(i) {
                     self.slots[i].state = SlotState::Ready;
                 }
@@ -561,10 +624,7 @@ impl Timer {
     pub fn snapshot(&self, now: EpochMs) -> TimerSnapshot {
         let current = self.current();
         let running = current.is_some_and(|s| s.state == SlotState::Running);
-        let next_index = self.current.map_or(0, |i| i + 1);
-        let next = (next_index..self.slots.len())
-            .find(|i| self.slots[*i].state != SlotState::Done)
-            .map(|i| brief(&self.slots[i]));
+        let next = self.on_deck().map(|i| brief(&self.slots[i]));
         TimerSnapshot {
             rev: self.rev,
             state: TimerState::of(current.map(|s| s.state)),
@@ -604,9 +664,27 @@ impl Timer {
                     pauses: slot.pauses,
                     interruptions: slot.interruptions.clone(),
                     auto_stopped: slot.auto_stopped,
+                    attempt: slot.attempt(),
+                    earlier_attempts: slot.earlier.clone(),
                 }
             })
             .collect()
+    }
+
+    /// Overtime of every finished run, earlier attempts included (what the metric counts).
+    pub fn overtime_total_ms(&self) -> i64 {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let earlier: i64 = slot.earlier.iter().map(|a| a.overtime_ms).sum();
+                let this = if slot.state == SlotState::Done {
+                    slot.overtime_ms(0)
+                } else {
+                    0
+                };
+                earlier + this
+            })
+            .sum()
     }
 
     fn index(&self, order: u32) -> Result<usize, TimerError> {
@@ -617,6 +695,12 @@ impl Timer {
     }
 
     /// Refuses while the current slot is running or paused.
+    /// The slot every screen shows as next: the first not done after the current one.
+    fn on_deck(&self) -> Option<usize> {
+        let after = self.current.map_or(0, |i| i + 1);
+        (after..self.slots.len()).find(|i| self.slots[*i].state != SlotState::Done)
+    }
+
     fn ensure_idle(&self) -> Result<(), TimerError> {
         match self.current() {
             Some(slot) if slot.state.is_active() => Err(TimerError::StopFirst(slot.plan.order)),
@@ -859,10 +943,6 @@ mod tests {
             Err(TimerError::NothingSelected)
         );
         assert_eq!(
-            timer.apply(&Command::Start { slot: None }, T0),
-            Err(TimerError::NothingSelected)
-        );
-        assert_eq!(
             timer.apply(&Command::Select { slot: 27 }, T0),
             Err(TimerError::UnknownSlot(27))
         );
@@ -886,10 +966,6 @@ mod tests {
         timer.apply(&Command::Stop, T0 + 1000).unwrap();
         assert_eq!(
             timer.apply(&Command::Start { slot: Some(1) }, T0),
-            Err(TimerError::SlotDone(1))
-        );
-        assert_eq!(
-            timer.apply(&Command::Start { slot: None }, T0),
             Err(TimerError::SlotDone(1))
         );
         let message = TimerError::SlotDone(1).to_string();
@@ -931,12 +1007,29 @@ mod tests {
             (TimerState::Ready, 2)
         );
         assert_eq!(timer.slots()[0].state, SlotState::Done);
-        timer.apply(&Command::Previous, T0 + 400_001).unwrap_err();
+        // "Previous" goes to slot 1 even though it is done: shown as it ended.
+        timer.apply(&Command::Previous, T0 + 400_001).unwrap();
+        let back = timer.snapshot(T0 + 400_001);
+        assert_eq!(
+            (back.state, back.slot.unwrap().order),
+            (TimerState::Done, 1)
+        );
+        assert_eq!(timer.slots()[1].state, SlotState::Pending, "2 is let go");
+        assert_eq!(
+            timer.apply(&Command::Start { slot: None }, T0 + 400_001),
+            Ok(()),
+            "start with the current slot done: the one on deck"
+        );
+        assert_eq!(timer.current().unwrap().plan.order, 2);
+        timer.apply(&Command::Stop, T0 + 400_002).unwrap();
+        timer
+            .apply(&Command::Select { slot: 3 }, T0 + 400_002)
+            .unwrap();
         timer
             .apply(&Command::Select { slot: 26 }, T0 + 400_002)
             .unwrap();
         assert_eq!(
-            timer.slots()[1].state,
+            timer.slots()[2].state,
             SlotState::Pending,
             "an unstarted selection is let go"
         );
@@ -946,6 +1039,66 @@ mod tests {
         );
         timer.apply(&Command::Previous, T0 + 400_004).unwrap();
         assert_eq!(timer.current().unwrap().plan.order, 25);
+    }
+
+    #[test]
+    fn start_with_nothing_chosen_starts_the_slot_on_deck() {
+        let mut timer = timer();
+        assert_eq!(timer.snapshot(T0).next.unwrap().order, 1);
+        timer.apply(&Command::Start { slot: None }, T0).unwrap();
+        let snap = timer.snapshot(T0);
+        assert_eq!(
+            (snap.state, snap.slot.unwrap().order),
+            (TimerState::Running, 1)
+        );
+    }
+
+    #[test]
+    fn a_reset_starts_a_new_attempt_and_keeps_the_earlier_one() {
+        let mut timer = started(3);
+        timer
+            .apply(&Command::Adjust { seconds: 60 }, T0 + 1_000)
+            .unwrap();
+        timer.apply(&Command::Stop, T0 + 507_000).unwrap(); // 8:27 used of 8:00: 27 s over
+        assert_eq!(timer.overtime_total_ms(), 27_000);
+        timer
+            .apply(&Command::Reset { slot: Some(3) }, T0 + 600_000)
+            .unwrap();
+        let report = &timer.reports(T0 + 600_000)[2];
+        assert_eq!(
+            (report.attempt, report.state, report.actual_ms),
+            (2, SlotState::Ready, None)
+        );
+        assert_eq!(
+            report.earlier_attempts,
+            vec![Attempt {
+                number: 1,
+                started_ms: Some(T0),
+                ended_ms: Some(T0 + 507_000),
+                reset_ms: T0 + 600_000,
+                added_ms: 60_000,
+                actual_ms: 507_000,
+                overtime_ms: 27_000,
+                pauses: 0,
+                interruptions: vec![],
+                auto_stopped: false,
+            }]
+        );
+        assert_eq!(
+            timer.overtime_total_ms(),
+            27_000,
+            "the reset erased nothing"
+        );
+        // A second run is attempt 2; its overtime adds to the first's.
+        timer
+            .apply(&Command::Start { slot: None }, T0 + 700_000)
+            .unwrap();
+        timer.apply(&Command::Stop, T0 + 700_000 + 430_000).unwrap();
+        assert_eq!(timer.overtime_total_ms(), 37_000);
+        timer
+            .apply(&Command::Reset { slot: Some(3) }, T0 + 1_200_000)
+            .unwrap();
+        assert_eq!(timer.reports(T0)[2].earlier_attempts[1].number, 2);
     }
 
     #[test]

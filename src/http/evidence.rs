@@ -106,7 +106,9 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
         "sites": app.roster.len(),
         "slots": presentations.len(),
         "slots_done": done.len(),
-        "overtime_ms": done.iter().filter_map(|p| p.overtime_ms).sum::<i64>(),
+        // Every finished run, reset ones too: the same total as the metric.
+        "overtime_ms": app.timekeeper.overtime_total_ms(),
+        "attempts_reset": presentations.iter().map(|p| p.earlier_attempts.len()).sum::<usize>(),
         "interruptions": presentations.iter().map(|p| p.interruptions.len()).sum::<usize>(),
     });
     if own.is_none() {

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 
 use crate::core::liveness::SiteState;
 use crate::core::sites::Roster;
-use crate::core::time::{local_date_time, local_time, minutes_seconds};
+use crate::core::time::{local_date_time, local_time, minutes_seconds, nearest_second};
 use crate::core::timer::SlotReport;
 use crate::protocol::SiteView;
 use crate::store::StoredRehearsal;
@@ -130,7 +130,9 @@ pub fn sites_csv(
     sheet.finish()
 }
 
-/// The agenda with planned and actual times, for the minutes.
+/// The agenda with planned and actual times, for the minutes: one row per slot, and
+/// before it one per earlier attempt that was reset (nothing a reset did is lost).
+/// Durations and times are rounded to the nearest second.
 pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
     let mut sheet = Sheet::table(&[
         "STT",
@@ -146,26 +148,48 @@ pub fn agenda_csv(reports: &[SlotReport]) -> Vec<u8> {
         "Gián đoạn đường truyền",
         "Bắt đầu",
         "Kết thúc",
+        "Lượt",
     ]);
+    let duration = |ms: i64| minutes_seconds(nearest_second(ms));
+    let time = |ms: i64| local_time(nearest_second(ms));
     for r in reports {
         let venue = match r.venue {
             crate::core::agenda::Venue::Hall => "Hội trường".to_string(),
             crate::core::agenda::Venue::Site(id) => format!("Điểm cầu {id}"),
         };
+        for a in &r.earlier_attempts {
+            sheet.row([
+                r.order.to_string(),
+                r.unit.clone(),
+                r.topic.clone(),
+                venue.clone(),
+                format!("đã đặt lại lúc {}", time(a.reset_ms)),
+                duration(r.planned_ms),
+                duration(a.added_ms),
+                duration(a.actual_ms),
+                duration(a.overtime_ms),
+                a.pauses.to_string(),
+                a.interruptions.len().to_string(),
+                a.started_ms.map(time).unwrap_or_default(),
+                a.ended_ms.map(time).unwrap_or_default(),
+                a.number.to_string(),
+            ]);
+        }
         sheet.row([
             r.order.to_string(),
             r.unit.clone(),
             r.topic.clone(),
             venue,
             r.state.words_vi().to_string(),
-            minutes_seconds(r.planned_ms),
-            minutes_seconds(r.added_ms),
-            r.actual_ms.map(minutes_seconds).unwrap_or_default(),
-            r.overtime_ms.map(minutes_seconds).unwrap_or_default(),
+            duration(r.planned_ms),
+            duration(r.added_ms),
+            r.actual_ms.map(duration).unwrap_or_default(),
+            r.overtime_ms.map(duration).unwrap_or_default(),
             r.pauses.to_string(),
             r.interruptions.len().to_string(),
-            r.started_ms.map(local_time).unwrap_or_default(),
-            r.ended_ms.map(local_time).unwrap_or_default(),
+            r.started_ms.map(time).unwrap_or_default(),
+            r.ended_ms.map(time).unwrap_or_default(),
+            r.attempt.to_string(),
         ]);
     }
     sheet.finish()
@@ -300,6 +324,11 @@ mod tests {
         assert_eq!(minutes_seconds(420_000), "7:00");
         assert_eq!(minutes_seconds(45_999), "0:45");
         assert_eq!(minutes_seconds(-61_000), "-1:01");
+        // The minutes round to the nearest second, they do not cut it off.
+        assert_eq!(minutes_seconds(nearest_second(420_600)), "7:01");
+        assert_eq!(minutes_seconds(nearest_second(420_499)), "7:00");
+        assert_eq!(local_time(nearest_second(1_795_743_005_700)), "08:30:06");
+        assert_eq!(nearest_second(-1_400), -1_000);
     }
 
     #[test]

@@ -87,13 +87,7 @@ impl Timekeeper {
                 answered.insert(id, answer);
             }
         }
-        let overtime: i64 = timer
-            .slots()
-            .iter()
-            .filter(|s| s.state == SlotState::Done)
-            .map(|s| s.overtime_ms(0))
-            .sum();
-        metrics.timer_overtime(overtime);
+        metrics.timer_overtime(timer.overtime_total_ms());
         Ok(Timekeeper {
             timer: Mutex::new(timer),
             lane: tokio::sync::Mutex::new(()),
@@ -122,6 +116,11 @@ impl Timekeeper {
 
     pub fn reports(&self) -> Vec<crate::core::timer::SlotReport> {
         self.timer().reports(self.clock.now_ms())
+    }
+
+    /// Overtime of every finished run, reset ones too (`diemcau_timer_overtime_seconds_total`).
+    pub fn overtime_total_ms(&self) -> i64 {
+        self.timer().overtime_total_ms()
     }
 
     /// Applies, stores, then broadcasts a command; the answer is the new snapshot. When

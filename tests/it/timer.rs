@@ -358,3 +358,63 @@ async fn metrics_show_the_timer_and_still_pass_promtool() {
     assert!(text.contains("diemcau_timer_overtime_seconds_total 0"));
     crate::metrics::promtool_check_metrics(&text);
 }
+
+#[tokio::test]
+async fn a_reset_starts_a_new_attempt_and_the_earlier_one_stays_in_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), fast).await;
+    secretary(&app, "start", json!({"slot": 2})).await;
+    secretary(&app, "adjust", json!({"seconds": -419})).await; // one second left
+    tokio::time::sleep(std::time::Duration::from_millis(1_400)).await;
+    secretary(&app, "stop", json!({})).await;
+    secretary(&app, "reset", json!({"slot": 2})).await;
+
+    the_reset_attempt_is_kept(&app).await;
+    // After a restart the replayed commands give the same record.
+    app.stop().await;
+    let app = spawn_app_in(dir.path(), fast).await;
+    the_reset_attempt_is_kept(&app).await;
+}
+
+/// Slot 2 is on its second attempt; the first (overtime under a second) is in the
+/// agenda, its CSV, the report's totals and the overtime metric alike.
+async fn the_reset_attempt_is_kept(app: &TestApp) {
+    let (_, agenda) = app.get("/api/agenda", Some(app.key("secretary"))).await;
+    let slot = &agenda["slots"][1];
+    assert_eq!(
+        (slot["attempt"].as_u64(), slot["state"].as_str()),
+        (Some(2), Some("ready")),
+        "{slot}"
+    );
+    let earlier = &slot["earlier_attempts"][0];
+    assert_eq!(earlier["number"], 1);
+    let over = earlier["overtime_ms"].as_i64().unwrap();
+    assert!((300..1_000).contains(&over), "{earlier}");
+    let (_, report) = app.get("/api/report", Some(app.key("secretary"))).await;
+    assert_eq!(
+        report["totals"]["overtime_ms"].as_i64(),
+        Some(over),
+        "the report keeps it"
+    );
+    assert_eq!(report["totals"]["attempts_reset"], 1);
+    let (_, text) = app.get_text("/metrics").await;
+    let metric: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("diemcau_timer_overtime_seconds_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (metric - over as f64 / 1000.0).abs() < 0.002,
+        "metric {metric} vs report {over} ms"
+    );
+    let csv = app.get_csv("/api/agenda.csv", app.key("secretary")).await;
+    let rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("2,")).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(
+        rows[0].contains(",đã đặt lại lúc ") && rows[0].ends_with(",1"),
+        "{}",
+        rows[0]
+    );
+    assert!(rows[1].ends_with(",2"), "{}", rows[1]);
+}
