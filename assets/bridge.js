@@ -52,6 +52,10 @@ function render() {
     turn.replaceChildren();
   }
   turn.classList.toggle("hidden", !turn.textContent);
+  // The secretary's note to the speaker reaches the bridge that is presenting.
+  const note = slot?.venue === site.id ? timer?.note : null;
+  $("#note").textContent = note ? `Thư ký nhắc: ${note}` : "";
+  $("#note").classList.toggle("hidden", !note);
 }
 
 function draw() {

@@ -23,23 +23,89 @@ function venueText(venue) {
 }
 
 async function command(name, body = {}) {
-  $("#feedback").textContent = "";
+  disarm();
   try {
     timer = await postJson(`/api/timer/${name}`, { ...body, command_id: crypto.randomUUID() });
+    $("#feedback").textContent = ""; // a command that worked clears the last complaint
     render();
   } catch (error) {
     $("#feedback").textContent = error.message;
   }
 }
 
-function toggle() {
+/** What the primary button does now, in the words on it. */
+function primary() {
   const state = timer?.state;
-  if (state === "running") command("pause");
-  else if (state === "paused") command("resume");
-  else command("start");
+  if (state === "running") return { label: "⏸ Tạm dừng", run: () => command("pause") };
+  if (state === "paused") return { label: "▶ Tiếp tục", run: () => command("resume") };
+  const slot = timer?.slot;
+  if (slot && (state === "ready" || state === "pending")) return { label: `▶ Bắt đầu phần ${slot.order}`, run: () => command("start") };
+  // Nothing chosen, or the chosen one is over: the slot on deck ("Tiếp theo").
+  if (timer?.next) return { label: `▶ Bắt đầu phần ${timer.next.order}`, run: () => command("start") };
+  return { label: "Hết chương trình", run: null };
+}
+
+const CONFIRM_MS = 3000;
+let armed = null; // { action, until, button }
+
+function disarm() {
+  armed?.button?.classList.remove("armed");
+  armed = null;
+}
+
+/**
+ * Ending a running slot, stopping and resetting take a second press within 3 s (a
+ * clicker's PageDown too): one slip never ends a speaker's time.
+ */
+function confirmThen(action, button, prompt, run) {
+  if (armed?.action === action && Date.now() < armed.until) {
+    run();
+    return;
+  }
+  disarm();
+  armed = { action, until: Date.now() + CONFIRM_MS, button };
+  button.classList.add("armed");
+  $("#feedback").textContent = prompt;
+  setTimeout(() => {
+    if (armed?.action === action && Date.now() >= armed.until) {
+      disarm();
+      if ($("#feedback").textContent === prompt) $("#feedback").textContent = "";
+    }
+  }, CONFIRM_MS + 50);
+}
+
+const active = () => timer?.state === "running" || timer?.state === "paused";
+
+function next() {
+  if (!active()) return command("next");
+  confirmThen("next", $("#btn-next"), `Phần ${timer.slot.order} đang chạy: bấm “Phần tiếp” (N / Page Down) lần nữa trong 3 giây để kết thúc nó và chuyển phần.`, () => command("next"));
+}
+
+function stop() {
+  if (!active()) return command("stop");
+  confirmThen("stop", $("#btn-stop"), `Bấm “Kết thúc” (S) lần nữa trong 3 giây để kết thúc phần ${timer.slot.order}.`, () => command("stop"));
+}
+
+function reset() {
+  const slot = timer?.slot;
+  if (!slot) return command("reset");
+  confirmThen("reset", $("#btn-reset"), `Bấm “Chạy lại” lần nữa trong 3 giây: phần ${slot.order} chạy lại từ đầu (lượt mới; lượt trước vẫn được giữ trong biên bản).`, () => command("reset"));
+}
+
+function toggleBlack() {
+  command("screen", { show: timer?.screen === "black" ? "timer" : "black" });
+}
+
+function toggleHelp(show = $("#help").classList.contains("hidden")) {
+  $("#help").classList.toggle("hidden", !show);
 }
 
 function render() {
+  const action = primary();
+  $("#start-label").textContent = action.label;
+  $("#btn-start").disabled = !action.run;
+  for (const b of document.querySelectorAll(".hall-screen button")) b.classList.toggle("on", b.dataset.screen === (timer?.screen ?? "timer"));
+  $("#note-now").textContent = timer?.note ? `Đang nhắc diễn giả: “${timer.note}”` : "";
   const slot = timer?.slot;
   $("#slot-title").textContent = slot ? `Phần ${slot.order}: ${slot.unit}` : "Chưa chọn phần tham luận";
   $("#slot-topic").textContent = slot?.topic ?? "Chọn một dòng trong chương trình, rồi bấm Bắt đầu.";
@@ -54,7 +120,7 @@ function render() {
         "data-order": String(row.order),
         onclick: () => command("select", { slot: row.order }),
       },
-        el("td", {}, String(row.order)),
+        el("td", {}, String(row.order), row.attempt > 1 ? el("span", { class: "attempt", title: `${row.earlier_attempts.length} lượt trước được giữ trong biên bản` }, `lượt ${row.attempt}`) : null),
         el("td", {}, row.unit),
         el("td", {}, row.venue === "hall" ? "Hội trường" : (sites.get(row.venue)?.name ?? row.venue)),
         el("td", {}, SLOT_LABELS[row.state]),
@@ -90,19 +156,43 @@ async function main() {
     fail(error.message);
     return;
   }
-  $("#btn-start").addEventListener("click", toggle);
-  $("#btn-stop").addEventListener("click", () => command("stop"));
-  $("#btn-next").addEventListener("click", () => command("next"));
+  const startOrPause = () => primary().run?.();
+  $("#btn-start").addEventListener("click", startOrPause);
+  $("#btn-stop").addEventListener("click", stop);
+  $("#btn-next").addEventListener("click", next);
   $("#btn-previous").addEventListener("click", () => command("previous"));
   $("#btn-plus").addEventListener("click", () => command("adjust", { seconds: 60 }));
   $("#btn-minus").addEventListener("click", () => command("adjust", { seconds: -60 }));
-  $("#btn-reset").addEventListener("click", () => command("reset"));
+  $("#btn-reset").addEventListener("click", reset);
+  $("#btn-help").addEventListener("click", () => toggleHelp());
+  $("#help-close").addEventListener("click", () => toggleHelp(false));
+  for (const b of document.querySelectorAll(".hall-screen button")) b.addEventListener("click", () => command("screen", { show: b.dataset.screen }));
+  for (const b of document.querySelectorAll("[data-note]")) b.addEventListener("click", () => command("note", { text: b.dataset.note }));
+  $("#note-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    command("note", { text: $("#note-text").value });
+    $("#note-text").value = "";
+  });
+  $("#note-clear").addEventListener("click", () => command("note", { text: "" }));
+  // The keyboard and a wireless presenter (it sends PageDown, PageUp and B or ".").
+  const keys = {
+    " ": startOrPause,
+    n: next, N: next, PageDown: next,
+    p: () => command("previous"), P: () => command("previous"), PageUp: () => command("previous"),
+    s: stop, S: stop,
+    b: toggleBlack, B: toggleBlack, ".": toggleBlack,
+    "+": () => command("adjust", { seconds: 60 }), "=": () => command("adjust", { seconds: 60 }),
+    "-": () => command("adjust", { seconds: -60 }), "_": () => command("adjust", { seconds: -60 }),
+    "?": () => toggleHelp(),
+    Escape: () => { toggleHelp(false); disarm(); },
+  };
   document.addEventListener("keydown", (event) => {
     if (event.target.matches("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.key === " ") { event.preventDefault(); toggle(); }
-    else if (event.key === "n" || event.key === "N") command("next");
-    else if (event.key === "+" || event.key === "=") command("adjust", { seconds: 60 });
-    else if (event.key === "-" || event.key === "_") command("adjust", { seconds: -60 });
+    const run = keys[event.key];
+    if (!run) return;
+    event.preventDefault(); // Space and PageDown would scroll the page
+    event.target.blur?.(); // a focused button must not also take the key
+    run();
   });
   connectLive({
     clock,

@@ -1,10 +1,23 @@
 // The hall screen and presenter monitor: speaker, topic, a huge countdown. No controls.
-import { $, whoami, fail, countdown, showTimerState, animate, connectLive, ServerClock } from "/assets/common.js";
+import { $, el, whoami, fail, countdown, showTimerState, animate, connectLive, ServerClock, clockTime } from "/assets/common.js";
 
 const clock = new ServerClock();
 let timer = null;
 
+const NOTE_FLASH_MS = 6000;
+
 function render() {
+  const screen = timer?.screen ?? "timer";
+  document.body.dataset.screen = screen; // timer, clock, next or black (display.css)
+  const next = timer?.next;
+  $("#next-face").replaceChildren(
+    el("div", { class: "label" }, "Tiếp theo"),
+    el("div", { class: "who" }, next ? next.unit : "Hết chương trình"),
+    el("div", { class: "what" }, next?.topic ?? ""),
+  );
+  const note = $("#note");
+  note.textContent = timer?.note ?? "";
+  note.classList.toggle("hidden", !timer?.note);
   const slot = timer?.slot;
   $("#order").textContent = slot ? `Tham luận số ${slot.order}` : "";
   $("#unit").textContent = slot ? slot.unit : "Hội nghị sơ kết 01 năm chính quyền địa phương 02 cấp";
@@ -19,6 +32,9 @@ function draw() {
   box.className = `countdown huge phase-${c.phase}`;
   showTimerState($("#timer-state"), c);
   $("#times-up").classList.toggle("hidden", !c.overtime);
+  $("#clock-face").textContent = clockTime(clock.now());
+  // A new note flashes for a few seconds to catch the speaker's eye, then stays.
+  $("#note").classList.toggle("flash", timer?.note_ms != null && clock.now() - timer.note_ms < NOTE_FLASH_MS);
 }
 
 async function main() {

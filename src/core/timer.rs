@@ -282,6 +282,37 @@ pub const MAX_ADJUST_SECONDS: u64 = 3600;
 /// No adjustment makes a slot longer than four hours.
 pub const MAX_SLOT_MS: i64 = 4 * 3600 * 1000;
 
+/// What the hall display shows (the secretary's choice; a slot that starts brings the
+/// countdown back).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Screen {
+    /// The speaker, the countdown: the display as it always was.
+    #[default]
+    Timer,
+    /// The time of day, large (between slots).
+    Clock,
+    /// Who speaks next, large.
+    Next,
+    /// Nothing: a black screen (a presenter's clicker `B`).
+    Black,
+}
+
+impl Screen {
+    pub fn parse(text: &str) -> Option<Screen> {
+        match text {
+            "timer" => Some(Screen::Timer),
+            "clock" => Some(Screen::Clock),
+            "next" => Some(Screen::Next),
+            "black" => Some(Screen::Black),
+            _ => None,
+        }
+    }
+}
+
+/// The longest note to the speaker ("Còn 1 phút", "Xin kết thúc", a short sentence).
+pub const MAX_NOTE_CHARS: usize = 120;
+
 /// What the secretary (or the service itself) asks of the timer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -310,6 +341,15 @@ pub enum Command {
     },
     /// The auto_stop policy's grace ran out.
     AutoStop,
+    /// What the hall display shows.
+    Screen {
+        show: Screen,
+    },
+    /// A note for the speaker, shown large on the display and the presenting bridge
+    /// until cleared (empty text clears it).
+    Note {
+        text: String,
+    },
     /// Service time stepped forward with the wall clock by `by_ms`: a running slot
     /// keeps the time it has used (stored, so a replay after a restart agrees).
     ClockStep {
@@ -352,6 +392,8 @@ pub enum TimerError {
     NotPresenting(SiteId),
     #[error("Chưa đến lúc tự dừng — not time to stop yet")]
     NotDue,
+    #[error("Lời nhắc tối đa 120 ký tự — a note to the speaker is at most 120 characters")]
+    NoteTooLong,
 }
 
 impl TimerError {
@@ -359,7 +401,7 @@ impl TimerError {
     pub fn is_bad_request(&self) -> bool {
         matches!(
             self,
-            TimerError::UnknownSlot(_) | TimerError::AdjustOutOfRange
+            TimerError::UnknownSlot(_) | TimerError::AdjustOutOfRange | TimerError::NoteTooLong
         )
     }
 }
@@ -392,6 +434,11 @@ pub struct TimerSnapshot {
     pub warning_ms: i64,
     pub danger_ms: i64,
     pub server_ms: EpochMs,
+    /// What the hall display shows.
+    pub screen: Screen,
+    /// The note to the speaker, while one is shown, and since when (a flash at first).
+    pub note: Option<String>,
+    pub note_ms: Option<EpochMs>,
 }
 
 /// One slot for the agenda and the minutes.
@@ -425,6 +472,8 @@ pub struct Timer {
     current: Option<usize>,
     rev: u64,
     policy: TimerPolicy,
+    screen: Screen,
+    note: Option<(String, EpochMs)>,
 }
 
 impl Timer {
@@ -439,6 +488,8 @@ impl Timer {
             current: None,
             rev: 0,
             policy,
+            screen: Screen::Timer,
+            note: None,
         }
     }
 
@@ -486,6 +537,7 @@ impl Timer {
                         slot.state = SlotState::Running;
                         slot.started_ms = Some(now);
                         slot.running_since_ms = Some(now);
+                        self.screen = Screen::Timer; // the speaker must see the time
                     }
                     SlotState::Running => return Err(TimerError::AlreadyRunning(slot.plan.order)),
                     SlotState::Paused => return Err(TimerError::PausedUseResume(slot.plan.order)),
@@ -594,6 +646,14 @@ impl Timer {
                     resumed_at_ms: None,
                 });
             }
+            Command::Screen { show } => self.screen = *show,
+            Command::Note { text } => {
+                let text = text.trim();
+                if text.chars().count() > MAX_NOTE_CHARS {
+                    return Err(TimerError::NoteTooLong);
+                }
+                self.note = (!text.is_empty()).then(|| (text.to_string(), now));
+            }
             Command::ClockStep { by_ms } => {
                 if let Some(since) = self
                     .current
@@ -640,6 +700,9 @@ impl Timer {
             warning_ms: self.policy.warning_ms,
             danger_ms: self.policy.danger_ms,
             server_ms: now,
+            screen: self.screen,
+            note: self.note.as_ref().map(|(text, _)| text.clone()),
+            note_ms: self.note.as_ref().map(|(_, at)| *at),
         }
     }
 
@@ -1182,5 +1245,52 @@ mod tests {
         idle.apply(&Command::ClockStep { by_ms: 5_000 }, T0)
             .unwrap();
         assert_eq!(idle.snapshot(T0).deadline_ms, None);
+    }
+
+    #[test]
+    fn the_display_shows_what_the_secretary_chose_until_a_slot_starts() {
+        let mut timer = timer();
+        assert_eq!(timer.snapshot(T0).screen, Screen::Timer);
+        timer
+            .apply(
+                &Command::Screen {
+                    show: Screen::Black,
+                },
+                T0,
+            )
+            .unwrap();
+        assert_eq!(timer.snapshot(T0).screen, Screen::Black);
+        timer
+            .apply(&Command::Start { slot: Some(1) }, T0 + 1)
+            .unwrap();
+        assert_eq!(
+            timer.snapshot(T0 + 1).screen,
+            Screen::Timer,
+            "a speaker sees the time"
+        );
+        timer
+            .apply(
+                &Command::Note {
+                    text: "  Còn 1 phút ".into(),
+                },
+                T0 + 2,
+            )
+            .unwrap();
+        let snap = timer.snapshot(T0 + 3);
+        assert_eq!(
+            (snap.note.as_deref(), snap.note_ms),
+            (Some("Còn 1 phút"), Some(T0 + 2))
+        );
+        let long = "x".repeat(MAX_NOTE_CHARS + 1);
+        assert_eq!(
+            timer.apply(&Command::Note { text: long }, T0),
+            Err(TimerError::NoteTooLong)
+        );
+        timer
+            .apply(&Command::Note { text: " ".into() }, T0 + 4)
+            .unwrap();
+        assert_eq!(timer.snapshot(T0 + 4).note, None, "an empty note clears it");
+        assert_eq!(Screen::parse("clock"), Some(Screen::Clock));
+        assert_eq!(Screen::parse("blank"), None);
     }
 }

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
-use crate::core::timer::Command;
+use crate::core::timer::{Command, Screen};
 use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::services::timekeeper::CommandError;
@@ -37,6 +37,10 @@ async fn timer(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
 struct CommandBody {
     slot: Option<u32>,
     seconds: Option<i64>,
+    /// `screen`: timer, clock, next or black.
+    show: Option<String>,
+    /// `note`: the words for the speaker (empty clears).
+    text: Option<String>,
     command_id: Option<String>,
 }
 
@@ -76,8 +80,22 @@ async fn timer_command(
                 })?,
             },
             "reset" => Command::Reset { slot: body.slot },
+            "screen" => Command::Screen {
+                show: body.show.as_deref().and_then(Screen::parse).ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "screen needs \"show\": timer, clock, next or black".into(),
+                    )
+                })?,
+            },
+            "note" => Command::Note {
+                text: body.text.ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "note needs \"text\" (empty clears the note)".into(),
+                    )
+                })?,
+            },
             _ => return Err(ApiError::NotFound(
-                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset"
+                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset, screen, note"
                     .into(),
             )),
         };

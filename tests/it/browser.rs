@@ -1430,3 +1430,207 @@ async fn a_refused_action_on_a_page_is_explained_in_vietnamese() {
     );
     wall.close().await;
 }
+
+/// Presses `key` (a WebDriver key code or text) on the page's body.
+async fn press(browser: &Browser, key: &str) {
+    browser
+        .web()
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+}
+
+async fn timer_of(app: &TestApp) -> serde_json::Value {
+    app.get("/api/timer", Some(app.key("secretary"))).await.1
+}
+
+/// Waits until the service's timer satisfies `ok`.
+async fn timer_until(
+    app: &TestApp,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let timer = timer_of(app).await;
+        if ok(&timer) {
+            return timer;
+        }
+        assert!(Instant::now() < deadline, "{what}: {timer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_console_says_what_its_button_will_do_and_a_clicker_drives_it_with_confirmation() {
+    const PAGE_DOWN: &str = "\u{E00F}";
+    const PAGE_UP: &str = "\u{E00E}";
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let console = Browser::start().await;
+    console
+        .open(&app, &format!("/console?key={}", app.key("secretary")))
+        .await;
+    // Nothing chosen: the button and Space start the slot on deck.
+    console
+        .text_until("#start-label", |t| t == "▶ Bắt đầu phần 1")
+        .await;
+    press(&console, " ").await;
+    timer_until(&app, "space starts slot 1", |t| {
+        t["state"] == "running" && t["slot"]["order"] == 1
+    })
+    .await;
+    console
+        .text_until("#start-label", |t| t == "⏸ Tạm dừng")
+        .await;
+    press(&console, " ").await;
+    console
+        .text_until("#start-label", |t| t == "▶ Tiếp tục")
+        .await;
+    press(&console, " ").await;
+    console
+        .text_until("#start-label", |t| t == "⏸ Tạm dừng")
+        .await;
+
+    // The clicker's PageDown while a speaker runs: asks first, ends it on the second press.
+    press(&console, PAGE_DOWN).await;
+    console
+        .text_until("#feedback", |t| t.contains("lần nữa trong 3 giây"))
+        .await;
+    assert_eq!(
+        seen(&console, "#btn-next").await["background"],
+        "rgb(229, 62, 62)",
+        "armed: red"
+    );
+    assert_eq!(
+        timer_of(&app).await["slot"]["order"],
+        1,
+        "one press ends nothing"
+    );
+    press(&console, PAGE_DOWN).await;
+    timer_until(&app, "the second press moves on", |t| {
+        t["slot"]["order"] == 2 && t["state"] == "ready"
+    })
+    .await;
+    console.text_until("#feedback", |t| t.is_empty()).await;
+    console
+        .text_until("#start-label", |t| t == "▶ Bắt đầu phần 2")
+        .await;
+    // PageUp: back to slot 1, done as it is.
+    press(&console, PAGE_UP).await;
+    timer_until(&app, "previous goes to the done slot", |t| {
+        t["slot"]["order"] == 1 && t["state"] == "done"
+    })
+    .await;
+    console
+        .text_until("#start-label", |t| t == "▶ Bắt đầu phần 2")
+        .await;
+
+    // "?" lists the shortcuts.
+    press(&console, "?").await;
+    let help = seen(&console, "#help").await;
+    assert!(
+        help["visible"] == true && help["text"].as_str().unwrap().contains("Page Down"),
+        "{help}"
+    );
+    press(&console, "\u{E00C}").await; // Escape
+    assert_eq!(seen(&console, "#help").await["visible"], false);
+    console.screenshot("console-armed").await;
+    console.close().await;
+}
+
+#[tokio::test]
+async fn the_hall_display_shows_the_note_the_clock_the_next_speaker_or_black_as_chosen() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let console = Browser::start().await;
+    let display = Browser::start().await;
+    console
+        .open(&app, &format!("/console?key={}", app.key("secretary")))
+        .await;
+    display
+        .open(&app, &format!("/display?key={}", app.key("display")))
+        .await;
+    console
+        .text_until("#start-label", |t| t == "▶ Bắt đầu phần 1")
+        .await;
+    press(&console, " ").await;
+    display
+        .text_until("#unit", |t| t == "Văn phòng UBND tỉnh")
+        .await;
+
+    // A preset note: large on the display, flashing at first.
+    console.click("[data-note=\"Còn 1 phút\"]").await;
+    let note = display.text_until("#note", |t| t == "Còn 1 phút").await;
+    assert_eq!(note, "Còn 1 phút");
+    let flashing = display
+        .script("const n = document.querySelector(arguments[0]); return {flash: n.classList.contains('flash'), px: parseFloat(getComputedStyle(n).fontSize), inside: n.getBoundingClientRect().bottom <= innerHeight};", "#note")
+        .await;
+    assert!(
+        flashing["flash"] == true
+            && flashing["px"].as_f64().unwrap() >= 60.0
+            && flashing["inside"] == true,
+        "{flashing}"
+    );
+    display.screenshot("display-note").await;
+    console.click("#note-clear").await;
+    display.text_until("#note", |t| t.is_empty()).await;
+    assert_eq!(seen(&display, "#note").await["visible"], false);
+
+    // Black: nothing shows; B again brings the countdown back.
+    press(&console, "b").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let countdown = seen(&display, "#countdown").await;
+        if countdown["visible"] == false {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the countdown still shows: {countdown}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen(&display, "body").await["background"], "rgb(0, 0, 0)");
+    assert_eq!(
+        display
+            .script("return document.body.innerText.trim();", "")
+            .await,
+        ""
+    );
+    press(&console, "b").await;
+    display.text_until("#countdown", |t| t.contains(':')).await;
+    assert_eq!(seen(&display, "#countdown").await["visible"], true);
+
+    // Between slots: the time of day, or who speaks next.
+    press(&console, "s").await;
+    press(&console, "s").await;
+    timer_until(&app, "stopped", |t| t["state"] == "done").await;
+    console.click(".hall-screen [data-screen=\"clock\"]").await;
+    let clock = display.text_until("#clock-face", |t| t.len() == 8).await;
+    assert!(clock.chars().filter(|c| *c == ':').count() == 2, "{clock}");
+    assert_eq!(seen(&display, "#clock-face").await["visible"], true);
+    assert_eq!(seen(&display, "#countdown").await["visible"], false);
+    console.click(".hall-screen [data-screen=\"next\"]").await;
+    display
+        .text_until("#next-face", |t| {
+            t.contains("Tiếp theo") && t.contains("Sở Công thương")
+        })
+        .await;
+    assert_eq!(seen(&display, "#next-face").await["visible"], true);
+    display.screenshot("display-next").await;
+    // Starting the next slot brings the countdown back by itself.
+    press(&console, " ").await;
+    timer_until(&app, "slot 2 runs", |t| {
+        t["slot"]["order"] == 2 && t["screen"] == "timer"
+    })
+    .await;
+    display.text_until("#unit", |t| t == "Sở Công thương").await;
+    assert_eq!(seen(&display, "#countdown").await["visible"], true);
+    for b in [console, display] {
+        b.close().await;
+    }
+}
