@@ -32,6 +32,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Timer(#[from] crate::services::timekeeper::RestoreError),
     #[error(
         "cannot listen on {addr}: {source} (is another diemcau running? choose another --listen)"
     )]

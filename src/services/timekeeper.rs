@@ -55,6 +55,20 @@ pub struct Timekeeper {
     metrics: Arc<Metrics>,
 }
 
+/// Why the timer cannot be rebuilt from the store at start.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The agenda was edited so that stored timings would show under other units.
+    #[error(
+        "the agenda would move stored timings onto other units: {0}. Put those rows back as \
+         they were when the timings were taken (or start on a new --data-dir; the old one keeps \
+         its record)"
+    )]
+    ResultsWouldMove(String),
+}
+
 impl Timekeeper {
     /// Rebuilds the timer by replaying the stored commands at their stored times.
     pub fn restore(
@@ -65,10 +79,30 @@ impl Timekeeper {
         hub: Arc<Hub>,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-    ) -> Result<Timekeeper, StoreError> {
+    ) -> Result<Timekeeper, RestoreError> {
         let mut timer = Timer::new(agenda, policy);
         let mut answered = HashMap::new();
-        for stored in store.load_timer_commands()? {
+        let stored_commands = store.load_timer_commands()?;
+        // Each answer names the slot it left current, with its unit: the stored
+        // results must land on the same units, whatever was edited in the CSV.
+        let answers: Vec<Value> = stored_commands
+            .iter()
+            .filter_map(|c| serde_json::from_str(&c.result).ok())
+            .collect();
+        let moved = agenda.moved_results(answers.iter().filter_map(|answer| {
+            let slot = &answer["slot"];
+            Some((slot["order"].as_u64()? as u32, slot["unit"].as_str()?))
+        }));
+        if !moved.is_empty() {
+            return Err(RestoreError::ResultsWouldMove(
+                moved
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+        for stored in stored_commands {
             let replayed = serde_json::from_str::<Command>(&stored.command)
                 .map_err(|e| e.to_string())
                 .and_then(|command| {

@@ -418,3 +418,63 @@ async fn the_reset_attempt_is_kept(app: &TestApp) {
     );
     assert!(rows[1].ends_with(",2"), "{}", rows[1]);
 }
+
+#[tokio::test]
+async fn an_agenda_edited_to_put_stored_timings_under_another_unit_is_refused_at_start() {
+    use diemcau::config::{Loaded, Sources};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let app = spawn_app_in(&data, fast).await;
+    secretary(&app, "start", json!({"slot": 3})).await;
+    secretary(&app, "stop", json!({})).await;
+    app.stop().await;
+
+    let shipped = include_str!("../../config/agenda.csv");
+    let lines: Vec<&str> = shipped.lines().collect();
+    let start_with = |csv: String| {
+        let path = dir.path().join("agenda.csv");
+        std::fs::write(&path, csv).unwrap();
+        let loaded = Loaded::load(&Sources {
+            agenda: Some(path),
+            ..Sources::default()
+        })
+        .unwrap();
+        let data = data.clone();
+        async move {
+            diemcau::app::App::build(
+                loaded,
+                data,
+                "127.0.0.1:0",
+                std::sync::Arc::new(diemcau::clock::SystemClock::new()),
+            )
+            .await
+        }
+    };
+    // Rows 3 and 4 swapped (the units, the order numbers kept): refused, naming row 3.
+    let swap = |line: &str, order: &str| format!("{order}{}", &line[line.find(',').unwrap()..]);
+    let mut swapped = lines
+        .clone()
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    swapped[3] = swap(lines[4], "3");
+    swapped[4] = swap(lines[3], "4");
+    let refused = match start_with(swapped.join("\n")).await {
+        Ok(_) => panic!("a swapped agenda must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        refused.contains("row 3 is now “Sở Khoa học và Công nghệ” but its stored timings are “Sở Giáo dục và Đào tạo”'s")
+            && refused.contains("Put those rows back"),
+        "{refused}"
+    );
+    // A topic corrected, nothing moved: it starts, and slot 3 keeps its timing.
+    let mut corrected = lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+    corrected[3] = corrected[3].replacen("Đổi mới", "Đổi mới căn bản", 1);
+    assert_ne!(corrected[3], lines[3]);
+    let app = start_with(corrected.join("\n"))
+        .await
+        .expect("a fixed typo starts");
+    let reports = app.state().timekeeper.reports();
+    assert_eq!(reports[2].state, diemcau::core::timer::SlotState::Done);
+}
