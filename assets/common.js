@@ -401,6 +401,17 @@ export function countdown(timer, serverNow) {
   return { text, phase, overtime, state, words };
 }
 
+/**
+ * The programme against its plan in words: "Chậm 4 phút · dự kiến kết thúc 11:32", or
+ * "" when no start time is configured.
+ */
+export function programmeWords(programme) {
+  if (!programme) return "";
+  const minutes = Math.round(Math.abs(programme.delay_ms) / 60000);
+  const pace = minutes === 0 ? "Đúng giờ" : programme.delay_ms > 0 ? `Chậm ${minutes} phút` : `Sớm ${minutes} phút`;
+  return `${pace} · dự kiến kết thúc ${clockTime(programme.projected_end_ms).slice(0, 5)}`;
+}
+
 /** Shows the timer's state in words in `box` (`#timer-state`), styled by state. */
 export function showTimerState(box, c) {
   if (!box) return;

@@ -1,7 +1,7 @@
 // The secretary's console: run the 26 slots with buttons and keyboard shortcuts.
 import {
   $, el, whoami, getJson, postJson, fail, countdown, showTimerState, animate, connectLive, ServerClock,
-  STATE_LABELS, STATE_ICONS, alertBox, showConnection, SLOT_LABELS, clockTime,
+  STATE_LABELS, STATE_ICONS, alertBox, showConnection, SLOT_LABELS, clockTime, programmeWords,
 } from "/assets/common.js";
 
 const clock = new ServerClock();
@@ -121,6 +121,7 @@ function render() {
         onclick: () => command("select", { slot: row.order }),
       },
         el("td", {}, String(row.order), row.attempt > 1 ? el("span", { class: "attempt", title: `${row.earlier_attempts.length} lượt trước được giữ trong biên bản` }, `lượt ${row.attempt}`) : null),
+        el("td", {}, row.planned_start_ms ? clockTime(row.planned_start_ms).slice(0, 5) : ""),
         el("td", {}, row.unit),
         el("td", {}, row.venue === "hall" ? "Hội trường" : (sites.get(row.venue)?.name ?? row.venue)),
         el("td", {}, SLOT_LABELS[row.state]),
@@ -133,6 +134,8 @@ function render() {
 }
 
 function drawCountdown() {
+  $("#time-of-day").textContent = clockTime(clock.now());
+  $("#programme").textContent = programmeWords(timer?.programme);
   const c = countdown(timer, clock.now());
   const box = $("#countdown");
   box.textContent = c.overtime ? `HẾT GIỜ ${c.text}` : c.text;

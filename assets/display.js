@@ -1,5 +1,5 @@
 // The hall screen and presenter monitor: speaker, topic, a huge countdown. No controls.
-import { $, el, whoami, fail, countdown, showTimerState, animate, connectLive, ServerClock, clockTime } from "/assets/common.js";
+import { $, el, whoami, fail, countdown, showTimerState, animate, connectLive, ServerClock, clockTime, programmeWords } from "/assets/common.js";
 
 const clock = new ServerClock();
 let timer = null;
@@ -33,6 +33,8 @@ function draw() {
   showTimerState($("#timer-state"), c);
   $("#times-up").classList.toggle("hidden", !c.overtime);
   $("#clock-face").textContent = clockTime(clock.now());
+  $("#time-of-day").textContent = clockTime(clock.now()).slice(0, 5);
+  $("#programme").textContent = programmeWords(timer?.programme);
   // A new note flashes for a few seconds to catch the speaker's eye, then stays.
   $("#note").classList.toggle("flash", timer?.note_ms != null && clock.now() - timer.note_ms < NOTE_FLASH_MS);
 }

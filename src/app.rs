@@ -118,7 +118,7 @@ impl App {
         ));
         let timekeeper = Arc::new(Timekeeper::restore(
             &agenda,
-            (&config.timer).into(),
+            config.timer_policy(),
             config.timer.pause_on_site_loss,
             store.clone(),
             hub.clone(),

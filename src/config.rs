@@ -203,6 +203,9 @@ pub struct TimerConfig {
     pub at_zero: AtZero,
     pub auto_stop_grace_seconds: u32,
     pub pause_on_site_loss: bool,
+    /// When the programme begins (RFC 3339, e.g. `2026-12-20T08:00:00+07:00`); each slot's
+    /// planned start follows from it. Unset: `[report] start`; neither: no times of day.
+    pub starts_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,13 +227,18 @@ impl From<&LivenessConfig> for Thresholds {
     }
 }
 
-impl From<&TimerConfig> for TimerPolicy {
-    fn from(c: &TimerConfig) -> Self {
-        Self {
+impl Config {
+    /// The timer's rules, with the programme's start (`timer.starts_at`, else the
+    /// report's start; both checked at load).
+    pub fn timer_policy(&self) -> TimerPolicy {
+        let c = &self.timer;
+        let start = c.starts_at.as_deref().or(self.report.start.as_deref());
+        TimerPolicy {
             warning_ms: c.warning_seconds as i64 * 1000,
             danger_ms: c.danger_seconds as i64 * 1000,
             at_zero: c.at_zero,
             auto_stop_grace_ms: c.auto_stop_grace_seconds as i64 * 1000,
+            programme_start_ms: start.and_then(|text| parse_time(text).ok()),
         }
     }
 }
@@ -297,6 +305,7 @@ impl Default for TimerConfig {
             at_zero: AtZero::Signal,
             auto_stop_grace_seconds: 30,
             pause_on_site_loss: true,
+            starts_at: None,
         }
     }
 }
@@ -445,6 +454,9 @@ impl Config {
         }
         for time in [&self.report.start, &self.report.end].into_iter().flatten() {
             parse_time(time).map_err(|e| invalid(&format!("report: {e}")))?;
+        }
+        if let Some(time) = &self.timer.starts_at {
+            parse_time(time).map_err(|e| invalid(&format!("timer.starts_at: {e}")))?;
         }
         let r = &self.rehearsal;
         if r.window_ms == 0

@@ -33,6 +33,9 @@ pub struct Presentation {
     pub venue: Venue,
     /// Allowed length; the row's `slot_seconds`, else the configured default.
     pub slot_seconds: u32,
+    /// The row's own planned start (`start`, "13:30": minutes after midnight, Vietnam
+    /// time, on the conference day); else it follows the row before.
+    pub start_minutes: Option<u32>,
 }
 
 /// A slot whose stored results belong to another unit than the agenda now says.
@@ -69,9 +72,16 @@ pub struct Agenda {
 }
 
 const REQUIRED: &[&str] = &["order", "unit", "unit_kind", "topic"];
-const OPTIONAL: &[&str] = &["venue", "slot_seconds"];
+const OPTIONAL: &[&str] = &["venue", "slot_seconds", "start"];
 /// A slot longer than an hour is a typo (minutes typed as seconds are caught below it).
 const MAX_SLOT_SECONDS: u32 = 3600;
+
+/// "8:05" or "13:30" → minutes after midnight.
+fn parse_hh_mm(text: &str) -> Option<u32> {
+    let (hours, minutes) = text.split_once(':')?;
+    let (hours, minutes): (u32, u32) = (hours.parse().ok()?, minutes.parse().ok()?);
+    (hours < 24 && minutes < 60 && text.len() <= 5).then_some(hours * 60 + minutes)
+}
 
 impl Agenda {
     /// Parses the agenda; `venue` ids must be in `roster`. An empty venue means the
@@ -132,6 +142,15 @@ impl Agenda {
                         )
                     })?,
             };
+            let start_minutes = match row.get("start") {
+                None => None,
+                Some(text) => Some(parse_hh_mm(text).ok_or_else(|| {
+                    table.error(
+                        line,
+                        format!("start `{text}` must be a time of day like 13:30"),
+                    )
+                })?),
+            };
             presentations.push(Presentation {
                 order,
                 unit: unit.to_string(),
@@ -139,6 +158,7 @@ impl Agenda {
                 topic,
                 venue,
                 slot_seconds,
+                start_minutes,
             });
         }
         if presentations.is_empty() {

@@ -26,6 +26,26 @@ pub fn local_date_time(ms: EpochMs) -> String {
         .unwrap_or_default()
 }
 
+/// `minutes` after midnight, in Vietnam, on the day (in Vietnam) of `day`: a row's
+/// `start` ("13:30") on the conference day.
+pub fn same_day_at(day: EpochMs, minutes: u32) -> EpochMs {
+    use chrono::TimeZone;
+    let Some(local) = DateTime::from_timestamp_millis(day).map(|t| t.with_timezone(&Ho_Chi_Minh))
+    else {
+        return day;
+    };
+    let midnight = Ho_Chi_Minh
+        .from_local_datetime(
+            &local
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists"),
+        )
+        .single()
+        .map_or(day, |t| t.timestamp_millis());
+    midnight + minutes as i64 * 60_000
+}
+
 /// `ms` rounded to the nearest whole second (7:00.6 is 7:01 in the minutes, not 7:00).
 pub fn nearest_second(ms: i64) -> i64 {
     (ms + 500).div_euclid(1000) * 1000

@@ -133,6 +133,8 @@ pub struct TimerPolicy {
     pub danger_ms: i64,
     pub at_zero: AtZero,
     pub auto_stop_grace_ms: i64,
+    /// When the programme begins; `None`: no planned times of day.
+    pub programme_start_ms: Option<EpochMs>,
 }
 
 impl TimerPolicy {
@@ -434,11 +436,24 @@ pub struct TimerSnapshot {
     pub warning_ms: i64,
     pub danger_ms: i64,
     pub server_ms: EpochMs,
+    /// Where the programme stands against its plan (a start time is configured).
+    pub programme: Option<ProgrammeNow>,
     /// What the hall display shows.
     pub screen: Screen,
     /// The note to the speaker, while one is shown, and since when (a flash at first).
     pub note: Option<String>,
     pub note_ms: Option<EpochMs>,
+}
+
+/// The programme against its plan, live: how late it runs and when it will end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ProgrammeNow {
+    /// How much later than planned the slot in focus (the current one, else the one on
+    /// deck) ends, as things go now; negative: ahead of the plan.
+    pub delay_ms: i64,
+    pub planned_end_ms: EpochMs,
+    /// When the last slot will end, as things go now.
+    pub projected_end_ms: EpochMs,
 }
 
 /// One slot for the agenda and the minutes.
@@ -459,6 +474,8 @@ pub struct SlotReport {
     pub pauses: u32,
     pub interruptions: Vec<Interruption>,
     pub auto_stopped: bool,
+    /// Planned start, time of day (a start time is configured).
+    pub planned_start_ms: Option<EpochMs>,
     /// This run's number (2 after one reset).
     pub attempt: u32,
     /// Earlier runs that were reset, oldest first.
@@ -474,6 +491,8 @@ pub struct Timer {
     policy: TimerPolicy,
     screen: Screen,
     note: Option<(String, EpochMs)>,
+    /// Each slot's planned start: the row's own `start`, else the end of the one before.
+    planned_starts: Vec<Option<EpochMs>>,
 }
 
 impl Timer {
@@ -490,6 +509,7 @@ impl Timer {
             policy,
             screen: Screen::Timer,
             note: None,
+            planned_starts: planned_starts(agenda, policy.programme_start_ms),
         }
     }
 
@@ -700,6 +720,7 @@ impl Timer {
             warning_ms: self.policy.warning_ms,
             danger_ms: self.policy.danger_ms,
             server_ms: now,
+            programme: self.programme(now),
             screen: self.screen,
             note: self.note.as_ref().map(|(text, _)| text.clone()),
             note_ms: self.note.as_ref().map(|(_, at)| *at),
@@ -709,7 +730,8 @@ impl Timer {
     pub fn reports(&self, now: EpochMs) -> Vec<SlotReport> {
         self.slots
             .iter()
-            .map(|slot| {
+            .enumerate()
+            .map(|(i, slot)| {
                 let begun = slot.started_ms.is_some();
                 SlotReport {
                     order: slot.plan.order,
@@ -727,11 +749,41 @@ impl Timer {
                     pauses: slot.pauses,
                     interruptions: slot.interruptions.clone(),
                     auto_stopped: slot.auto_stopped,
+                    planned_start_ms: self.planned_starts.get(i).copied().flatten(),
                     attempt: slot.attempt(),
                     earlier_attempts: slot.earlier.clone(),
                 }
             })
             .collect()
+    }
+
+    /// Where the programme stands: each slot ends when it did, when it will at this pace
+    /// (running, paused), or its length after the later of its planned start, the end of
+    /// the one before and now.
+    pub fn programme(&self, now: EpochMs) -> Option<ProgrammeNow> {
+        let focus = self.current.or_else(|| self.on_deck())?;
+        let mut previous_end: Option<EpochMs> = None;
+        let mut focus_end = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let planned = self.planned_starts[i]?;
+            let end = match slot.state {
+                SlotState::Done => slot.ended_ms.unwrap_or(now),
+                SlotState::Running | SlotState::Paused => now + slot.remaining_ms(now).max(0),
+                SlotState::Pending | SlotState::Ready => {
+                    planned.max(previous_end.unwrap_or(planned)).max(now) + slot.allowed_ms()
+                }
+            };
+            if i == focus {
+                focus_end = Some(end);
+            }
+            previous_end = Some(end);
+        }
+        let planned_end = self.planned_starts[focus]? + self.slots[focus].planned_ms();
+        Some(ProgrammeNow {
+            delay_ms: focus_end? - planned_end,
+            planned_end_ms: planned_end,
+            projected_end_ms: previous_end?,
+        })
     }
 
     /// Overtime of every finished run, earlier attempts included (what the metric counts).
@@ -813,6 +865,25 @@ impl Timer {
     }
 }
 
+/// Each row's own start, else the end of the row before (from the programme's start).
+fn planned_starts(agenda: &Agenda, start: Option<EpochMs>) -> Vec<Option<EpochMs>> {
+    let Some(day) = start else {
+        return vec![None; agenda.presentations.len()];
+    };
+    let mut next = day;
+    agenda
+        .presentations
+        .iter()
+        .map(|p| {
+            let begins = p
+                .start_minutes
+                .map_or(next, |minutes| crate::core::time::same_day_at(day, minutes));
+            next = begins + p.slot_seconds as i64 * 1000;
+            Some(begins)
+        })
+        .collect()
+}
+
 fn brief(slot: &Slot) -> SlotBrief {
     SlotBrief {
         order: slot.plan.order,
@@ -836,6 +907,7 @@ mod tests {
             danger_ms: 30_000,
             at_zero,
             auto_stop_grace_ms: 30_000,
+            programme_start_ms: None,
         }
     }
 
@@ -1292,5 +1364,59 @@ mod tests {
         assert_eq!(timer.snapshot(T0 + 4).note, None, "an empty note clears it");
         assert_eq!(Screen::parse("clock"), Some(Screen::Clock));
         assert_eq!(Screen::parse("blank"), None);
+    }
+
+    #[test]
+    fn the_programme_knows_each_planned_start_how_late_it_runs_and_when_it_will_end() {
+        // 2026-12-20 08:00 in Vietnam.
+        let eight = 1_797_728_400_000;
+        assert_eq!(crate::core::time::local_time(eight), "08:00:00");
+        let roster = Roster::parse("s.csv", include_bytes!("../../config/sites.csv")).unwrap();
+        let csv = "order,unit,unit_kind,topic,start\n1,A,so_nganh,x,\n2,B,so_nganh,y,\n3,C,so_nganh,z,10:00\n";
+        let agenda = Agenda::parse("a.csv", csv.as_bytes(), &roster, 420).unwrap();
+        let mut timer = Timer::new(
+            &agenda,
+            TimerPolicy {
+                programme_start_ms: Some(eight),
+                ..policy(AtZero::Signal)
+            },
+        );
+        let starts: Vec<_> = timer
+            .reports(eight)
+            .iter()
+            .map(|r| r.planned_start_ms.map(crate::core::time::local_time))
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                Some("08:00:00".into()),
+                Some("08:07:00".into()),
+                Some("10:00:00".into())
+            ]
+        );
+
+        // Before the start, on time; the last slot ends at its own start plus 7 minutes.
+        let early = timer.snapshot(eight - 60_000).programme.unwrap();
+        assert_eq!(
+            (early.delay_ms, early.projected_end_ms),
+            (0, eight + 2 * 3_600_000 + 420_000)
+        );
+        // Slot 1 starts 4 minutes late: "Chậm 4 phút"; slot 3 still starts at 10:00.
+        timer
+            .apply(&Command::Start { slot: None }, eight + 240_000)
+            .unwrap();
+        let late = timer.snapshot(eight + 240_000).programme.unwrap();
+        assert_eq!(late.delay_ms, 240_000);
+        assert_eq!(late.projected_end_ms, eight + 2 * 3_600_000 + 420_000);
+        // Slot 1 ends early, slot 2 is on deck: it can start now, ahead of its plan.
+        timer.apply(&Command::Stop, eight + 300_000).unwrap();
+        let ahead = timer.snapshot(eight + 300_000).programme.unwrap();
+        assert_eq!(
+            ahead.delay_ms,
+            300_000 - 420_000,
+            "slot 1 ended 2 minutes before its planned end"
+        );
+        // Without a start time there is no programme to be late against.
+        assert_eq!(timer_with(AtZero::Signal).snapshot(eight).programme, None);
     }
 }

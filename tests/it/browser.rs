@@ -1634,3 +1634,54 @@ async fn the_hall_display_shows_the_note_the_clock_the_next_speaker_or_black_as_
         b.close().await;
     }
 }
+
+#[tokio::test]
+async fn the_console_and_the_display_say_how_late_the_programme_runs_and_when_it_ends() {
+    let _turn = EXCLUSIVE.lock().await;
+    // The programme began four minutes ago; slot 1 starts only now.
+    let began = chrono::Utc::now() - chrono::Duration::minutes(4);
+    let app = spawn_app(|c| c.timer.starts_at = Some(began.to_rfc3339())).await;
+    let console = Browser::start().await;
+    let display = Browser::start().await;
+    console
+        .open(&app, &format!("/console?key={}", app.key("secretary")))
+        .await;
+    display
+        .open(&app, &format!("/display?key={}", app.key("display")))
+        .await;
+    console
+        .text_until("#start-label", |t| t == "▶ Bắt đầu phần 1")
+        .await;
+    let planned_first = console.text("#agenda tr:first-child td:nth-child(2)").await;
+    let local = began
+        .with_timezone(&chrono_tz::Asia::Ho_Chi_Minh)
+        .format("%H:%M")
+        .to_string();
+    assert_eq!(
+        planned_first, local,
+        "slot 1 is planned at the programme's start"
+    );
+    press(&console, " ").await;
+    timer_until(&app, "slot 1 runs", |t| t["state"] == "running").await;
+    let (_, timer) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    let end = timer["programme"]["projected_end_ms"].as_i64().unwrap();
+    let end_words = chrono::DateTime::from_timestamp_millis(end)
+        .unwrap()
+        .with_timezone(&chrono_tz::Asia::Ho_Chi_Minh)
+        .format("%H:%M")
+        .to_string();
+    for page in [&console, &display] {
+        let said = page
+            .text_until("#programme", |t| t.starts_with("Chậm 4 phút"))
+            .await;
+        assert_eq!(said, format!("Chậm 4 phút · dự kiến kết thúc {end_words}"));
+        let time_of_day = seen(page, "#time-of-day").await;
+        assert!(
+            time_of_day["visible"] == true && time_of_day["inside"] == true,
+            "{time_of_day}"
+        );
+    }
+    for b in [console, display] {
+        b.close().await;
+    }
+}
