@@ -18,6 +18,7 @@ function render() {
   const note = $("#note");
   note.textContent = timer?.note ?? "";
   note.classList.toggle("hidden", !timer?.note);
+  flashNote();
   const slot = timer?.slot;
   $("#order").textContent = slot ? `Tham luận số ${slot.order}` : "";
   $("#unit").textContent = slot ? slot.unit : "Hội nghị sơ kết 01 năm chính quyền địa phương 02 cấp";
@@ -35,7 +36,11 @@ function draw() {
   $("#clock-face").textContent = clockTime(clock.now());
   $("#time-of-day").textContent = clockTime(clock.now()).slice(0, 5);
   $("#programme").textContent = programmeWords(timer?.programme);
-  // A new note flashes for a few seconds to catch the speaker's eye, then stays.
+  flashNote();
+}
+
+/** A new note flashes for a few seconds to catch the speaker's eye, then stays. */
+function flashNote() {
   $("#note").classList.toggle("flash", timer?.note_ms != null && clock.now() - timer.note_ms < NOTE_FLASH_MS);
 }
 
