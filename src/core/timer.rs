@@ -372,11 +372,15 @@ pub enum TimerError {
     NotPaused,
     #[error("Phần {0} đang chạy — slot {0} is already running")]
     AlreadyRunning(u32),
-    #[error("Phần {0} đang tạm dừng, hãy bấm Tiếp tục — slot {0} is paused: resume it")]
+    #[error("Phần {0} đang tạm dừng, hãy bấm “Tiếp tục” — slot {0} is paused: resume it")]
     PausedUseResume(u32),
-    #[error("Phần {0} đang diễn ra, hãy dừng trước — slot {0} is in progress: stop it first")]
+    #[error(
+        "Phần {0} đang diễn ra, hãy bấm “Kết thúc” trước — slot {0} is in progress: stop it first"
+    )]
     StopFirst(u32),
-    #[error("Phần {0} đã kết thúc, hãy đặt lại trước — slot {0} is done: reset it first")]
+    #[error(
+        "Phần {0} đã kết thúc; bấm “Chạy lại (lượt mới)” để chạy lại — slot {0} is done: reset it first (a new attempt)"
+    )]
     SlotDone(u32),
     #[error(
         "Thời lượng không thể nhỏ hơn hoặc bằng 0 — the slot cannot be shortened to zero or less"

@@ -235,7 +235,7 @@ impl Timekeeper {
                     .map(|i| self.hub.roster().site(i).name.clone())
                     .unwrap_or_default();
                 let message = format!(
-                    "{name} mất kết nối khi đang trình bày (phần {order}) — đồng hồ đã tự tạm dừng; bấm Tiếp tục khi điểm cầu trở lại. \
+                    "{name} mất kết nối khi đang trình bày (phần {order}) — đồng hồ đã tự tạm dừng; bấm “Tiếp tục” khi điểm cầu trở lại. \
                      The presenting site dropped: the timer paused itself."
                 );
                 tracing::warn!(%site, order, "presenting site offline: timer paused");

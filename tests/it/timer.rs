@@ -478,3 +478,32 @@ async fn an_agenda_edited_to_put_stored_timings_under_another_unit_is_refused_at
     let reports = app.state().timekeeper.reports();
     assert_eq!(reports[2].state, diemcau::core::timer::SlotState::Done);
 }
+
+#[test]
+fn every_message_that_names_a_button_names_one_the_console_has() {
+    use diemcau::core::timer::TimerError;
+    let console = include_str!("../../assets/console.html");
+    let script = include_str!("../../assets/console.js");
+    let messages = [
+        TimerError::PausedUseResume(1).to_string(),
+        TimerError::StopFirst(1).to_string(),
+        TimerError::SlotDone(1).to_string(),
+        // The alert when the presenting site drops (services/timekeeper.rs).
+        include_str!("../../src/services/timekeeper.rs").to_string(),
+    ];
+    let mut named = 0;
+    for message in &messages {
+        for (at, _) in message.match_indices("bấm “") {
+            let rest = &message[at + "bấm “".len()..];
+            let label = &rest[..rest.find('”').expect("a closing quote")];
+            assert!(
+                console.contains(label)
+                    || script.contains(&format!("\"▶ {label}\""))
+                    || script.contains(&format!("\"⏸ {label}\"")),
+                "“{label}” (in “{message:.80}”) is no button's label"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 4, "{named}");
+}
