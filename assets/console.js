@@ -22,10 +22,18 @@ function venueText(venue) {
   return el("span", {}, `Điểm cầu ${site.name} — `, el("span", { class: `badge state-${site.state}`, id: "venue-state" }, `${STATE_ICONS[site.state]} ${STATE_LABELS[site.state]}`));
 }
 
+/**
+ * A command's answer can overtake the live frame of the command before it: keep the
+ * newest timer (by `rev`), never step back to an older one.
+ */
+function take(snapshot) {
+  if (!timer || snapshot.rev >= timer.rev) timer = snapshot;
+}
+
 async function command(name, body = {}) {
   disarm();
   try {
-    timer = await postJson(`/api/timer/${name}`, { ...body, command_id: crypto.randomUUID() });
+    take(await postJson(`/api/timer/${name}`, { ...body, command_id: crypto.randomUUID() }));
     $("#feedback").textContent = ""; // a command that worked clears the last complaint
     render();
   } catch (error) {
@@ -134,6 +142,9 @@ function render() {
 }
 
 function drawCountdown() {
+  const undoable = timer?.undo_until_ms != null && clock.now() <= timer.undo_until_ms;
+  $("#btn-undo").classList.toggle("hidden", !undoable);
+  if (undoable) $("#btn-undo").firstChild.textContent = `↶ Hoàn tác (${Math.ceil((timer.undo_until_ms - clock.now()) / 1000)} s) `;
   $("#time-of-day").textContent = clockTime(clock.now());
   $("#programme").textContent = programmeWords(timer?.programme);
   const c = countdown(timer, clock.now());
@@ -168,6 +179,7 @@ async function main() {
   $("#btn-minus").addEventListener("click", () => command("adjust", { seconds: -60 }));
   $("#btn-reset").addEventListener("click", reset);
   $("#btn-help").addEventListener("click", () => toggleHelp());
+  $("#btn-undo").addEventListener("click", () => command("undo"));
   $("#help-close").addEventListener("click", () => toggleHelp(false));
   for (const b of document.querySelectorAll(".hall-screen button")) b.addEventListener("click", () => command("screen", { show: b.dataset.screen }));
   for (const b of document.querySelectorAll("[data-note]")) b.addEventListener("click", () => command("note", { text: b.dataset.note }));
@@ -183,6 +195,7 @@ async function main() {
     n: next, N: next, PageDown: next,
     p: () => command("previous"), P: () => command("previous"), PageUp: () => command("previous"),
     s: stop, S: stop,
+    u: () => command("undo"), U: () => command("undo"),
     b: toggleBlack, B: toggleBlack, ".": toggleBlack,
     "+": () => command("adjust", { seconds: 60 }), "=": () => command("adjust", { seconds: 60 }),
     "-": () => command("adjust", { seconds: -60 }), "_": () => command("adjust", { seconds: -60 }),
@@ -207,7 +220,7 @@ async function main() {
     },
     onFrame: (frame) => {
       if (frame.type === "timer") {
-        timer = frame;
+        take(frame);
         refreshAgenda();
       } else if (frame.type === "site") {
         sites.set(frame.site.id, frame.site);

@@ -312,6 +312,9 @@ impl Screen {
     }
 }
 
+/// How long after ending a slot (next, stop) or resetting one `undo` brings it back.
+pub const UNDO_MS: i64 = 10_000;
+
 /// The longest note to the speaker ("Còn 1 phút", "Xin kết thúc", a short sentence).
 pub const MAX_NOTE_CHARS: usize = 120;
 
@@ -343,6 +346,9 @@ pub enum Command {
     },
     /// The auto_stop policy's grace ran out.
     AutoStop,
+    /// Puts back the state before the last `next`, `stop` or `reset`, exactly (a
+    /// running slot runs on as if never stopped), within `UNDO_MS`.
+    Undo,
     /// What the hall display shows.
     Screen {
         show: Screen,
@@ -400,6 +406,10 @@ pub enum TimerError {
     NotDue,
     #[error("Lời nhắc tối đa 120 ký tự — a note to the speaker is at most 120 characters")]
     NoteTooLong,
+    #[error(
+        "Không còn gì để hoàn tác (chỉ trong 10 giây sau Phần tiếp, Kết thúc hoặc Chạy lại) — nothing to undo: undo works for 10 s after next, stop or reset"
+    )]
+    NothingToUndo,
 }
 
 impl TimerError {
@@ -444,6 +454,8 @@ pub struct TimerSnapshot {
     pub programme: Option<ProgrammeNow>,
     /// What the hall display shows.
     pub screen: Screen,
+    /// Until when `undo` can bring back the state before the last next, stop or reset.
+    pub undo_until_ms: Option<EpochMs>,
     /// The note to the speaker, while one is shown, and since when (a flash at first).
     pub note: Option<String>,
     pub note_ms: Option<EpochMs>,
@@ -497,6 +509,8 @@ pub struct Timer {
     note: Option<(String, EpochMs)>,
     /// Each slot's planned start: the row's own `start`, else the end of the one before.
     planned_starts: Vec<Option<EpochMs>>,
+    /// The state before the last next, stop or reset, and when that was.
+    undo: Option<Box<(Timer, EpochMs)>>,
 }
 
 impl Timer {
@@ -514,6 +528,7 @@ impl Timer {
             screen: Screen::Timer,
             note: None,
             planned_starts: planned_starts(agenda, policy.programme_start_ms),
+            undo: None,
         }
     }
 
@@ -535,6 +550,39 @@ impl Timer {
 
     /// Applies a command at `now`; on error nothing changes.
     pub fn apply(&mut self, command: &Command, now: EpochMs) -> Result<(), TimerError> {
+        if *command == Command::Undo {
+            return self.undo(now);
+        }
+        let before = Timer {
+            undo: None,
+            ..self.clone()
+        };
+        self.apply_one(command, now)?;
+        // Only the slot-ending commands can be undone, and only as the latest change
+        // (the screen and the note are not slot changes: they keep the chance).
+        match command {
+            Command::Next | Command::Stop | Command::Reset { .. } => {
+                self.undo = Some(Box::new((before, now)));
+            }
+            Command::Screen { .. } | Command::Note { .. } => {}
+            _ => self.undo = None,
+        }
+        Ok(())
+    }
+
+    fn undo(&mut self, now: EpochMs) -> Result<(), TimerError> {
+        let (before, _) = *self
+            .undo
+            .take()
+            .filter(|u| now - u.1 <= UNDO_MS)
+            .ok_or(TimerError::NothingToUndo)?;
+        let (screen, note, rev) = (self.screen, self.note.take(), self.rev);
+        *self = before;
+        (self.screen, self.note, self.rev) = (screen, note, rev + 1);
+        Ok(())
+    }
+
+    fn apply_one(&mut self, command: &Command, now: EpochMs) -> Result<(), TimerError> {
         match command {
             Command::Select { slot } => {
                 let i = self.index(*slot)?;
@@ -670,6 +718,7 @@ impl Timer {
                     resumed_at_ms: None,
                 });
             }
+            Command::Undo => return self.undo(now),
             Command::Screen { show } => self.screen = *show,
             Command::Note { text } => {
                 let text = text.trim();
@@ -725,6 +774,11 @@ impl Timer {
             danger_ms: self.policy.danger_ms,
             server_ms: now,
             programme: self.programme(now),
+            undo_until_ms: self
+                .undo
+                .as_ref()
+                .map(|u| u.1 + UNDO_MS)
+                .filter(|until| *until >= now),
             screen: self.screen,
             note: self.note.as_ref().map(|(text, _)| text.clone()),
             note_ms: self.note.as_ref().map(|(_, at)| *at),
@@ -1422,5 +1476,62 @@ mod tests {
         );
         // Without a start time there is no programme to be late against.
         assert_eq!(timer_with(AtZero::Signal).snapshot(eight).programme, None);
+    }
+
+    #[test]
+    fn undo_puts_back_the_state_before_a_stop_exactly_within_ten_seconds() {
+        let mut timer = started(5);
+        let running = timer.snapshot(T0 + 60_000);
+        timer.apply(&Command::Stop, T0 + 60_000).unwrap();
+        timer
+            .apply(
+                &Command::Note {
+                    text: "Xin kết thúc".into(),
+                },
+                T0 + 61_000,
+            )
+            .unwrap();
+        assert_eq!(timer.snapshot(T0 + 62_000).undo_until_ms, Some(T0 + 70_000));
+        timer.apply(&Command::Undo, T0 + 65_000).unwrap();
+        let back = timer.snapshot(T0 + 65_000);
+        assert_eq!(
+            (back.state, back.deadline_ms),
+            (TimerState::Running, running.deadline_ms),
+            "as if never stopped"
+        );
+        assert_eq!(
+            back.note.as_deref(),
+            Some("Xin kết thúc"),
+            "the note is not part of the undo"
+        );
+        assert!(back.rev > running.rev);
+        assert_eq!(
+            timer.apply(&Command::Undo, T0 + 66_000),
+            Err(TimerError::NothingToUndo),
+            "once"
+        );
+        // After ten seconds, or after another change, there is nothing to undo.
+        timer.apply(&Command::Next, T0 + 100_000).unwrap();
+        assert_eq!(
+            timer.apply(&Command::Undo, T0 + 110_001),
+            Err(TimerError::NothingToUndo)
+        );
+        timer
+            .apply(&Command::Start { slot: None }, T0 + 120_000)
+            .unwrap();
+        timer.apply(&Command::Stop, T0 + 130_000).unwrap();
+        timer
+            .apply(&Command::Adjust { seconds: 60 }, T0 + 130_000)
+            .unwrap_err();
+        timer
+            .apply(&Command::Reset { slot: None }, T0 + 131_000)
+            .unwrap();
+        timer.apply(&Command::Undo, T0 + 132_000).unwrap();
+        assert_eq!(
+            timer.current().unwrap().state,
+            SlotState::Done,
+            "the reset is undone"
+        );
+        assert!(timer.current().unwrap().earlier.is_empty());
     }
 }

@@ -80,6 +80,7 @@ async fn timer_command(
                 })?,
             },
             "reset" => Command::Reset { slot: body.slot },
+            "undo" => Command::Undo,
             "screen" => Command::Screen {
                 show: body.show.as_deref().and_then(Screen::parse).ok_or_else(|| {
                     ApiError::BadRequest(
@@ -95,7 +96,7 @@ async fn timer_command(
                 })?,
             },
             _ => return Err(ApiError::NotFound(
-                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset, screen, note"
+                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset, undo, screen, note"
                     .into(),
             )),
         };

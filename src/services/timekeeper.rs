@@ -3,6 +3,7 @@
 //! timer does by itself: pause when the presenting site drops, and auto_stop.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub struct Timekeeper {
     /// command waits for the first to be on disk. Take `timer` inside it, never the
     /// other way round.
     lane: tokio::sync::Mutex<()>,
+    /// Overtime already added to `diemcau_timer_overtime_seconds_total`: a counter only
+    /// grows, so an undone stop is not counted twice when the slot ends again.
+    overtime_counted_ms: AtomicI64,
     /// Guards the answer given to each `command_id`, so a retry changes nothing. A std
     /// `Mutex` held for one map look-up or insert; never across an await.
     answered: Mutex<HashMap<String, Value>>,
@@ -121,10 +125,12 @@ impl Timekeeper {
                 answered.insert(id, answer);
             }
         }
-        metrics.timer_overtime(timer.overtime_total_ms());
+        let overtime_counted_ms = timer.overtime_total_ms();
+        metrics.timer_overtime(overtime_counted_ms);
         Ok(Timekeeper {
             timer: Mutex::new(timer),
             lane: tokio::sync::Mutex::new(()),
+            overtime_counted_ms: AtomicI64::new(overtime_counted_ms),
             answered: Mutex::new(answered),
             changed: Notify::new(),
             pause_on_site_loss,
@@ -178,9 +184,9 @@ impl Timekeeper {
             let current = self.timer();
             let mut next = current.clone();
             next.apply(&command, now)?;
-            let finished = newly_done_overtime(&current, &next, now);
             let snapshot = next.snapshot(now);
-            (next, snapshot, finished)
+            let overtime = next.overtime_total_ms();
+            (next, snapshot, overtime)
         };
         let answer = serde_json::to_value(&snapshot).expect("snapshot serializes");
         let row = NewCommand {
@@ -197,11 +203,19 @@ impl Timekeeper {
         if let Some(id) = command_id {
             self.answered.lock().unwrap().insert(id, answer.clone());
         }
-        self.metrics.timer_overtime(finished);
+        self.count_overtime(finished);
         tracing::info!(actor, command = ?command, rev = snapshot.rev, state = snapshot.state.as_str(), "timer command");
         self.broadcast(&snapshot);
         self.changed.notify_one();
         Ok(answer)
+    }
+
+    /// Adds to the overtime counter what the record's total has grown by.
+    fn count_overtime(&self, total_ms: i64) {
+        let before = self
+            .overtime_counted_ms
+            .fetch_max(total_ms, Ordering::SeqCst);
+        self.metrics.timer_overtime(total_ms - before);
     }
 
     /// Sends the snapshot to every bridge (encoded once) and to the live feed.
@@ -301,15 +315,4 @@ impl Timekeeper {
             current.map(|s| s.plan.order),
         );
     }
-}
-
-/// Overtime of a slot that this command finished.
-fn newly_done_overtime(before: &Timer, after: &Timer, now: EpochMs) -> i64 {
-    before
-        .slots()
-        .iter()
-        .zip(after.slots())
-        .filter(|(b, a)| b.state != SlotState::Done && a.state == SlotState::Done)
-        .map(|(_, a)| a.overtime_ms(now))
-        .sum()
 }

@@ -1539,6 +1539,27 @@ async fn the_console_says_what_its_button_will_do_and_a_clicker_drives_it_with_c
     press(&console, "\u{E00C}").await; // Escape
     assert_eq!(seen(&console, "#help").await["visible"], false);
     console.screenshot("console-armed").await;
+
+    // A stop can be undone for ten seconds: slot 2 runs on as if never stopped.
+    assert_eq!(seen(&console, "#btn-undo").await["visible"], false);
+    press(&console, " ").await;
+    let running = timer_until(&app, "slot 2 runs", |t| {
+        t["slot"]["order"] == 2 && t["state"] == "running"
+    })
+    .await;
+    press(&console, "s").await;
+    press(&console, "s").await;
+    timer_until(&app, "stopped", |t| t["state"] == "done").await;
+    // (Its words stay in a hidden button: wait until a person can see it.)
+    let deadline = Instant::now() + WAIT;
+    while seen(&console, "#btn-undo").await["visible"] != true {
+        assert!(Instant::now() < deadline, "no “Hoàn tác” after the stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(console.text("#btn-undo").await.starts_with("↶ Hoàn tác ("));
+    press(&console, "u").await;
+    let back = timer_until(&app, "undone", |t| t["state"] == "running").await;
+    assert_eq!(back["deadline_ms"], running["deadline_ms"]);
     console.close().await;
 }
 

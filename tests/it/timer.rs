@@ -507,3 +507,46 @@ fn every_message_that_names_a_button_names_one_the_console_has() {
     }
     assert!(named >= 4, "{named}");
 }
+
+#[tokio::test]
+async fn undo_brings_back_a_stopped_slot_exactly_is_recorded_and_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), fast).await;
+    let running = secretary(&app, "start", json!({"slot": 7})).await;
+    let stopped = secretary(&app, "stop", json!({})).await;
+    assert!(
+        stopped["undo_until_ms"].as_i64().unwrap() > now_ms() + 9_000,
+        "{stopped}"
+    );
+    let back = secretary(&app, "undo", json!({})).await;
+    assert_eq!(back["state"], "running");
+    assert_eq!(
+        back["deadline_ms"], running["deadline_ms"],
+        "as if it had never stopped"
+    );
+    let (status, again) = command(&app, "undo", json!({}), Some(app.key("secretary"))).await;
+    assert_eq!(status, 409, "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("Không còn gì để hoàn tác")
+    );
+    assert_eq!(
+        command(&app, "undo", json!({}), Some(app.key("display")))
+            .await
+            .0,
+        403
+    );
+    app.stop().await;
+    let app = spawn_app_in(dir.path(), fast).await;
+    let (_, timer) = app.get("/api/timer", Some(app.key("secretary"))).await;
+    assert_eq!(
+        (timer["state"].as_str(), timer["slot"]["order"].as_u64()),
+        (Some("running"), Some(7))
+    );
+    assert_eq!(
+        timer["deadline_ms"], running["deadline_ms"],
+        "the replay agrees"
+    );
+}
