@@ -171,22 +171,33 @@ impl Browser {
     }
 
     /// Makes the page's viewport (not the window, which has a frame) `width`×`height`.
+    /// A resize lands a moment later: read the viewport until it settles, then size the
+    /// window by the frame measured (window minus viewport).
     async fn viewport(&self, width: u32, height: u32) {
         let (mut w, mut h) = (width, height);
-        for _ in 0..3 {
+        for _ in 0..6 {
             self.web()
                 .set_window_size(w, h)
                 .await
                 .expect("window resizes");
-            let inner = self.script("return [innerWidth, innerHeight];", "").await;
-            let (iw, ih) = (
-                inner[0].as_u64().unwrap() as u32,
-                inner[1].as_u64().unwrap() as u32,
-            );
-            if (iw, ih) == (width, height) {
+            let mut inner = (0, 0);
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let read = self.script("return [innerWidth, innerHeight];", "").await;
+                let now = (read[0].as_i64().unwrap(), read[1].as_i64().unwrap());
+                if now == inner {
+                    break;
+                }
+                inner = now;
+            }
+            if inner == (width as i64, height as i64) {
                 return;
             }
-            (w, h) = (w + width - iw.min(width), h + height - ih.min(height));
+            let (frame_w, frame_h) = (w as i64 - inner.0, h as i64 - inner.1);
+            (w, h) = (
+                (width as i64 + frame_w) as u32,
+                (height as i64 + frame_h) as u32,
+            );
         }
         panic!("the viewport cannot be made {width}×{height}");
     }
