@@ -1717,3 +1717,50 @@ async fn the_console_and_the_display_say_how_late_the_programme_runs_and_when_it
         b.close().await;
     }
 }
+
+#[tokio::test]
+async fn the_note_to_the_speaker_reaches_the_presenting_communes_bridge_page_only() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let presenting = Browser::start().await;
+    let other = Browser::start().await;
+    presenting
+        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
+        .await;
+    other
+        .open(&app, &format!("/bridge?key={}", app.key("05710")))
+        .await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    app.wait_for_state("05710", "online", WAIT).await;
+    // Slot 17: Phường Phan Đình Phùng presents from its own bridge.
+    app.start_slot(17).await;
+    presenting
+        .text_until("#turn", |t| t.contains("Bạn đang phát biểu"))
+        .await;
+    let (status, _) = app
+        .post(
+            "/api/timer/note",
+            Some(app.key("secretary")),
+            json!({"text": "Xin kết thúc"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let note = presenting
+        .text_until("#note", |t| t == "Thư ký nhắc: Xin kết thúc")
+        .await;
+    assert!(!note.is_empty());
+    let shown = seen(&presenting, "#note").await;
+    assert!(
+        shown["visible"] == true && shown["inside"] == true,
+        "{shown}"
+    );
+    presenting.screenshot("bridge-note").await;
+    // The other commune is not presenting: its page shows no note.
+    other
+        .text_until("#speaker", |t| t.contains("Phần 17"))
+        .await;
+    assert_eq!(seen(&other, "#note").await["visible"], false);
+    for b in [presenting, other] {
+        b.close().await;
+    }
+}
