@@ -136,9 +136,34 @@ function render() {
         el("td", {}, minutes(row.planned_ms + row.added_ms)),
         el("td", {}, minutes(row.actual_ms)),
         el("td", { class: row.overtime_ms > 0 ? "overtime" : "" }, row.overtime_ms > 0 ? minutes(row.overtime_ms) : ""),
+        el("td", {}, row.state === "done" ? "" : el("button", {
+          type: "button", class: "edit", title: "Sửa phần này", "data-edit": String(row.order),
+          onclick: (event) => { event.stopPropagation(); openEdit(row); },
+        }, "✎")),
       ),
     ),
   );
+}
+
+let editing = null; // the order of the slot in the edit form
+
+function openEdit(row) {
+  editing = row.order;
+  $("#edit-title").textContent = `Sửa phần ${row.order}`;
+  $("#edit-unit").value = row.unit;
+  $("#edit-topic").value = row.topic;
+  $("#edit-minutes").value = String(row.planned_ms / 60000);
+  $("#edit-venue").value = row.venue;
+  $("#edit-form").classList.remove("hidden");
+  $("#edit-unit").focus();
+}
+
+async function saveEdit(event) {
+  event.preventDefault();
+  const seconds = Math.round(Number($("#edit-minutes").value) * 60);
+  await command("edit", { slot: editing, unit: $("#edit-unit").value, topic: $("#edit-topic").value, seconds, venue: $("#edit-venue").value.trim() });
+  if (!$("#feedback").textContent) $("#edit-form").classList.add("hidden");
+  refreshAgenda();
 }
 
 function drawCountdown() {
@@ -180,6 +205,8 @@ async function main() {
   $("#btn-reset").addEventListener("click", reset);
   $("#btn-help").addEventListener("click", () => toggleHelp());
   $("#btn-undo").addEventListener("click", () => command("undo"));
+  $("#edit-form").addEventListener("submit", saveEdit);
+  $("#edit-cancel").addEventListener("click", () => $("#edit-form").classList.add("hidden"));
   $("#help-close").addEventListener("click", () => toggleHelp(false));
   for (const b of document.querySelectorAll(".hall-screen button")) b.addEventListener("click", () => command("screen", { show: b.dataset.screen }));
   for (const b of document.querySelectorAll("[data-note]")) b.addEventListener("click", () => command("note", { text: b.dataset.note }));

@@ -172,32 +172,6 @@ impl Agenda {
         self.presentations.len()
     }
 
-    /// Stored results name their slot by order, with the unit they were for: the ones
-    /// this agenda would show under another unit (an edited CSV must never move one
-    /// department's timing onto another). Each slot once, in order.
-    pub fn moved_results<'a>(
-        &self,
-        recorded: impl IntoIterator<Item = (u32, &'a str)>,
-    ) -> Vec<MovedResult> {
-        let mut moved: Vec<MovedResult> = Vec::new();
-        for (order, unit) in recorded {
-            let now = self
-                .presentations
-                .iter()
-                .find(|p| p.order == order)
-                .map(|p| p.unit.clone());
-            if now.as_deref() != Some(unit) && !moved.iter().any(|m| m.order == order) {
-                moved.push(MovedResult {
-                    order,
-                    now,
-                    stored: unit.to_string(),
-                });
-            }
-        }
-        moved.sort_by_key(|m| m.order);
-        moved
-    }
-
     pub fn is_empty(&self) -> bool {
         self.presentations.is_empty()
     }
@@ -282,42 +256,6 @@ mod tests {
         assert_eq!(
             last.topic,
             "Phát huy vai trò “chính quyền gần dân, sát dân” trong mô hình chính quyền địa phương 02 cấp"
-        );
-    }
-
-    #[test]
-    fn results_stored_for_one_unit_are_never_shown_under_another() {
-        let agenda = Agenda::parse(
-            "agenda.csv",
-            include_bytes!("../../config/agenda.csv"),
-            &roster(),
-            420,
-        )
-        .unwrap();
-        let (three, four) = (
-            agenda.presentations[2].unit.clone(),
-            agenda.presentations[3].unit.clone(),
-        );
-        assert!(
-            agenda
-                .moved_results([(3, three.as_str()), (4, four.as_str())])
-                .is_empty()
-        );
-        // Rows 3 and 4 swapped in the CSV between two runs.
-        let moved = agenda.moved_results([
-            (3, four.as_str()),
-            (3, four.as_str()),
-            (4, three.as_str()),
-            (27, "Sở X"),
-        ]);
-        assert_eq!(moved.len(), 3, "{moved:?}");
-        assert_eq!(
-            moved[0].to_string(),
-            format!("row 3 is now “{three}” but its stored timings are “{four}”'s")
-        );
-        assert_eq!(
-            moved[2].to_string(),
-            "row 27 is gone but “Sở X” has stored timings under it"
         );
     }
 }

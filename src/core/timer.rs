@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::agenda::{Agenda, Presentation, Venue};
+use crate::core::agenda::{Agenda, MovedResult, Presentation, Venue};
 use crate::core::sites::SiteId;
 use crate::core::time::EpochMs;
 
@@ -346,6 +346,19 @@ pub enum Command {
     },
     /// The auto_stop policy's grace ran out.
     AutoStop,
+    /// Changes a slot on the day (not one that is done): its unit, topic, planned
+    /// length or venue (`hall` or a site code the caller checked in the roster).
+    Edit {
+        slot: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unit: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        venue: Option<String>,
+    },
     /// Puts back the state before the last `next`, `stop` or `reset`, exactly (a
     /// running slot runs on as if never stopped), within `UNDO_MS`.
     Undo,
@@ -410,6 +423,14 @@ pub enum TimerError {
         "Không còn gì để hoàn tác (chỉ trong 10 giây sau Phần tiếp, Kết thúc hoặc Chạy lại) — nothing to undo: undo works for 10 s after next, stop or reset"
     )]
     NothingToUndo,
+    #[error(
+        "Đơn vị không để trống, đơn vị và chủ đề tối đa 300 ký tự, thời lượng từ 1 đến 3600 giây, địa điểm là hall hoặc mã điểm cầu — unit must not be empty; unit and topic at most 300 characters; seconds 1 to 3600; venue hall or a site code"
+    )]
+    BadEdit,
+    #[error(
+        "Phần {0} đã xong: kết quả của nó không đổi sang đơn vị khác được — slot {0} is done: its record stays as it is"
+    )]
+    EditDone(u32),
 }
 
 impl TimerError {
@@ -417,7 +438,10 @@ impl TimerError {
     pub fn is_bad_request(&self) -> bool {
         matches!(
             self,
-            TimerError::UnknownSlot(_) | TimerError::AdjustOutOfRange | TimerError::NoteTooLong
+            TimerError::UnknownSlot(_)
+                | TimerError::AdjustOutOfRange
+                | TimerError::NoteTooLong
+                | TimerError::BadEdit
         )
     }
 }
@@ -527,7 +551,7 @@ impl Timer {
             policy,
             screen: Screen::Timer,
             note: None,
-            planned_starts: planned_starts(agenda, policy.programme_start_ms),
+            planned_starts: planned_starts(agenda.presentations.iter(), policy.programme_start_ms),
             undo: None,
         }
     }
@@ -719,6 +743,53 @@ impl Timer {
                 });
             }
             Command::Undo => return self.undo(now),
+            Command::Edit {
+                slot,
+                unit,
+                topic,
+                seconds,
+                venue,
+            } => {
+                let i = self.index(*slot)?;
+                if self.slots[i].state == SlotState::Done {
+                    return Err(TimerError::EditDone(*slot));
+                }
+                let text_ok = |t: &Option<String>, empty_ok: bool| {
+                    t.as_ref().is_none_or(|t| {
+                        let t = t.trim();
+                        (empty_ok || !t.is_empty())
+                            && t.chars().count() <= crate::core::table::MAX_CELL_CHARS
+                    })
+                };
+                let venue = match venue.as_deref().map(str::trim) {
+                    None => None,
+                    Some("hall") => Some(Venue::Hall),
+                    Some(code) => Some(Venue::Site(code.parse().map_err(|_| TimerError::BadEdit)?)),
+                };
+                if !text_ok(unit, false)
+                    || !text_ok(topic, true)
+                    || seconds.is_some_and(|s| !(1..=3600).contains(&s))
+                {
+                    return Err(TimerError::BadEdit);
+                }
+                let plan = &mut self.slots[i].plan;
+                if let Some(unit) = unit {
+                    plan.unit = unit.trim().to_string();
+                }
+                if let Some(topic) = topic {
+                    plan.topic = topic.trim().to_string();
+                }
+                if let Some(seconds) = seconds {
+                    plan.slot_seconds = *seconds;
+                }
+                if let Some(venue) = venue {
+                    plan.venue = venue;
+                }
+                self.planned_starts = planned_starts(
+                    self.slots.iter().map(|s| &s.plan),
+                    self.policy.programme_start_ms,
+                );
+            }
             Command::Screen { show } => self.screen = *show,
             Command::Note { text } => {
                 let text = text.trim();
@@ -813,6 +884,22 @@ impl Timer {
                 }
             })
             .collect()
+    }
+
+    /// A stored answer left slot `order` of `unit` current: `Some` when this timer (the
+    /// agenda as loaded now, with the stored commands replayed so far) has another unit
+    /// there — an edited CSV would move that timing onto another unit.
+    pub fn moved_result(&self, order: u32, unit: &str) -> Option<MovedResult> {
+        let now = self
+            .slots
+            .iter()
+            .find(|s| s.plan.order == order)
+            .map(|s| s.plan.unit.clone());
+        (now.as_deref() != Some(unit)).then(|| MovedResult {
+            order,
+            now,
+            stored: unit.to_string(),
+        })
     }
 
     /// Where the programme stands: each slot ends when it did, when it will at this pace
@@ -924,14 +1011,15 @@ impl Timer {
 }
 
 /// Each row's own start, else the end of the row before (from the programme's start).
-fn planned_starts(agenda: &Agenda, start: Option<EpochMs>) -> Vec<Option<EpochMs>> {
+fn planned_starts<'a>(
+    presentations: impl ExactSizeIterator<Item = &'a Presentation>,
+    start: Option<EpochMs>,
+) -> Vec<Option<EpochMs>> {
     let Some(day) = start else {
-        return vec![None; agenda.presentations.len()];
+        return vec![None; presentations.len()];
     };
     let mut next = day;
-    agenda
-        .presentations
-        .iter()
+    presentations
         .map(|p| {
             let begins = p
                 .start_minutes
@@ -1533,5 +1621,60 @@ mod tests {
             "the reset is undone"
         );
         assert!(timer.current().unwrap().earlier.is_empty());
+    }
+
+    #[test]
+    fn a_slot_is_changed_on_the_day_but_never_a_finished_one() {
+        let mut timer = timer();
+        let edit = |slot, unit: Option<&str>, seconds| Command::Edit {
+            slot,
+            unit: unit.map(str::to_string),
+            topic: Some("Chủ đề mới".into()),
+            seconds,
+            venue: Some("hall".into()),
+        };
+        timer
+            .apply(&edit(5, Some(" Sở Nội vụ (thay) "), Some(300)), T0)
+            .unwrap();
+        let five = &timer.reports(T0)[4];
+        assert_eq!(
+            (five.unit.as_str(), five.topic.as_str(), five.planned_ms),
+            ("Sở Nội vụ (thay)", "Chủ đề mới", 300_000)
+        );
+        timer.apply(&Command::Start { slot: Some(5) }, T0).unwrap();
+        assert_eq!(timer.snapshot(T0).slot.unwrap().unit, "Sở Nội vụ (thay)");
+        assert_eq!(timer.snapshot(T0).duration_ms, Some(300_000));
+        timer.apply(&Command::Stop, T0 + 1_000).unwrap();
+        assert_eq!(
+            timer.apply(&edit(5, Some("Sở khác"), None), T0),
+            Err(TimerError::EditDone(5))
+        );
+        for bad in [
+            edit(6, Some("  "), None),
+            edit(6, None, Some(0)),
+            edit(6, Some(&"x".repeat(301)), None),
+        ] {
+            assert_eq!(timer.apply(&bad, T0), Err(TimerError::BadEdit), "{bad:?}");
+        }
+        assert_eq!(
+            timer.apply(&edit(99, None, None), T0),
+            Err(TimerError::UnknownSlot(99))
+        );
+    }
+
+    #[test]
+    fn a_stored_timing_is_checked_against_the_unit_now_at_its_row() {
+        let timer = timer();
+        let three = timer.slots()[2].plan.unit.clone();
+        assert_eq!(timer.moved_result(3, &three), None);
+        let moved = timer.moved_result(3, "Sở X").unwrap();
+        assert_eq!(
+            moved.to_string(),
+            format!("row 3 is now “{three}” but its stored timings are “Sở X”'s")
+        );
+        assert_eq!(
+            timer.moved_result(27, "Sở X").unwrap().to_string(),
+            "row 27 is gone but “Sở X” has stored timings under it"
+        );
     }
 }

@@ -41,6 +41,10 @@ struct CommandBody {
     show: Option<String>,
     /// `note`: the words for the speaker (empty clears).
     text: Option<String>,
+    /// `edit`: the slot's new unit, topic, venue (`hall` or a site code).
+    unit: Option<String>,
+    topic: Option<String>,
+    venue: Option<String>,
     command_id: Option<String>,
 }
 
@@ -81,6 +85,34 @@ async fn timer_command(
             },
             "reset" => Command::Reset { slot: body.slot },
             "undo" => Command::Undo,
+            "edit" => {
+                let slot = body.slot.ok_or_else(slot_required)?;
+                if let Some(code) = body.venue.as_deref().filter(|v| v.trim() != "hall") {
+                    let known = code
+                        .trim()
+                        .parse::<crate::core::sites::SiteId>()
+                        .ok()
+                        .and_then(|id| app.roster.index_of(id));
+                    if known.is_none() {
+                        return Err(ApiError::BadRequest(format!(
+                            "venue `{code}` is neither hall nor a site of the roster"
+                        )));
+                    }
+                }
+                let seconds = match body.seconds {
+                    None => None,
+                    Some(s) => Some(u32::try_from(s).map_err(|_| {
+                        ApiError::BadRequest("seconds must be from 1 to 3600".into())
+                    })?),
+                };
+                Command::Edit {
+                    slot,
+                    unit: body.unit,
+                    topic: body.topic,
+                    seconds,
+                    venue: body.venue,
+                }
+            }
             "screen" => Command::Screen {
                 show: body.show.as_deref().and_then(Screen::parse).ok_or_else(|| {
                     ApiError::BadRequest(
@@ -96,7 +128,7 @@ async fn timer_command(
                 })?,
             },
             _ => return Err(ApiError::NotFound(
-                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset, undo, screen, note"
+                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset, undo, edit, screen, note"
                     .into(),
             )),
         };

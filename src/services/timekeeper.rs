@@ -87,25 +87,10 @@ impl Timekeeper {
         let mut timer = Timer::new(agenda, policy);
         let mut answered = HashMap::new();
         let stored_commands = store.load_timer_commands()?;
-        // Each answer names the slot it left current, with its unit: the stored
-        // results must land on the same units, whatever was edited in the CSV.
-        let answers: Vec<Value> = stored_commands
-            .iter()
-            .filter_map(|c| serde_json::from_str(&c.result).ok())
-            .collect();
-        let moved = agenda.moved_results(answers.iter().filter_map(|answer| {
-            let slot = &answer["slot"];
-            Some((slot["order"].as_u64()? as u32, slot["unit"].as_str()?))
-        }));
-        if !moved.is_empty() {
-            return Err(RestoreError::ResultsWouldMove(
-                moved
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ));
-        }
+        // Each answer names the slot it left current, with its unit: replayed on the
+        // agenda as loaded now, every command must leave the same unit there, or an
+        // edited CSV would move that timing onto another unit.
+        let mut moved: Vec<crate::core::agenda::MovedResult> = Vec::new();
         for stored in stored_commands {
             let replayed = serde_json::from_str::<Command>(&stored.command)
                 .map_err(|e| e.to_string())
@@ -119,11 +104,30 @@ impl Timekeeper {
                 tracing::warn!(id = stored.id, %reason, "stored timer command no longer applies; skipped");
                 continue;
             }
-            if let (Some(id), Ok(answer)) =
-                (stored.command_id, serde_json::from_str(&stored.result))
+            let answer: Option<Value> = serde_json::from_str(&stored.result).ok();
+            let slot = answer.as_ref().map(|a| &a["slot"]);
+            if let Some((order, unit)) =
+                slot.and_then(|s| Some((s["order"].as_u64()?, s["unit"].as_str()?)))
             {
+                if let Some(m) = timer.moved_result(order as u32, unit) {
+                    if !moved.iter().any(|seen| seen.order == m.order) {
+                        moved.push(m);
+                    }
+                }
+            }
+            if let (Some(id), Some(answer)) = (stored.command_id, answer) {
                 answered.insert(id, answer);
             }
+        }
+        if !moved.is_empty() {
+            moved.sort_by_key(|m| m.order);
+            return Err(RestoreError::ResultsWouldMove(
+                moved
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
         }
         let overtime_counted_ms = timer.overtime_total_ms();
         metrics.timer_overtime(overtime_counted_ms);

@@ -1764,3 +1764,57 @@ async fn the_note_to_the_speaker_reaches_the_presenting_communes_bridge_page_onl
         b.close().await;
     }
 }
+
+#[tokio::test]
+async fn the_secretary_changes_a_slot_from_the_console_and_the_hall_sees_it() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|_| {}).await;
+    let console = Browser::start().await;
+    let display = Browser::start().await;
+    console
+        .open(&app, &format!("/console?key={}", app.key("secretary")))
+        .await;
+    display
+        .open(&app, &format!("/display?key={}", app.key("display")))
+        .await;
+    console
+        .text_until("#agenda", |t| t.contains("Sở Nội vụ"))
+        .await;
+    console.click("[data-edit=\"5\"]").await;
+    assert_eq!(seen(&console, "#edit-form").await["visible"], true);
+    let unit = console
+        .web()
+        .find(Locator::Css("#edit-unit"))
+        .await
+        .unwrap();
+    unit.clear().await.unwrap();
+    unit.send_keys("Sở Nội vụ (Phó Giám đốc trình bày thay)")
+        .await
+        .unwrap();
+    let length = console
+        .web()
+        .find(Locator::Css("#edit-minutes"))
+        .await
+        .unwrap();
+    length.clear().await.unwrap();
+    length.send_keys("5").await.unwrap();
+    console.click("#edit-form button[type=submit]").await;
+    console
+        .text_until("#agenda tr:nth-child(5)", |t| {
+            t.contains("Phó Giám đốc trình bày thay") && t.contains("5:00")
+        })
+        .await;
+    assert_eq!(seen(&console, "#edit-form").await["visible"], false);
+    app.start_slot(5).await;
+    display
+        .text_until("#unit", |t| t == "Sở Nội vụ (Phó Giám đốc trình bày thay)")
+        .await;
+    display
+        .text_until("#countdown", |t| {
+            t.starts_with("5:00") || t.starts_with("4:5")
+        })
+        .await;
+    for b in [console, display] {
+        b.close().await;
+    }
+}

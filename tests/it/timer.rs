@@ -550,3 +550,71 @@ async fn undo_brings_back_a_stopped_slot_exactly_is_recorded_and_replayed_after_
         "the replay agrees"
     );
 }
+
+#[tokio::test]
+async fn a_slot_changed_on_the_day_is_recorded_and_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), fast).await;
+    let edit = json!({"slot": 5, "unit": "Sở Nội vụ (ông Phó Giám đốc thay)", "seconds": 300, "venue": SITE});
+    let answer = secretary(&app, "edit", edit).await;
+    assert_eq!(
+        answer["next"]["unit"], "Văn phòng UBND tỉnh",
+        "not selected by the edit"
+    );
+    for (body, code) in [
+        (json!({"slot": 5, "venue": "99999"}), 400),
+        (json!({"slot": 5, "unit": " "}), 400),
+        (json!({"slot": 5, "seconds": -5}), 400),
+        (json!({"unit": "x"}), 400),
+    ] {
+        assert_eq!(
+            command(&app, "edit", body.clone(), Some(app.key("secretary")))
+                .await
+                .0,
+            code,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        command(
+            &app,
+            "edit",
+            json!({"slot": 5, "unit": "x"}),
+            Some(app.key("operator"))
+        )
+        .await
+        .0,
+        403
+    );
+    let started = secretary(&app, "start", json!({"slot": 5})).await;
+    assert_eq!(started["slot"]["unit"], "Sở Nội vụ (ông Phó Giám đốc thay)");
+    assert_eq!(started["slot"]["venue"], SITE);
+    assert_eq!(started["duration_ms"], 300_000);
+    secretary(&app, "stop", json!({})).await;
+    let (status, refused) = command(
+        &app,
+        "edit",
+        json!({"slot": 5, "unit": "Sở khác"}),
+        Some(app.key("secretary")),
+    )
+    .await;
+    assert_eq!(status, 409, "a finished slot keeps its record: {refused}");
+    app.stop().await;
+    // The edit is replayed before the timings it explains: the service starts, slot 5 as changed.
+    let app = spawn_app_in(dir.path(), fast).await;
+    let (_, agenda) = app.get("/api/agenda", Some(app.key("secretary"))).await;
+    let five = &agenda["slots"][4];
+    assert_eq!(
+        (
+            five["unit"].as_str(),
+            five["planned_ms"].as_i64(),
+            five["state"].as_str()
+        ),
+        (
+            Some("Sở Nội vụ (ông Phó Giám đốc thay)"),
+            Some(300_000),
+            Some("done")
+        ),
+        "{five}"
+    );
+}
