@@ -145,10 +145,14 @@ function render() {
   );
 }
 
-let editing = null; // the order of the slot in the edit form
+let editing = null; // the order of the slot in the edit form; null: a new slot
 
 function openEdit(row) {
   editing = row.order;
+  $("#edit-after-label").classList.add("hidden");
+  $("#edit-row-actions").classList.remove("hidden");
+  $("#edit-save").textContent = "Lưu thay đổi";
+  $("#edit-to").value = String(row.order);
   $("#edit-title").textContent = `Sửa phần ${row.order}`;
   $("#edit-unit").value = row.unit;
   $("#edit-topic").value = row.topic;
@@ -158,10 +162,27 @@ function openEdit(row) {
   $("#edit-unit").focus();
 }
 
+/** The form for a slot added on the day, after the chosen one (or at the end). */
+function openInsert() {
+  editing = null;
+  $("#edit-title").textContent = "Thêm phần mới";
+  for (const field of ["#edit-unit", "#edit-topic", "#edit-venue"]) $(field).value = "";
+  $("#edit-minutes").value = "7";
+  $("#edit-venue").value = "hall";
+  $("#edit-after").value = String(timer?.slot?.order ?? agenda.length);
+  $("#edit-after-label").classList.remove("hidden");
+  $("#edit-row-actions").classList.add("hidden");
+  $("#edit-save").textContent = "Thêm vào chương trình";
+  $("#edit-form").classList.remove("hidden");
+  $("#edit-unit").focus();
+}
+
 async function saveEdit(event) {
   event.preventDefault();
   const seconds = Math.round(Number($("#edit-minutes").value) * 60);
-  await command("edit", { slot: editing, unit: $("#edit-unit").value, topic: $("#edit-topic").value, seconds, venue: $("#edit-venue").value.trim() });
+  const fields = { unit: $("#edit-unit").value, topic: $("#edit-topic").value, seconds, venue: $("#edit-venue").value.trim() };
+  if (editing === null) await command("insert", { ...fields, after: Number($("#edit-after").value) });
+  else await command("edit", { slot: editing, ...fields });
   if (!$("#feedback").textContent) $("#edit-form").classList.add("hidden");
   refreshAgenda();
 }
@@ -207,6 +228,15 @@ async function main() {
   $("#btn-undo").addEventListener("click", () => command("undo"));
   $("#edit-form").addEventListener("submit", saveEdit);
   $("#edit-cancel").addEventListener("click", () => $("#edit-form").classList.add("hidden"));
+  $("#btn-insert").addEventListener("click", openInsert);
+  const closeAfter = async (name, body) => {
+    await command(name, body);
+    if (!$("#feedback").textContent) $("#edit-form").classList.add("hidden");
+    refreshAgenda();
+  };
+  $("#edit-move").addEventListener("click", () => closeAfter("move", { slot: editing, to: Number($("#edit-to").value) }));
+  $("#edit-withdraw").addEventListener("click", () =>
+    confirmThen("withdraw", $("#edit-withdraw"), `Bấm “Rút khỏi chương trình” lần nữa trong 3 giây để rút phần ${editing}.`, () => closeAfter("withdraw", { slot: editing })));
   $("#help-close").addEventListener("click", () => toggleHelp(false));
   for (const b of document.querySelectorAll(".hall-screen button")) b.addEventListener("click", () => command("screen", { show: b.dataset.screen }));
   for (const b of document.querySelectorAll("[data-note]")) b.addEventListener("click", () => command("note", { text: b.dataset.note }));

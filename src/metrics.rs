@@ -49,6 +49,18 @@ struct SlotLabels {
     unit: String,
 }
 
+fn slot_labels_of(p: &crate::core::agenda::Presentation) -> CurrentSlotLabels {
+    let venue = match p.venue {
+        crate::core::agenda::Venue::Hall => "hall".to_string(),
+        crate::core::agenda::Venue::Site(id) => id.to_string(),
+    };
+    CurrentSlotLabels {
+        order: p.order.to_string(),
+        unit: p.unit.clone(),
+        venue,
+    }
+}
+
 /// A slot with where it is presented from: `hall`, or the site's id.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CurrentSlotLabels {
@@ -100,7 +112,10 @@ pub struct Metrics {
     timer_overtime: Counter<f64, AtomicU64>,
     timer_state: Family<StateLabels, Gauge>,
     /// Each slot's "is the current one" gauge, by order.
-    current_slot: Vec<(u32, Gauge)>,
+    current_slot: Family<CurrentSlotLabels, Gauge>,
+    /// Every slot label set created so far (a slot changed on the day gets new labels;
+    /// the old ones stay at 0). A std `Mutex` held for one update.
+    slot_labels: std::sync::Mutex<Vec<CurrentSlotLabels>>,
     /// By site index; only sites with a probe address have them.
     devices: std::collections::HashMap<SiteIdx, (Gauge, FloatGauge)>,
 }
@@ -303,22 +318,11 @@ impl Metrics {
             "1 for the slot the timer is on now (its order, unit and venue: hall or a site id), 0 for the others",
             current_family.clone(),
         );
-        let current_slot = agenda
-            .presentations
-            .iter()
-            .map(|p| {
-                let venue = match p.venue {
-                    crate::core::agenda::Venue::Hall => "hall".to_string(),
-                    crate::core::agenda::Venue::Site(id) => id.to_string(),
-                };
-                let labels = CurrentSlotLabels {
-                    order: p.order.to_string(),
-                    unit: p.unit.clone(),
-                    venue,
-                };
-                (p.order, current_family.get_or_create_owned(&labels))
-            })
-            .collect();
+        let slot_labels: Vec<CurrentSlotLabels> =
+            agenda.presentations.iter().map(slot_labels_of).collect();
+        for labels in &slot_labels {
+            current_family.get_or_create(labels).set(0);
+        }
 
         let probe_success = Family::<SiteLabels, Gauge>::default();
         registry.register(
@@ -369,7 +373,8 @@ impl Metrics {
             timer_remaining,
             timer_overtime,
             timer_state,
-            current_slot,
+            current_slot: current_family,
+            slot_labels: std::sync::Mutex::new(slot_labels),
         }
     }
 
@@ -468,10 +473,16 @@ impl Metrics {
         &self,
         state: TimerState,
         remaining_ms: Option<i64>,
-        current_order: Option<u32>,
+        current: Option<&crate::core::agenda::Presentation>,
     ) {
-        for (order, gauge) in &self.current_slot {
-            gauge.set(i64::from(Some(*order) == current_order));
+        let mut known = self.slot_labels.lock().unwrap_or_else(|e| e.into_inner());
+        let now = current.map(slot_labels_of);
+        if let Some(labels) = now.as_ref().filter(|l| !known.contains(l)) {
+            known.push(labels.clone());
+        }
+        for labels in known.iter() {
+            let on = now.as_ref() == Some(labels);
+            self.current_slot.get_or_create(labels).set(i64::from(on));
         }
         for s in TimerState::ALL {
             self.timer_state

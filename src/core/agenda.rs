@@ -26,6 +26,9 @@ impl Serialize for Venue {
 /// One presentation (tham luận).
 #[derive(Clone, Debug, Serialize)]
 pub struct Presentation {
+    /// The row's stable name: its `id` column, else its order as first loaded; a slot
+    /// inserted on the day is `them-1`, `them-2`, …
+    pub id: String,
     pub order: u32,
     pub unit: String,
     pub unit_kind: String,
@@ -72,7 +75,7 @@ pub struct Agenda {
 }
 
 const REQUIRED: &[&str] = &["order", "unit", "unit_kind", "topic"];
-const OPTIONAL: &[&str] = &["venue", "slot_seconds", "start"];
+const OPTIONAL: &[&str] = &["venue", "slot_seconds", "start", "id"];
 /// A slot longer than an hour is a typo (minutes typed as seconds are caught below it).
 const MAX_SLOT_SECONDS: u32 = 3600;
 
@@ -151,7 +154,27 @@ impl Agenda {
                     )
                 })?),
             };
+            let id = match row.get("id") {
+                None => order.to_string(),
+                Some(id)
+                    if id.len() <= 32
+                        && id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) =>
+                {
+                    id.to_string()
+                }
+                Some(id) => {
+                    return Err(
+                        table.error(line, format!("id `{id}`: up to 32 letters, digits, - or _"))
+                    );
+                }
+            };
+            if presentations.iter().any(|p| p.id == id) {
+                return Err(table.error(line, format!("duplicate id {id}")));
+            }
             presentations.push(Presentation {
+                id,
                 order,
                 unit: unit.to_string(),
                 unit_kind,

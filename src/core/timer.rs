@@ -359,6 +359,25 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         venue: Option<String>,
     },
+    /// Moves slot `slot` to position `to` (1 = first); the others close up.
+    Move {
+        slot: u32,
+        to: u32,
+    },
+    /// Adds a slot after position `after` (0: first), e.g. a late addition to the
+    /// programme.
+    Insert {
+        after: u32,
+        unit: String,
+        #[serde(default)]
+        topic: String,
+        seconds: u32,
+        venue: String,
+    },
+    /// Takes out a slot that never ran (one with a record stays).
+    Withdraw {
+        slot: u32,
+    },
     /// Puts back the state before the last `next`, `stop` or `reset`, exactly (a
     /// running slot runs on as if never stopped), within `UNDO_MS`.
     Undo,
@@ -431,6 +450,12 @@ pub enum TimerError {
         "Phần {0} đã xong: kết quả của nó không đổi sang đơn vị khác được — slot {0} is done: its record stays as it is"
     )]
     EditDone(u32),
+    #[error("Vị trí {0} không có trong chương trình — there is no position {0}")]
+    NoPosition(u32),
+    #[error(
+        "Phần {0} đã chạy, không rút khỏi chương trình được (kết quả được giữ) — slot {0} has run: it cannot be withdrawn"
+    )]
+    WithdrawHasRecord(u32),
 }
 
 impl TimerError {
@@ -442,6 +467,7 @@ impl TimerError {
                 | TimerError::AdjustOutOfRange
                 | TimerError::NoteTooLong
                 | TimerError::BadEdit
+                | TimerError::NoPosition(_)
         )
     }
 }
@@ -449,6 +475,7 @@ impl TimerError {
 /// A slot as the snapshot names it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SlotBrief {
+    pub id: String,
     pub order: u32,
     pub unit: String,
     pub topic: String,
@@ -499,6 +526,7 @@ pub struct ProgrammeNow {
 /// One slot for the agenda and the minutes.
 #[derive(Clone, Debug, Serialize)]
 pub struct SlotReport {
+    pub id: String,
     pub order: u32,
     pub unit: String,
     pub unit_kind: String,
@@ -535,6 +563,8 @@ pub struct Timer {
     planned_starts: Vec<Option<EpochMs>>,
     /// The state before the last next, stop or reset, and when that was.
     undo: Option<Box<(Timer, EpochMs)>>,
+    /// Slots inserted on the day so far (their ids: `them-1`, …).
+    inserted: u32,
 }
 
 impl Timer {
@@ -553,6 +583,7 @@ impl Timer {
             note: None,
             planned_starts: planned_starts(agenda.presentations.iter(), policy.programme_start_ms),
             undo: None,
+            inserted: 0,
         }
     }
 
@@ -743,6 +774,68 @@ impl Timer {
                 });
             }
             Command::Undo => return self.undo(now),
+            Command::Move { slot, to } => {
+                let from = self.index(*slot)?;
+                let to = (*to as usize)
+                    .checked_sub(1)
+                    .filter(|t| *t < self.slots.len())
+                    .ok_or(TimerError::NoPosition(*to))?;
+                let current = self.current.map(|c| self.slots[c].plan.id.clone());
+                let moved = self.slots.remove(from);
+                self.slots.insert(to, moved);
+                self.renumber(current);
+            }
+            Command::Insert {
+                after,
+                unit,
+                topic,
+                seconds,
+                venue,
+            } => {
+                let at = *after as usize;
+                if at > self.slots.len() {
+                    return Err(TimerError::NoPosition(*after));
+                }
+                let venue = match venue.trim() {
+                    "hall" | "" => Venue::Hall,
+                    code => Venue::Site(code.parse().map_err(|_| TimerError::BadEdit)?),
+                };
+                let limit = crate::core::table::MAX_CELL_CHARS;
+                if unit.trim().is_empty()
+                    || unit.chars().count() > limit
+                    || topic.chars().count() > limit
+                    || !(1..=3600).contains(seconds)
+                {
+                    return Err(TimerError::BadEdit);
+                }
+                self.inserted += 1;
+                let plan = Presentation {
+                    id: format!("them-{}", self.inserted),
+                    order: 0,
+                    unit: unit.trim().to_string(),
+                    unit_kind: String::new(),
+                    topic: topic.trim().to_string(),
+                    venue,
+                    slot_seconds: *seconds,
+                    start_minutes: None,
+                };
+                let current = self.current.map(|c| self.slots[c].plan.id.clone());
+                self.slots.insert(at, Slot::new(plan));
+                self.renumber(current);
+            }
+            Command::Withdraw { slot } => {
+                let i = self.index(*slot)?;
+                let s = &self.slots[i];
+                if s.started_ms.is_some() || !s.earlier.is_empty() {
+                    return Err(TimerError::WithdrawHasRecord(*slot));
+                }
+                let current = self
+                    .current
+                    .filter(|c| *c != i)
+                    .map(|c| self.slots[c].plan.id.clone());
+                self.slots.remove(i);
+                self.renumber(current);
+            }
             Command::Edit {
                 slot,
                 unit,
@@ -863,6 +956,7 @@ impl Timer {
             .map(|(i, slot)| {
                 let begun = slot.started_ms.is_some();
                 SlotReport {
+                    id: slot.plan.id.clone(),
                     order: slot.plan.order,
                     unit: slot.plan.unit.clone(),
                     unit_kind: slot.plan.unit_kind.clone(),
@@ -884,6 +978,19 @@ impl Timer {
                 }
             })
             .collect()
+    }
+
+    /// Orders 1, 2, … in the new arrangement; `current` found again by its id; the
+    /// planned times follow.
+    fn renumber(&mut self, current: Option<String>) {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            slot.plan.order = i as u32 + 1;
+        }
+        self.current = current.and_then(|id| self.slots.iter().position(|s| s.plan.id == id));
+        self.planned_starts = planned_starts(
+            self.slots.iter().map(|s| &s.plan),
+            self.policy.programme_start_ms,
+        );
     }
 
     /// A stored answer left slot `order` of `unit` current: `Some` when this timer (the
@@ -1032,6 +1139,7 @@ fn planned_starts<'a>(
 
 fn brief(slot: &Slot) -> SlotBrief {
     SlotBrief {
+        id: slot.plan.id.clone(),
         order: slot.plan.order,
         unit: slot.plan.unit.clone(),
         topic: slot.plan.topic.clone(),
@@ -1676,5 +1784,60 @@ mod tests {
             timer.moved_result(27, "Sở X").unwrap().to_string(),
             "row 27 is gone but “Sở X” has stored timings under it"
         );
+    }
+
+    #[test]
+    fn slots_are_moved_inserted_and_withdrawn_and_each_keeps_its_record_and_id() {
+        let mut timer = started(1);
+        timer.apply(&Command::Stop, T0 + 1_000).unwrap();
+        let unit_of = |t: &Timer, order: u32| t.reports(T0)[order as usize - 1].unit.clone();
+        let four = unit_of(&timer, 4);
+        // Slot 4 first: slot 1 (done) is now 2, its record with it.
+        timer
+            .apply(&Command::Move { slot: 4, to: 1 }, T0 + 2_000)
+            .unwrap();
+        assert_eq!(unit_of(&timer, 1), four);
+        let two = &timer.reports(T0)[1];
+        assert_eq!((two.id.as_str(), two.state), ("1", SlotState::Done));
+        assert_eq!(
+            timer.current().unwrap().plan.order,
+            2,
+            "the current slot followed its row"
+        );
+        // A late addition after position 3.
+        let insert = Command::Insert {
+            after: 3,
+            unit: "Sở Y tế (bổ sung)".into(),
+            topic: String::new(),
+            seconds: 300,
+            venue: "hall".into(),
+        };
+        timer.apply(&insert, T0 + 3_000).unwrap();
+        let new = &timer.reports(T0)[3];
+        assert_eq!(
+            (
+                new.id.as_str(),
+                new.unit.as_str(),
+                new.planned_ms,
+                new.order
+            ),
+            ("them-1", "Sở Y tế (bổ sung)", 300_000, 4)
+        );
+        assert_eq!(timer.reports(T0).len(), 27);
+        // Withdraw the inserted one; a slot that ran cannot be.
+        timer
+            .apply(&Command::Withdraw { slot: 4 }, T0 + 4_000)
+            .unwrap();
+        assert_eq!(timer.reports(T0).len(), 26);
+        assert_eq!(
+            timer.apply(&Command::Withdraw { slot: 2 }, T0),
+            Err(TimerError::WithdrawHasRecord(2))
+        );
+        assert_eq!(
+            timer.apply(&Command::Move { slot: 3, to: 27 }, T0),
+            Err(TimerError::NoPosition(27))
+        );
+        let orders: Vec<u32> = timer.reports(T0).iter().map(|r| r.order).collect();
+        assert_eq!(orders, (1..=26).collect::<Vec<_>>());
     }
 }

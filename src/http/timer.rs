@@ -45,6 +45,10 @@ struct CommandBody {
     unit: Option<String>,
     topic: Option<String>,
     venue: Option<String>,
+    /// `move`: the new position (1 = first).
+    to: Option<u32>,
+    /// `insert`: the position after which the new slot comes (0 = first).
+    after: Option<u32>,
     command_id: Option<String>,
 }
 
@@ -87,18 +91,7 @@ async fn timer_command(
             "undo" => Command::Undo,
             "edit" => {
                 let slot = body.slot.ok_or_else(slot_required)?;
-                if let Some(code) = body.venue.as_deref().filter(|v| v.trim() != "hall") {
-                    let known = code
-                        .trim()
-                        .parse::<crate::core::sites::SiteId>()
-                        .ok()
-                        .and_then(|id| app.roster.index_of(id));
-                    if known.is_none() {
-                        return Err(ApiError::BadRequest(format!(
-                            "venue `{code}` is neither hall nor a site of the roster"
-                        )));
-                    }
-                }
+                check_venue(&app, body.venue.as_deref())?;
                 let seconds = match body.seconds {
                     None => None,
                     Some(s) => Some(u32::try_from(s).map_err(|_| {
@@ -113,6 +106,35 @@ async fn timer_command(
                     venue: body.venue,
                 }
             }
+            "move" => Command::Move {
+                slot: body.slot.ok_or_else(slot_required)?,
+                to: body.to.ok_or_else(|| {
+                    ApiError::BadRequest("move needs \"to\": the new position, 1 = first".into())
+                })?,
+            },
+            "insert" => {
+                check_venue(&app, body.venue.as_deref())?;
+                let seconds = match body.seconds {
+                    None => app.config.timer.slot_seconds,
+                    Some(s) => u32::try_from(s).map_err(|_| {
+                        ApiError::BadRequest("seconds must be from 1 to 3600".into())
+                    })?,
+                };
+                Command::Insert {
+                    after: body.after.ok_or_else(|| {
+                        ApiError::BadRequest("insert needs \"after\": the position before it, 0 = first".into())
+                    })?,
+                    unit: body.unit.ok_or_else(|| {
+                        ApiError::BadRequest("insert needs \"unit\"".into())
+                    })?,
+                    topic: body.topic.unwrap_or_default(),
+                    seconds,
+                    venue: body.venue.unwrap_or_else(|| "hall".into()),
+                }
+            }
+            "withdraw" => Command::Withdraw {
+                slot: body.slot.ok_or_else(slot_required)?,
+            },
             "screen" => Command::Screen {
                 show: body.show.as_deref().and_then(Screen::parse).ok_or_else(|| {
                     ApiError::BadRequest(
@@ -128,7 +150,7 @@ async fn timer_command(
                 })?,
             },
             _ => return Err(ApiError::NotFound(
-                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset, undo, edit, screen, note"
+                "timer commands: select, start, pause, resume, stop, next, previous, adjust, reset, undo, edit, move, insert, withdraw, screen, note"
                     .into(),
             )),
         };
@@ -155,4 +177,21 @@ async fn agenda_csv(State(app): State<AppState>, _caller: Caller) -> impl IntoRe
         "agenda.csv",
         crate::http::export::agenda_csv(&app.timekeeper.reports()),
     )
+}
+
+/// A venue from a request: `hall`, or a site of the roster.
+fn check_venue(app: &AppState, venue: Option<&str>) -> Result<(), ApiError> {
+    let Some(code) = venue.map(str::trim).filter(|v| *v != "hall") else {
+        return Ok(());
+    };
+    let known = code
+        .parse::<crate::core::sites::SiteId>()
+        .ok()
+        .and_then(|id| app.roster.index_of(id));
+    match known {
+        Some(_) => Ok(()),
+        None => Err(ApiError::BadRequest(format!(
+            "venue `{code}` is neither hall nor a site of the roster"
+        ))),
+    }
 }

@@ -316,7 +316,7 @@ impl Timekeeper {
         self.metrics.timer_state(
             TimerState::of(current.map(|s| s.state)),
             remaining,
-            current.map(|s| s.plan.order),
+            current.map(|s| &s.plan),
         );
     }
 }

@@ -1805,7 +1805,53 @@ async fn the_secretary_changes_a_slot_from_the_console_and_the_hall_sees_it() {
         })
         .await;
     assert_eq!(seen(&console, "#edit-form").await["visible"], false);
-    app.start_slot(5).await;
+    // A late addition after slot 1, and slot 26 moved up to 3, from the form.
+    console.click("#btn-insert").await;
+    let unit = console
+        .web()
+        .find(Locator::Css("#edit-unit"))
+        .await
+        .unwrap();
+    unit.send_keys("Ban Dân tộc (bổ sung)").await.unwrap();
+    let after = console
+        .web()
+        .find(Locator::Css("#edit-after"))
+        .await
+        .unwrap();
+    after.clear().await.unwrap();
+    after.send_keys("1").await.unwrap();
+    console.click("#edit-form button[type=submit]").await;
+    console
+        .text_until("#agenda tr:nth-child(2)", |t| {
+            t.contains("Ban Dân tộc (bổ sung)")
+        })
+        .await;
+    console.click("[data-edit=\"27\"]").await;
+    let to = console.web().find(Locator::Css("#edit-to")).await.unwrap();
+    to.clear().await.unwrap();
+    to.send_keys("3").await.unwrap();
+    console.click("#edit-move").await;
+    console
+        .text_until("#agenda tr:nth-child(3)", |t| t.contains("Xã Chợ Rã"))
+        .await;
+    // Withdrawing the added one takes two presses.
+    console.click("[data-edit=\"2\"]").await;
+    console.click("#edit-withdraw").await;
+    console
+        .text_until("#feedback", |t| t.contains("lần nữa trong 3 giây"))
+        .await;
+    assert!(
+        console
+            .text("#agenda tr:nth-child(2)")
+            .await
+            .contains("bổ sung")
+    );
+    console.click("#edit-withdraw").await;
+    console
+        .text_until("#agenda tr:nth-child(2)", |t| t.contains("Xã Chợ Rã"))
+        .await;
+    // Sở Nội vụ, 5th, is 6th now: Chợ Rã came up before it.
+    app.start_slot(6).await;
     display
         .text_until("#unit", |t| t == "Sở Nội vụ (Phó Giám đốc trình bày thay)")
         .await;

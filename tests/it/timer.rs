@@ -618,3 +618,94 @@ async fn a_slot_changed_on_the_day_is_recorded_and_replayed_after_a_restart() {
         "{five}"
     );
 }
+
+#[tokio::test]
+async fn slots_moved_inserted_and_withdrawn_on_the_day_keep_their_records_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), fast).await;
+    secretary(&app, "start", json!({"slot": 3})).await;
+    secretary(&app, "stop", json!({})).await;
+    // Slot 3 (done) moves to the end; a late addition comes first; slot 10 is withdrawn.
+    secretary(&app, "move", json!({"slot": 3, "to": 26})).await;
+    secretary(
+        &app,
+        "insert",
+        json!({"after": 0, "unit": "Lãnh đạo tỉnh phát biểu khai mạc", "seconds": 600}),
+    )
+    .await;
+    let answer = secretary(&app, "withdraw", json!({"slot": 10})).await;
+    assert_eq!(answer["rev"].as_u64().unwrap(), 5);
+    let (status, refused) = command(
+        &app,
+        "withdraw",
+        json!({"slot": 26}),
+        Some(app.key("secretary")),
+    )
+    .await;
+    assert_eq!(status, 409, "the moved slot 3, now last, ran: {refused}");
+    assert_eq!(
+        command(
+            &app,
+            "move",
+            json!({"slot": 1, "to": 0}),
+            Some(app.key("secretary"))
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        command(
+            &app,
+            "insert",
+            json!({"after": 1}),
+            Some(app.key("secretary"))
+        )
+        .await
+        .0,
+        400
+    );
+
+    let check = |agenda: &serde_json::Value| {
+        let slots = agenda["slots"].as_array().unwrap();
+        assert_eq!(slots.len(), 26);
+        assert_eq!(
+            (
+                slots[0]["id"].as_str(),
+                slots[0]["unit"].as_str(),
+                slots[0]["planned_ms"].as_i64()
+            ),
+            (
+                Some("them-1"),
+                Some("Lãnh đạo tỉnh phát biểu khai mạc"),
+                Some(600_000)
+            )
+        );
+        let last = &slots[25];
+        assert_eq!(
+            (
+                last["id"].as_str(),
+                last["unit"].as_str(),
+                last["state"].as_str(),
+                last["order"].as_u64()
+            ),
+            (
+                Some("3"),
+                Some("Sở Giáo dục và Đào tạo"),
+                Some("done"),
+                Some(26)
+            ),
+            "{last}"
+        );
+        assert!(
+            slots.iter().all(|s| s["id"] != "10"),
+            "slot 10 is withdrawn"
+        );
+    };
+    let (_, agenda) = app.get("/api/agenda", Some(app.key("secretary"))).await;
+    check(&agenda);
+    app.stop().await;
+    let app = spawn_app_in(dir.path(), fast).await;
+    let (_, agenda) = app.get("/api/agenda", Some(app.key("secretary"))).await;
+    check(&agenda);
+}
