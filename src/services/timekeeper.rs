@@ -106,14 +106,11 @@ impl Timekeeper {
             }
             let answer: Option<Value> = serde_json::from_str(&stored.result).ok();
             let slot = answer.as_ref().map(|a| &a["slot"]);
-            if let Some((order, unit)) =
-                slot.and_then(|s| Some((s["order"].as_u64()?, s["unit"].as_str()?)))
+            let named = slot.and_then(|s| Some((s["order"].as_u64()?, s["unit"].as_str()?)));
+            if let Some(m) = named.and_then(|(order, unit)| timer.moved_result(order as u32, unit))
+                && !moved.iter().any(|seen| seen.order == m.order)
             {
-                if let Some(m) = timer.moved_result(order as u32, unit) {
-                    if !moved.iter().any(|seen| seen.order == m.order) {
-                        moved.push(m);
-                    }
-                }
+                moved.push(m);
             }
             if let (Some(id), Some(answer)) = (stored.command_id, answer) {
                 answered.insert(id, answer);

@@ -134,14 +134,14 @@ impl SimStats {
     }
 }
 
-/// Starts one simulated bridge; it runs until the task is aborted.
+/// Starts one simulated bridge (its fault and the fault's timing); it runs until the task is
+/// aborted.
 pub fn spawn_site(
     server: &str,
     number: usize,
     site: String,
     key: String,
-    fault: Fault,
-    timing: FaultTiming,
+    (fault, timing): (Fault, FaultTiming),
     stats: Arc<SimStats>,
     tls: Option<tokio_tungstenite::Connector>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
@@ -320,8 +320,7 @@ pub async fn run_until_ctrl_c(
             i,
             site,
             key,
-            mix.fault_of(i, n),
-            FaultTiming::default(),
+            (mix.fault_of(i, n), FaultTiming::default()),
             stats.clone(),
             Some(tls.clone()),
         )

@@ -52,8 +52,7 @@ async fn five_hundred_simulated_sites_stay_online_and_all_receive_a_timer_change
                 i,
                 id,
                 key,
-                Fault::None,
-                FaultTiming::default(),
+                (Fault::None, FaultTiming::default()),
                 stats.clone(),
                 None,
             )
@@ -106,8 +105,7 @@ async fn each_fault_mode_shows_on_the_wall_as_it_should() {
                 i,
                 site.to_string(),
                 app.key(site).to_string(),
-                *fault,
-                timing,
+                (*fault, timing),
                 stats.clone(),
                 None,
             )
