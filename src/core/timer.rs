@@ -980,6 +980,84 @@ impl Timer {
             .collect()
     }
 
+    /// The id of the slot `command` names by its order (for `insert`, the slot it goes
+    /// after), before it applies: stored with the command, so that a replay on an agenda
+    /// whose rows were reordered (ids kept) acts on the same slot.
+    pub fn named_slot_id(&self, command: &Command) -> Option<String> {
+        let order = match command {
+            Command::Select { slot }
+            | Command::Start { slot: Some(slot) }
+            | Command::Reset { slot: Some(slot) }
+            | Command::Edit { slot, .. }
+            | Command::Move { slot, .. }
+            | Command::Withdraw { slot } => *slot,
+            Command::Insert { after, .. } => *after,
+            _ => return None,
+        };
+        let i = self.index(order).ok()?;
+        Some(self.slots[i].plan.id.clone())
+    }
+
+    /// Applies a stored command again at start. `named` is the id it named when it was
+    /// given (`named_slot_id`), `answered` the id of the slot its answer left current:
+    /// orders are looked up by id, so the results land on the same slots whatever order
+    /// the rows have now.
+    pub fn replay(
+        &mut self,
+        command: &Command,
+        named: Option<&str>,
+        answered: Option<&str>,
+        at: EpochMs,
+    ) -> Result<(), TimerError> {
+        let order_of = |timer: &Timer, id: &str| {
+            timer
+                .slots
+                .iter()
+                .find(|s| s.plan.id == id)
+                .map(|s| s.plan.order)
+                .ok_or(TimerError::UnknownSlot(0))
+        };
+        let mut command = command.clone();
+        if let Some(id) = named {
+            let order = order_of(self, id)?;
+            match &mut command {
+                Command::Select { slot }
+                | Command::Start { slot: Some(slot) }
+                | Command::Reset { slot: Some(slot) }
+                | Command::Edit { slot, .. }
+                | Command::Move { slot, .. }
+                | Command::Withdraw { slot } => *slot = order,
+                Command::Insert { after, .. } => *after = order,
+                _ => {}
+            }
+        }
+        if let (Command::Start { slot: None }, Some(id)) = (&command, answered) {
+            command = Command::Start {
+                slot: Some(order_of(self, id)?),
+            };
+        }
+        self.apply(&command, at)?;
+        // "Next" and "previous" go by position: if the rows were reordered, bring the
+        // slot the answer named back into focus (it is only selected, not started).
+        let positional = matches!(command, Command::Next | Command::Previous);
+        if let (true, Some(id)) = (positional, answered)
+            && self.current().is_some_and(|c| c.plan.id != id)
+        {
+            let i = self.index(order_of(self, id)?)?;
+            if let Some(ready) = self
+                .current
+                .filter(|c| self.slots[*c].state == SlotState::Ready)
+            {
+                self.slots[ready].state = SlotState::Pending;
+            }
+            self.current = Some(i);
+            if self.slots[i].state == SlotState::Pending {
+                self.slots[i].state = SlotState::Ready;
+            }
+        }
+        Ok(())
+    }
+
     /// Orders 1, 2, … in the new arrangement; `current` found again by its id; the
     /// planned times follow.
     fn renumber(&mut self, current: Option<String>) {
@@ -993,16 +1071,24 @@ impl Timer {
         );
     }
 
-    /// A stored answer left slot `order` of `unit` current: `Some` when this timer (the
-    /// agenda as loaded now, with the stored commands replayed so far) has another unit
-    /// there — an edited CSV would move that timing onto another unit.
-    pub fn moved_result(&self, order: u32, unit: &str) -> Option<MovedResult> {
+    /// A stored answer left slot `order` (and `id`) of `unit` current: `Some` when this
+    /// timer (the agenda as loaded now, the stored commands replayed so far) has another
+    /// slot current, or another unit in it — an edited CSV would move that timing onto
+    /// another unit.
+    pub fn moved_result(&self, order: u32, id: Option<&str>, unit: &str) -> Option<MovedResult> {
+        let same = |s: &Slot| id.map_or(s.plan.order == order, |id| s.plan.id == id);
+        if self
+            .current()
+            .is_some_and(|c| same(c) && c.plan.unit == unit)
+        {
+            return None;
+        }
         let now = self
             .slots
             .iter()
-            .find(|s| s.plan.order == order)
+            .find(|s| same(s))
             .map(|s| s.plan.unit.clone());
-        (now.as_deref() != Some(unit)).then(|| MovedResult {
+        Some(MovedResult {
             order,
             now,
             stored: unit.to_string(),
@@ -1772,16 +1858,21 @@ mod tests {
 
     #[test]
     fn a_stored_timing_is_checked_against_the_unit_now_at_its_row() {
-        let timer = timer();
+        let timer = started(3);
         let three = timer.slots()[2].plan.unit.clone();
-        assert_eq!(timer.moved_result(3, &three), None);
-        let moved = timer.moved_result(3, "Sở X").unwrap();
+        assert_eq!(timer.moved_result(3, None, &three), None);
+        assert_eq!(timer.moved_result(3, Some("3"), &three), None);
+        let moved = timer.moved_result(3, Some("3"), "Sở X").unwrap();
         assert_eq!(
             moved.to_string(),
             format!("row 3 is now “{three}” but its stored timings are “Sở X”'s")
         );
+        assert!(
+            timer.moved_result(4, Some("4"), &three).is_some(),
+            "another slot is current"
+        );
         assert_eq!(
-            timer.moved_result(27, "Sở X").unwrap().to_string(),
+            timer.moved_result(27, None, "Sở X").unwrap().to_string(),
             "row 27 is gone but “Sở X” has stored timings under it"
         );
     }

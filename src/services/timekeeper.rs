@@ -92,11 +92,19 @@ impl Timekeeper {
         // edited CSV would move that timing onto another unit.
         let mut moved: Vec<crate::core::agenda::MovedResult> = Vec::new();
         for stored in stored_commands {
+            let answer: Option<Value> = serde_json::from_str(&stored.result).ok();
+            let slot = answer.as_ref().map(|a| &a["slot"]);
+            let answered_id = slot.and_then(|s| s["id"].as_str());
             let replayed = serde_json::from_str::<Command>(&stored.command)
                 .map_err(|e| e.to_string())
                 .and_then(|command| {
                     timer
-                        .apply(&command, stored.at_ms)
+                        .replay(
+                            &command,
+                            stored.slot_id.as_deref(),
+                            answered_id,
+                            stored.at_ms,
+                        )
                         .map_err(|e| e.to_string())
                 });
             if let Err(reason) = replayed {
@@ -104,10 +112,9 @@ impl Timekeeper {
                 tracing::warn!(id = stored.id, %reason, "stored timer command no longer applies; skipped");
                 continue;
             }
-            let answer: Option<Value> = serde_json::from_str(&stored.result).ok();
-            let slot = answer.as_ref().map(|a| &a["slot"]);
             let named = slot.and_then(|s| Some((s["order"].as_u64()?, s["unit"].as_str()?)));
-            if let Some(m) = named.and_then(|(order, unit)| timer.moved_result(order as u32, unit))
+            if let Some(m) =
+                named.and_then(|(order, unit)| timer.moved_result(order as u32, answered_id, unit))
                 && !moved.iter().any(|seen| seen.order == m.order)
             {
                 moved.push(m);
@@ -181,13 +188,14 @@ impl Timekeeper {
             return Ok(answer);
         }
         let now = self.clock.now_ms();
-        let (next, snapshot, finished) = {
+        let (next, snapshot, finished, named_id) = {
             let current = self.timer();
             let mut next = current.clone();
+            let named_id = current.named_slot_id(&command);
             next.apply(&command, now)?;
             let snapshot = next.snapshot(now);
             let overtime = next.overtime_total_ms();
-            (next, snapshot, overtime)
+            (next, snapshot, overtime, named_id)
         };
         let answer = serde_json::to_value(&snapshot).expect("snapshot serializes");
         let row = NewCommand {
@@ -197,6 +205,7 @@ impl Timekeeper {
             command_id: command_id.clone(),
             rev: snapshot.rev as i64,
             result: answer.to_string(),
+            slot_id: named_id,
         };
         let stored = self.store.record_timer_command(row).await;
         crate::store::keep_going_unless_rejected(stored)?;

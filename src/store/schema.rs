@@ -112,6 +112,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
          name TEXT NOT NULL,
          by_role TEXT NOT NULL,
          at_ms INTEGER NOT NULL);",
+    // 12: the id of the slot a timer command named, so that a replay on reordered rows
+    // (ids kept) acts on the same slot.
+    "ALTER TABLE timer_commands ADD COLUMN slot_id TEXT;",
 ];
 
 pub(super) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {

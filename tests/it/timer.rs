@@ -709,3 +709,104 @@ async fn slots_moved_inserted_and_withdrawn_on_the_day_keep_their_records_across
     let (_, agenda) = app.get("/api/agenda", Some(app.key("secretary"))).await;
     check(&agenda);
 }
+
+#[tokio::test]
+async fn an_agenda_reordered_with_ids_keeps_each_timing_on_its_unit_and_a_conflict_is_refused() {
+    use diemcau::config::{Loaded, Sources};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The shipped agenda with an `id` column: r1 … r26.
+    let shipped: Vec<String> = include_str!("../../config/agenda.csv")
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                format!("{line},id")
+            } else {
+                format!("{line},r{i}")
+            }
+        })
+        .collect();
+    let load = |rows: &[String]| {
+        let path = dir.path().join("agenda.csv");
+        std::fs::write(&path, rows.join("\n")).unwrap();
+        Loaded::load(&Sources {
+            agenda: Some(path),
+            ..Sources::default()
+        })
+        .unwrap()
+    };
+    let build = |loaded: Loaded| {
+        let data = data.clone();
+        async move {
+            diemcau::app::App::build(
+                loaded,
+                data,
+                "127.0.0.1:0",
+                std::sync::Arc::new(diemcau::clock::SystemClock::new()),
+            )
+            .await
+        }
+    };
+    // Run 1: slot 3 (r3, Giáo dục) runs and ends; "next" selects slot 4 (r4, Khoa học), which runs.
+    let mut loaded = load(&shipped);
+    fast(&mut loaded.config);
+    let app = build(loaded).await.expect("starts");
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    let keeper = &state.timekeeper;
+    let order = |slot| diemcau::core::timer::Command::Start { slot: Some(slot) };
+    keeper.command(order(3), None, "secretary").await.unwrap();
+    keeper
+        .command(diemcau::core::timer::Command::Next, None, "secretary")
+        .await
+        .unwrap();
+    keeper
+        .command(
+            diemcau::core::timer::Command::Start { slot: None },
+            None,
+            "secretary",
+        )
+        .await
+        .unwrap();
+    drop(state);
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+
+    // Rows 3 and 4 swapped, each with its id: the timings follow the ids.
+    let mut swapped = shipped.clone();
+    let renumber = |line: &str, order: &str| format!("{order}{}", &line[line.find(',').unwrap()..]);
+    swapped[3] = renumber(&shipped[4], "3");
+    swapped[4] = renumber(&shipped[3], "4");
+    let app = build(load(&swapped)).await.expect("ids kept: it starts");
+    let reports = app.state().timekeeper.reports();
+    assert_eq!(
+        (reports[2].id.as_str(), reports[2].unit.as_str()),
+        ("r4", "Sở Khoa học và Công nghệ")
+    );
+    assert_eq!(
+        reports[2].state,
+        diemcau::core::timer::SlotState::Running,
+        "r4 runs on, now 3rd"
+    );
+    assert_eq!(
+        (reports[3].id.as_str(), reports[3].state),
+        ("r3", diemcau::core::timer::SlotState::Done)
+    );
+    assert_eq!(reports[3].unit, "Sở Giáo dục và Đào tạo");
+    drop(app);
+
+    // The units swapped but not the ids: r3 would show Khoa học's row with Giáo dục's timing.
+    let mut conflicting = shipped.clone();
+    let (third, fourth) = (shipped[3].replace(",r3", ""), shipped[4].replace(",r4", ""));
+    conflicting[3] = format!("{},r3", renumber(&fourth, "3"));
+    conflicting[4] = format!("{},r4", renumber(&third, "4"));
+    let refused = match build(load(&conflicting)).await {
+        Ok(_) => panic!("units moved under the same ids must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("“Sở Giáo dục và Đào tạo”'s"), "{refused}");
+}
