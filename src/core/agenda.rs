@@ -54,6 +54,11 @@ pub struct MovedResult {
 impl std::fmt::Display for MovedResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.now {
+            Some(now) if *now == self.stored => write!(
+                f,
+                "the stored timings of “{now}” (row {}) would be replayed onto another row",
+                self.order
+            ),
             Some(now) => write!(
                 f,
                 "row {} is now “{now}” but its stored timings are “{}”'s",
