@@ -67,15 +67,26 @@ async function main() {
       el("td", {}, s.rtt_ms == null ? "" : `${Math.round(s.rtt_ms)} ms`),
       el("td", {}, VERDICTS[s.rehearsal]),
       el("td", {}, s.roll_call_confirmed_ms ? time.format(new Date(s.roll_call_confirmed_ms)) : "—"))));
-  $("#presentations").replaceChildren(...report.presentations.map((p) =>
+  // Each earlier attempt (reset) is a row of its own, before the slot's current run.
+  $("#presentations").replaceChildren(...report.presentations.flatMap((p) => [
+    ...(p.earlier_attempts ?? []).map((a) =>
+      el("tr", { class: "earlier-attempt" },
+        el("td", {}, String(p.order)),
+        el("td", {}, `${p.unit} — lượt ${a.number}, đặt lại lúc ${time.format(new Date(a.reset_ms))}`),
+        el("td", {}, minutes(p.planned_ms + a.added_ms)),
+        el("td", {}, minutes(a.actual_ms)),
+        el("td", {}, a.overtime_ms ? minutes(a.overtime_ms) : ""),
+        el("td", {}, String(a.pauses)),
+        el("td", {}, String(a.interruptions.length)))),
     el("tr", {},
       el("td", {}, String(p.order)),
-      el("td", {}, p.unit),
+      el("td", {}, p.attempt > 1 ? `${p.unit} — lượt ${p.attempt}` : p.unit),
       el("td", {}, minutes(p.planned_ms + p.added_ms)),
       el("td", {}, minutes(p.actual_ms)),
       el("td", {}, p.overtime_ms ? minutes(p.overtime_ms) : ""),
       el("td", {}, String(p.pauses)),
-      el("td", {}, String(p.interruptions.length)))));
+      el("td", {}, String(p.interruptions.length))),
+  ]));
 }
 
 main();

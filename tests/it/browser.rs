@@ -715,6 +715,21 @@ async fn a_roll_call_from_the_wall_is_confirmed_on_a_bridge_page_and_counted_liv
 async fn the_report_page_lists_every_site_and_presentation_for_printing() {
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(|_| {}).await;
+    // Slot 2 ran once and was reset: the report shows both attempts.
+    for (name, body) in [
+        ("start", json!({"slot": 2})),
+        ("stop", json!({})),
+        ("reset", json!({"slot": 2})),
+    ] {
+        let (status, _) = app
+            .post(
+                &format!("/api/timer/{name}"),
+                Some(app.key("secretary")),
+                body,
+            )
+            .await;
+        assert_eq!(status, 200, "{name}");
+    }
     let browser = Browser::start().await;
     browser
         .open(&app, &format!("/report?key={}", app.key("operator")))
@@ -723,7 +738,14 @@ async fn the_report_page_lists_every_site_and_presentation_for_printing() {
         .text_until("#total-slots", |t| t.contains("0/26"))
         .await;
     assert_eq!(browser.texts("#sites tr").await.len(), 92);
-    assert_eq!(browser.texts("#presentations tr").await.len(), 26);
+    let rows = browser.texts("#presentations tr").await;
+    assert_eq!(rows.len(), 27, "26 slots and one earlier attempt");
+    assert!(
+        rows[1].contains("Sở Công thương — lượt 1, đặt lại lúc"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[2].contains("Sở Công thương — lượt 2"), "{}", rows[2]);
     browser.screenshot("report").await;
 
     // An end before the start is refused on the page, in Vietnamese, and nothing is lost.
