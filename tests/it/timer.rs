@@ -810,3 +810,48 @@ async fn an_agenda_reordered_with_ids_keeps_each_timing_on_its_unit_and_a_confli
     };
     assert!(refused.contains("“Sở Giáo dục và Đào tạo”'s"), "{refused}");
 }
+
+#[tokio::test]
+async fn the_hall_screen_and_the_note_are_stored_and_replayed_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), fast).await;
+    secretary(&app, "screen", json!({"show": "clock"})).await;
+    secretary(&app, "note", json!({"text": "Xin kết thúc"})).await;
+    assert_eq!(
+        command(
+            &app,
+            "screen",
+            json!({"show": "blank"}),
+            Some(app.key("secretary"))
+        )
+        .await
+        .0,
+        400
+    );
+    let (status, long) = command(
+        &app,
+        "note",
+        json!({"text": "x".repeat(121)}),
+        Some(app.key("secretary")),
+    )
+    .await;
+    assert_eq!(status, 400, "{long}");
+    assert_eq!(
+        command(
+            &app,
+            "note",
+            json!({"text": "hi"}),
+            Some(app.key("display"))
+        )
+        .await
+        .0,
+        403
+    );
+    app.stop().await;
+    let app = spawn_app_in(dir.path(), fast).await;
+    let (_, timer) = app.get("/api/timer", Some(app.key("display"))).await;
+    assert_eq!(
+        (timer["screen"].as_str(), timer["note"].as_str()),
+        (Some("clock"), Some("Xin kết thúc"))
+    );
+}
