@@ -286,4 +286,16 @@ mod tests {
             "Phát huy vai trò “chính quyền gần dân, sát dân” trong mô hình chính quyền địa phương 02 cấp"
         );
     }
+
+    #[test]
+    fn a_row_cut_by_an_unquoted_comma_is_refused_naming_its_line() {
+        let csv = "order,unit,unit_kind,topic,venue,slot_seconds\n1,Sở A,so_nganh,x,hall,420\n2,Xã Chợ Rã,xa_phuong,Phát huy vai trò “gần dân, sát dân”,01912,420\n";
+        let err = Agenda::parse("agenda.csv", csv.as_bytes(), &roster(), 420).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(
+            err.to_string()
+                .contains("wrong number of columns: 7 instead of 6"),
+            "{err}"
+        );
+    }
 }
