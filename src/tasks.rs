@@ -29,6 +29,7 @@ pub fn spawn_all(
         tokio::spawn(pulse(state.clone())),
         tokio::spawn(restart_grace(state.clone())),
         tokio::spawn(watch_wall_clock(state.clone())),
+        tokio::spawn(refresh_programme(state.clone())),
     ];
     tasks.extend(spawn_device_checks(state));
     tasks
@@ -76,6 +77,17 @@ async fn watch_wall_clock(state: AppState) {
             },
             "clock_step",
         );
+    }
+}
+
+/// Every 15 s: the programme's "Chậm N phút" stays true while nobody presses a key.
+async fn refresh_programme(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(15));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await; // the first tick is at once: the start's snapshot says it all
+    loop {
+        every.tick().await;
+        state.timekeeper.refresh_programme();
     }
 }
 

@@ -237,6 +237,16 @@ impl Timekeeper {
         self.hub.publish(LiveMsg::Timer(snapshot.clone()));
     }
 
+    /// While no slot runs, the programme's projection moves with the clock (the next
+    /// slot cannot start before now): the pages (console, display) are sent a fresh
+    /// snapshot; the bridges do not show it.
+    pub fn refresh_programme(&self) {
+        let snapshot = self.snapshot();
+        if snapshot.programme.is_some() && snapshot.state != TimerState::Running {
+            self.hub.publish(LiveMsg::Timer(snapshot));
+        }
+    }
+
     /// The presenting site went offline: pause its slot if it is running.
     pub async fn site_offline(&self, site: SiteId, lost_at_ms: EpochMs) {
         if !self.pause_on_site_loss {

@@ -855,3 +855,31 @@ async fn the_hall_screen_and_the_note_are_stored_and_replayed_after_a_restart() 
         (Some("clock"), Some("Xin kết thúc"))
     );
 }
+
+#[tokio::test]
+async fn while_nobody_presses_a_key_the_pages_hear_the_programme_fall_behind() {
+    let began = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let app = spawn_app(|c| c.timer.starts_at = Some(began.to_rfc3339())).await;
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("display"))).await;
+    let first = feed.recv_type("snapshot").await;
+    let late = first["timer"]["programme"]["delay_ms"].as_i64().unwrap();
+    assert!(
+        (595_000..=605_000).contains(&late),
+        "ten minutes late already: {late}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.state.timekeeper.refresh_programme(); // what the 15-second task does
+    let later = feed.recv_type("timer").await["programme"]["delay_ms"]
+        .as_i64()
+        .unwrap();
+    assert!(later >= late + 250, "{late} then {later}");
+    // While a slot runs, its deadline says it all: no refresh is sent.
+    secretary(&app, "start", json!({})).await;
+    feed.recv_type("timer").await;
+    app.state.timekeeper.refresh_programme();
+    assert!(
+        feed.recv_any(std::time::Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+}
