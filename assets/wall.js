@@ -174,6 +174,25 @@ function onDismissal(dismissal) {
   drawAlerts();
 }
 
+/** After a reload: the outages of the last day that ended, and what was marked, from the service. */
+async function loadPastAlerts() {
+  for (const d of (await getJson("/api/alerts/dismissals")).dismissals) dismissed.set(d.alert, d);
+  const marked = (d) => `Đã biết: ${d.name} (${d.by}) lúc ${clockTime(d.at_ms)}`;
+  const ended = new Set();
+  for (const o of (await getJson("/api/alerts/past")).past) {
+    const key = `offline:${o.site}:${o.from_ms}`;
+    ended.add(key);
+    const d = dismissed.get(key);
+    const outcome = `tự hết lúc ${clockTime(o.to_ms)} (điểm cầu đã trở lại)${d ? ` · ${marked(d)}` : ""}`;
+    past.push({ key, site: o.site, at_ms: o.from_ms, text: null, outcome }); // named once the sites are in
+  }
+  for (const d of dismissed.values()) {
+    if (!ended.has(d.alert)) past.push({ key: d.alert, site: d.site, at_ms: d.at_ms, text: d.text, outcome: marked(d) });
+  }
+  past.sort((a, b) => b.at_ms - a.at_ms);
+  past.length = Math.min(past.length, PAST_KEPT);
+}
+
 function drawPast() {
   const panel = $("#past");
   panel.replaceChildren(
@@ -181,7 +200,7 @@ function drawPast() {
     el("h2", {}, "Cảnh báo đã qua"),
     past.length
       ? el("ol", { class: "past-list" }, past.map((a) =>
-          el("li", {}, `${clockTime(a.at_ms)} — ${a.text}`, el("span", { class: "outcome" }, a.outcome))))
+          el("li", {}, `${clockTime(a.at_ms)} — ${a.text ?? `${sites.get(a.site)?.name ?? a.site} mất kết nối từ ${clockTime(a.at_ms)}`}`, el("span", { class: "outcome" }, a.outcome))))
       : el("p", { class: "muted" }, "Chưa có cảnh báo nào kết thúc."),
   );
 }
@@ -381,7 +400,7 @@ async function main() {
     }
   });
   await loadNotices();
-  for (const d of (await getJson("/api/alerts/dismissals")).dismissals) dismissed.set(d.alert, d);
+  await loadPastAlerts();
   connectLive({
     clock,
     onStatus: (status) => {

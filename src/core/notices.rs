@@ -213,6 +213,47 @@ impl Dismissal {
     }
 }
 
+/// A site's outage that has ended: a wall alert that cleared itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EndedOutage {
+    pub site: String,
+    pub from_ms: EpochMs,
+    pub to_ms: EpochMs,
+}
+
+/// The outages that ended at or after `since_ms`, newest first, at most `limit`: from
+/// each site's transitions (state, time), oldest first.
+pub fn ended_outages(
+    by_site: &std::collections::HashMap<String, Vec<(crate::core::liveness::SiteState, EpochMs)>>,
+    since_ms: EpochMs,
+    limit: usize,
+) -> Vec<EndedOutage> {
+    use crate::core::liveness::SiteState;
+    let mut ended = Vec::new();
+    for (site, transitions) in by_site {
+        let mut down_since = None;
+        for (state, at) in transitions {
+            match (down_since, *state == SiteState::Offline) {
+                (None, true) => down_since = Some(*at),
+                (Some(from), false) => {
+                    if *at >= since_ms {
+                        ended.push(EndedOutage {
+                            site: site.clone(),
+                            from_ms: from,
+                            to_ms: *at,
+                        });
+                    }
+                    down_since = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    ended.sort_by(|a, b| b.to_ms.cmp(&a.to_ms).then_with(|| a.site.cmp(&b.site)));
+    ended.truncate(limit);
+    ended
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +366,42 @@ mod tests {
             Dismissal::new("a", None, &text, "Lan", "operator".into(), 5),
             Err(BadDismissal::Text)
         );
+    }
+
+    #[test]
+    fn an_outage_that_ended_is_a_past_alert_and_one_going_on_is_not() {
+        use crate::core::liveness::SiteState::*;
+        let by_site = std::collections::HashMap::from([
+            (
+                "05443".to_string(),
+                vec![(Online, 0), (Offline, 10), (Online, 20), (Offline, 30)],
+            ),
+            (
+                "05710".to_string(),
+                vec![(Online, 0), (Degraded, 5), (Offline, 8), (NeverSeen, 25)],
+            ),
+        ]);
+        let ended = ended_outages(&by_site, 0, 10);
+        assert_eq!(
+            ended,
+            vec![
+                EndedOutage {
+                    site: "05710".into(),
+                    from_ms: 8,
+                    to_ms: 25
+                },
+                EndedOutage {
+                    site: "05443".into(),
+                    from_ms: 10,
+                    to_ms: 20
+                },
+            ]
+        );
+        assert_eq!(
+            ended_outages(&by_site, 21, 10).len(),
+            1,
+            "only those ended since"
+        );
+        assert_eq!(ended_outages(&by_site, 0, 1).len(), 1, "at most the limit");
     }
 }

@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/rollcall", get(roll_call).post(start_roll_call))
         .route("/api/messages", get(messages).post(send_message))
         .route("/api/alerts/dismissals", get(dismissals).post(dismiss))
+        .route("/api/alerts/past", get(past_alerts))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -183,4 +184,22 @@ async fn dismissals(State(app): State<AppState>, caller: Caller) -> Result<Json<
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Json(json!({ "dismissals": dismissals })))
+}
+
+/// How far back the wall's list of past alerts goes, and how long it may be.
+const PAST_ALERTS_MS: i64 = 24 * 3_600_000;
+const PAST_ALERTS: usize = 500;
+
+/// The outages of the last day that ended (the wall's alerts that cleared themselves),
+/// newest first, from the stored transitions: a reloaded wall keeps its list.
+async fn past_alerts(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(STAFF)?;
+    let now = app.clock.now_ms();
+    let by_site = app
+        .store
+        .transitions_by_site_before(now + 1)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let past = crate::core::notices::ended_outages(&by_site, now - PAST_ALERTS_MS, PAST_ALERTS);
+    Ok(Json(json!({ "past": past })))
 }

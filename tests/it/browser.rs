@@ -1404,6 +1404,14 @@ async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes(
     wall.open(&app, "/wall").await;
     wall.text_until("#alert-count", |t| t == "⚠ 10 cảnh báo")
         .await;
+    // … and its list of past alerts: the one that cleared itself, the one marked.
+    wall.click("#past-open").await;
+    let past = wall.text_until("#past", |t| t.contains("tự hết")).await;
+    assert!(
+        past.contains("Đã biết: Nguyễn Thị Lan (operator)"),
+        "{past}"
+    );
+    assert!(!past.contains("Chưa có cảnh báo nào"), "{past}");
 
     // The server gone: the wall may not look current.
     app.stop().await;
