@@ -58,8 +58,10 @@ async fn watch_wall_clock(state: AppState) {
         let Some(step) = state.clock.rebase() else {
             continue;
         };
-        // The running slot first, then the pages' and bridges' clocks (the `clock_step`
-        // frame follows the timer frame at once).
+        // Silences at once (a session's next check must not see the skipped minutes), the
+        // running slot next (a stored command), then the pages' and bridges' clocks (the
+        // `clock_step` frame follows the timer frame at once).
+        state.hub.clock_stepped_silences(step.by_ms);
         state.timekeeper.clock_stepped(step.by_ms).await;
         state.hub.clock_stepped(step.by_ms, step.to_ms);
         tracing::warn!(

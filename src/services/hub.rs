@@ -469,13 +469,22 @@ impl Hub {
     }
 
     /// Service time stepped forward by `by_ms` with the wall clock: silences count from
-    /// where they did, every site's clock offset is that much smaller (each connected
-    /// bridge is told at once, so its countdown does not jump), and the pages hear it.
-    pub fn clock_stepped(&self, by_ms: i64, at_ms: EpochMs) {
+    /// where they did (no site "goes quiet" for the skipped minutes) and the interval is
+    /// nobody's uptime. At once, before anything can judge a silence by the new time.
+    pub fn clock_stepped_silences(&self, by_ms: i64) {
         let mut inner = self.lock();
         for rt in inner.sites.iter_mut() {
             rt.liveness.shift(by_ms);
             rt.uptime.skip(by_ms);
+        }
+    }
+
+    /// Then, once the running slot has moved with the step: every site's clock offset
+    /// is that much smaller (each connected bridge is told at once, so its countdown does
+    /// not jump), and the pages hear it.
+    pub fn clock_stepped(&self, by_ms: i64, at_ms: EpochMs) {
+        let mut inner = self.lock();
+        for rt in inner.sites.iter_mut() {
             rt.offset.shift(by_ms);
             if let Some(sync) = rt.offset.best() {
                 let frame = Frame::from(&ServerMsg::Sync {

@@ -1235,8 +1235,27 @@ async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes(
     const RED: &str = "rgb(185, 28, 28)";
     for (width, height) in [(1920, 1080), (1366, 768)] {
         wall.viewport(width, height).await;
-        tokio::time::sleep(Duration::from_millis(200)).await; // it refits on resize
-        let look = wall_seen(&wall).await;
+        // It refits on resize (a redraw is batched for 100 ms): wait until the last tile's
+        // bottom has settled, then judge what is shown.
+        let deadline = Instant::now() + WAIT;
+        let mut look = wall_seen(&wall).await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let again = wall_seen(&wall).await;
+            let boxes = |l: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
+                l["tiles"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|t| (t["top"].clone(), t["left"].clone()))
+                    .collect()
+            };
+            let settled = again["density"] == look["density"] && boxes(&again) == boxes(&look);
+            look = again;
+            if settled || Instant::now() > deadline {
+                break;
+            }
+        }
         wall.screenshot(&format!("wall-problems-{width}")).await;
         let (w, h) = (
             look["width"].as_f64().unwrap(),
