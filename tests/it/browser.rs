@@ -1491,6 +1491,15 @@ async fn a_refused_action_on_a_page_is_explained_in_vietnamese() {
     wall.close().await;
 }
 
+/// Waits until `css` is on screen for a person: displayed and not hidden.
+async fn visible_until(browser: &Browser, css: &str) {
+    let deadline = Instant::now() + WAIT;
+    while seen(browser, css).await["visible"] != true {
+        assert!(Instant::now() < deadline, "{css} never shows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Presses `key` (a WebDriver key code or text) on the page's body.
 async fn press(browser: &Browser, key: &str) {
     browser
@@ -1683,17 +1692,20 @@ async fn the_hall_display_shows_the_note_the_clock_the_next_speaker_or_black_as_
         ""
     );
     press(&console, "b").await;
-    display.text_until("#countdown", |t| t.contains(':')).await;
-    assert_eq!(seen(&display, "#countdown").await["visible"], true);
+    visible_until(&display, "#countdown").await;
 
     // Between slots: the time of day, or who speaks next.
     press(&console, "s").await;
     press(&console, "s").await;
     timer_until(&app, "stopped", |t| t["state"] == "done").await;
     console.click(".hall-screen [data-screen=\"clock\"]").await;
-    let clock = display.text_until("#clock-face", |t| t.len() == 8).await;
-    assert!(clock.chars().filter(|c| *c == ':').count() == 2, "{clock}");
-    assert_eq!(seen(&display, "#clock-face").await["visible"], true);
+    // (A hidden element keeps its words: wait until a person can see it.)
+    visible_until(&display, "#clock-face").await;
+    let clock = display.text("#clock-face").await;
+    assert!(
+        clock.len() == 8 && clock.chars().filter(|c| *c == ':').count() == 2,
+        "{clock}"
+    );
     assert_eq!(seen(&display, "#countdown").await["visible"], false);
     console.click(".hall-screen [data-screen=\"next\"]").await;
     display
@@ -1701,7 +1713,7 @@ async fn the_hall_display_shows_the_note_the_clock_the_next_speaker_or_black_as_
             t.contains("Tiếp theo") && t.contains("Sở Công thương")
         })
         .await;
-    assert_eq!(seen(&display, "#next-face").await["visible"], true);
+    visible_until(&display, "#next-face").await;
     display.screenshot("display-next").await;
     // Starting the next slot brings the countdown back by itself.
     press(&console, " ").await;
@@ -1710,7 +1722,7 @@ async fn the_hall_display_shows_the_note_the_clock_the_next_speaker_or_black_as_
     })
     .await;
     display.text_until("#unit", |t| t == "Sở Công thương").await;
-    assert_eq!(seen(&display, "#countdown").await["visible"], true);
+    visible_until(&display, "#countdown").await;
     for b in [console, display] {
         b.close().await;
     }
