@@ -167,6 +167,17 @@ pub enum ServerMsg {
     Error { code: String, message: String },
 }
 
+/// The `sync` a bridge is told: its clock offset as the server measured it.
+impl From<crate::core::clocksync::SyncEstimate> for ServerMsg {
+    fn from(sync: crate::core::clocksync::SyncEstimate) -> Self {
+        ServerMsg::Sync {
+            offset_ms: sync.offset_ms,
+            rtt_ms: sync.rtt_ms,
+            uncertainty_ms: sync.uncertainty_ms,
+        }
+    }
+}
+
 /// Why an inbound text frame could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {

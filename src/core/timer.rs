@@ -796,29 +796,17 @@ impl Timer {
                 if at > self.slots.len() {
                     return Err(TimerError::NoPosition(*after));
                 }
-                let venue = match venue.trim() {
-                    "hall" | "" => Venue::Hall,
-                    code => Venue::Site(code.parse().map_err(|_| TimerError::BadEdit)?),
-                };
-                let limit = crate::core::table::MAX_CELL_CHARS;
-                if unit.trim().is_empty()
-                    || unit.chars().count() > limit
-                    || topic.chars().count() > limit
-                    || !(1..=3600).contains(seconds)
-                {
-                    return Err(TimerError::BadEdit);
-                }
-                self.inserted += 1;
                 let plan = Presentation {
-                    id: format!("them-{}", self.inserted),
+                    id: format!("them-{}", self.inserted + 1),
                     order: 0,
-                    unit: unit.trim().to_string(),
+                    unit: checked_text(unit, false)?,
                     unit_kind: String::new(),
-                    topic: topic.trim().to_string(),
-                    venue,
-                    slot_seconds: *seconds,
+                    topic: checked_text(topic, true)?,
+                    venue: checked_venue(venue)?,
+                    slot_seconds: checked_seconds(*seconds)?,
                     start_minutes: None,
                 };
+                self.inserted += 1;
                 let current = self.current.map(|c| self.slots[c].plan.id.clone());
                 self.slots.insert(at, Slot::new(plan));
                 self.renumber(current);
@@ -847,37 +835,22 @@ impl Timer {
                 if self.slots[i].state == SlotState::Done {
                     return Err(TimerError::EditDone(*slot));
                 }
-                let text_ok = |t: &Option<String>, empty_ok: bool| {
-                    t.as_ref().is_none_or(|t| {
-                        let t = t.trim();
-                        (empty_ok || !t.is_empty())
-                            && t.chars().count() <= crate::core::table::MAX_CELL_CHARS
-                    })
-                };
-                let venue = match venue.as_deref().map(str::trim) {
-                    None => None,
-                    Some("hall") => Some(Venue::Hall),
-                    Some(code) => Some(Venue::Site(code.parse().map_err(|_| TimerError::BadEdit)?)),
-                };
-                if !text_ok(unit, false)
-                    || !text_ok(topic, true)
-                    || seconds.is_some_and(|s| !(1..=3600).contains(&s))
-                {
-                    return Err(TimerError::BadEdit);
-                }
+                // Every field checked before any changes: an edit applies whole or not at all.
+                let unit = unit
+                    .as_deref()
+                    .map(|t| checked_text(t, false))
+                    .transpose()?;
+                let topic = topic
+                    .as_deref()
+                    .map(|t| checked_text(t, true))
+                    .transpose()?;
+                let seconds = seconds.map(checked_seconds).transpose()?;
+                let venue = venue.as_deref().map(checked_venue).transpose()?;
                 let plan = &mut self.slots[i].plan;
-                if let Some(unit) = unit {
-                    plan.unit = unit.trim().to_string();
-                }
-                if let Some(topic) = topic {
-                    plan.topic = topic.trim().to_string();
-                }
-                if let Some(seconds) = seconds {
-                    plan.slot_seconds = *seconds;
-                }
-                if let Some(venue) = venue {
-                    plan.venue = venue;
-                }
+                plan.unit = unit.unwrap_or(std::mem::take(&mut plan.unit));
+                plan.topic = topic.unwrap_or(std::mem::take(&mut plan.topic));
+                plan.slot_seconds = seconds.unwrap_or(plan.slot_seconds);
+                plan.venue = venue.unwrap_or(plan.venue);
                 self.planned_starts = planned_starts(
                     self.slots.iter().map(|s| &s.plan),
                     self.policy.programme_start_ms,
@@ -1200,6 +1173,33 @@ impl Timer {
         slot.ended_ms = Some(now);
         slot.auto_stopped = auto;
         Ok(())
+    }
+}
+
+/// A unit or topic typed on the day: trimmed, at most a CSV cell's length.
+fn checked_text(text: &str, may_be_empty: bool) -> Result<String, TimerError> {
+    let text = text.trim();
+    let ok = (may_be_empty || !text.is_empty())
+        && text.chars().count() <= crate::core::table::MAX_CELL_CHARS;
+    ok.then(|| text.to_string()).ok_or(TimerError::BadEdit)
+}
+
+/// A slot's length typed on the day: 1 s to an hour, as in the agenda.
+fn checked_seconds(seconds: u32) -> Result<u32, TimerError> {
+    (1..=3600)
+        .contains(&seconds)
+        .then_some(seconds)
+        .ok_or(TimerError::BadEdit)
+}
+
+/// `hall` (or nothing) or a site code; the shell checks the code is in the roster.
+fn checked_venue(text: &str) -> Result<Venue, TimerError> {
+    match text.trim() {
+        "hall" | "" => Ok(Venue::Hall),
+        code => code
+            .parse()
+            .map(Venue::Site)
+            .map_err(|_| TimerError::BadEdit),
     }
 }
 

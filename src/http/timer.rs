@@ -92,12 +92,7 @@ async fn timer_command(
             "edit" => {
                 let slot = body.slot.ok_or_else(slot_required)?;
                 check_venue(&app, body.venue.as_deref())?;
-                let seconds = match body.seconds {
-                    None => None,
-                    Some(s) => Some(u32::try_from(s).map_err(|_| {
-                        ApiError::BadRequest("seconds must be from 1 to 3600".into())
-                    })?),
-                };
+                let seconds = body.seconds.map(slot_seconds).transpose()?;
                 Command::Edit {
                     slot,
                     unit: body.unit,
@@ -116,9 +111,7 @@ async fn timer_command(
                 check_venue(&app, body.venue.as_deref())?;
                 let seconds = match body.seconds {
                     None => app.config.timer.slot_seconds,
-                    Some(s) => u32::try_from(s).map_err(|_| {
-                        ApiError::BadRequest("seconds must be from 1 to 3600".into())
-                    })?,
+                    Some(s) => slot_seconds(s)?,
                 };
                 Command::Insert {
                     after: body.after.ok_or_else(|| {
@@ -194,4 +187,11 @@ fn check_venue(app: &AppState, venue: Option<&str>) -> Result<(), ApiError> {
             "venue `{code}` is neither hall nor a site of the roster"
         ))),
     }
+}
+
+/// A slot's length from JSON (`seconds` is an i64 there, for `adjust`); the core checks
+/// the range.
+fn slot_seconds(seconds: i64) -> Result<u32, ApiError> {
+    u32::try_from(seconds)
+        .map_err(|_| ApiError::BadRequest("seconds must be from 1 to 3600".into()))
 }

@@ -487,12 +487,7 @@ impl Hub {
         for rt in inner.sites.iter_mut() {
             rt.offset.shift(by_ms);
             if let Some(sync) = rt.offset.best() {
-                let frame = Frame::from(&ServerMsg::Sync {
-                    offset_ms: sync.offset_ms,
-                    rtt_ms: sync.rtt_ms,
-                    uncertainty_ms: sync.uncertainty_ms,
-                });
-                deliver(rt, &frame, None);
+                deliver(rt, &Frame::from(&ServerMsg::from(sync)), None);
             }
         }
         self.publish_locked(&mut inner, LiveMsg::ClockStep { by_ms, at_ms });

@@ -336,7 +336,7 @@ impl<'a> Session<'a> {
                 self.pending_sync = Some(sync);
             } else {
                 self.synced = true;
-                self.send(&sync_frame(sync))?;
+                self.send(&ServerMsg::from(sync))?;
             }
         }
         Ok(())
@@ -420,7 +420,7 @@ impl<'a> Session<'a> {
             run.probe_sent();
         }
         if let Some(sync) = self.pending_sync.take() {
-            self.send(&sync_frame(sync))?;
+            self.send(&ServerMsg::from(sync))?;
         }
         self.send(&ServerMsg::Probe {
             seq,
@@ -565,14 +565,6 @@ impl<'a> Session<'a> {
         {
             writer.abort(); // the peer does not read even its close frame
         }
-    }
-}
-
-fn sync_frame(sync: SyncEstimate) -> ServerMsg {
-    ServerMsg::Sync {
-        offset_ms: sync.offset_ms,
-        rtt_ms: sync.rtt_ms,
-        uncertainty_ms: sync.uncertainty_ms,
     }
 }
 
