@@ -103,6 +103,12 @@ impl Browser {
         self.web().goto(&app.url(path)).await.expect("page opens");
     }
 
+    /// Opens `page` with the link of `holder` (a role or a site code), as staff do.
+    async fn open_as(&self, app: &TestApp, page: &str, holder: &str) {
+        self.open(app, &format!("{page}?key={}", app.key(holder)))
+            .await;
+    }
+
     /// Text of the first element matching `css`, once it exists. Read in one script, so a
     /// page that redraws between two WebDriver calls cannot hand back a stale element.
     async fn text(&self, css: &str) -> String {
@@ -231,9 +237,7 @@ async fn the_bridge_page_is_the_bridge_online_within_3s_and_offline_when_closed(
     let app = spawn_app(|_| {}).await;
     let browser = Browser::start().await;
     let opened = Instant::now();
-    browser
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
+    browser.open_as(&app, "/bridge", SITE).await;
     app.wait_for_state(SITE, "online", Duration::from_secs(3))
         .await;
     let took = opened.elapsed();
@@ -274,9 +278,7 @@ async fn the_wall_shows_92_tiles_the_connected_site_and_finds_communes_without_d
     let _bridge = EchoingBridge::join(&app, SITE).await;
     app.wait_for_state(SITE, "online", WAIT).await;
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/wall?key={}", app.key("operator")))
-        .await;
+    browser.open_as(&app, "/wall", "operator").await;
 
     let tile = format!(".tile[data-site=\"{SITE}\"]");
     let text = browser
@@ -341,12 +343,8 @@ async fn the_hall_display_and_a_bridge_show_the_same_second_of_the_countdown() {
     let app = spawn_app(|_| {}).await;
     let display = Browser::start().await;
     let bridge = Browser::start().await;
-    display
-        .open(&app, &format!("/display?key={}", app.key("display")))
-        .await;
-    bridge
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
+    display.open_as(&app, "/display", "display").await;
+    bridge.open_as(&app, "/bridge", SITE).await;
     app.wait_for_state(SITE, "online", WAIT).await;
     display
         .text_until("#unit", |t| t.contains("Hội nghị"))
@@ -435,9 +433,7 @@ async fn on_the_console_space_starts_the_selected_slot() {
         .unwrap();
     assert_eq!(selected.status(), 200);
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/console?key={}", app.key("secretary")))
-        .await;
+    browser.open_as(&app, "/console", "secretary").await;
     browser
         .text_until("#slot-title", |t| t.contains("Phần 2: Sở Công thương"))
         .await;
@@ -498,9 +494,7 @@ async fn a_page_without_a_key_or_with_a_wrong_one_says_so_and_shows_no_data() {
         browser.text("#message-title").await,
         "Khoá truy cập không hợp lệ"
     );
-    browser
-        .open(&app, &format!("/console?key={}", app.key("operator")))
-        .await;
+    browser.open_as(&app, "/console", "operator").await;
     assert_eq!(
         browser.text("#message-title").await,
         "Khoá này không mở được trang này"
@@ -518,9 +512,7 @@ async fn a_page_without_a_key_or_with_a_wrong_one_says_so_and_shows_no_data() {
             .await
             .contains("liên kết có khoá")
     );
-    browser
-        .open(&app, &format!("/?key={}", app.key("admin")))
-        .await;
+    browser.open_as(&app, "/", "admin").await;
     let links = browser
         .text_until("#pages", |t| t.contains("Bàn điều khiển thư ký"))
         .await;
@@ -553,9 +545,7 @@ async fn a_commune_runs_the_rehearsal_check_from_its_bridge_page() {
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(short_check).await;
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
+    browser.open_as(&app, "/bridge", SITE).await;
     browser
         .text_until("#link-state", |t| t.contains("Đã kết nối"))
         .await;
@@ -615,9 +605,7 @@ async fn the_rehearsal_board_shows_each_sites_latest_verdict_and_filters() {
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(short_check).await;
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/rehearsals?key={}", app.key("operator")))
-        .await;
+    browser.open_as(&app, "/rehearsals", "operator").await;
     browser
         .text_until("#count-not_checked", |t| t.ends_with("92"))
         .await;
@@ -658,11 +646,8 @@ async fn a_roll_call_from_the_wall_is_confirmed_on_a_bridge_page_and_counted_liv
     let app = spawn_app(|_| {}).await;
     let wall = Browser::start().await;
     let bridge = Browser::start().await;
-    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
-        .await;
-    bridge
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
+    wall.open_as(&app, "/wall", "operator").await;
+    bridge.open_as(&app, "/bridge", SITE).await;
     wall.text_until("#roll-call-count", |t| t == "Chưa điểm danh")
         .await;
     app.wait_for_state(SITE, "online", WAIT).await;
@@ -731,9 +716,7 @@ async fn the_report_page_lists_every_site_and_presentation_for_printing() {
         assert_eq!(status, 200, "{name}");
     }
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/report?key={}", app.key("operator")))
-        .await;
+    browser.open_as(&app, "/report", "operator").await;
     browser
         .text_until("#total-slots", |t| t.contains("0/26"))
         .await;
@@ -791,9 +774,7 @@ async fn the_operator_sets_the_rehearsal_schedule_from_the_board() {
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(|_| {}).await;
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/rehearsals?key={}", app.key("operator")))
-        .await;
+    browser.open_as(&app, "/rehearsals", "operator").await;
     browser
         .text_until("#count-not_checked", |t| t.ends_with("92"))
         .await;
@@ -846,9 +827,7 @@ async fn a_page_of_another_port_cannot_use_the_secretarys_cookie() {
     tokio::spawn(async move { axum::serve(foreign, page).await });
 
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/console?key={}", app.key("secretary")))
-        .await;
+    browser.open_as(&app, "/console", "secretary").await;
     browser
         .text_until("#conn", |t| !t.contains("Đang kết nối"))
         .await;
@@ -898,14 +877,9 @@ async fn paused_and_done_are_unmistakable_on_the_display_console_and_wall_at_bot
     let browser = Browser::start().await;
     let console = Browser::start().await;
     let wall = Browser::start().await;
-    browser
-        .open(&app, &format!("/display?key={}", app.key("display")))
-        .await;
-    console
-        .open(&app, &format!("/console?key={}", app.key("secretary")))
-        .await;
-    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
-        .await;
+    browser.open_as(&app, "/display", "display").await;
+    console.open_as(&app, "/console", "secretary").await;
+    wall.open_as(&app, "/wall", "operator").await;
     app.start_slot(1).await;
     browser
         .text_until("#countdown", |t| t.contains(':') && t != "--:--")
@@ -981,15 +955,11 @@ async fn a_second_bridge_page_takes_over_and_the_first_says_so_and_waits_for_its
     let app = spawn_app(|_| {}).await;
     let first = Browser::start().await;
     let second = Browser::start().await;
-    first
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
+    first.open_as(&app, "/bridge", SITE).await;
     first
         .text_until("#link-state", |t| t.contains("Đã kết nối"))
         .await;
-    second
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
+    second.open_as(&app, "/bridge", SITE).await;
     second
         .text_until("#link-state", |t| t.contains("Đã kết nối"))
         .await;
@@ -1034,9 +1004,7 @@ async fn the_walls_detail_says_why_a_site_changed_in_vietnamese() {
     let _silent = Client::join(&app, SITE).await;
     app.wait_for_state(SITE, "degraded", WAIT).await;
     let browser = Browser::start().await;
-    browser
-        .open(&app, &format!("/wall?key={}", app.key("operator")))
-        .await;
+    browser.open_as(&app, "/wall", "operator").await;
     let tile = format!(".tile[data-site=\"{SITE}\"]");
     browser.text_until(&tile, |t| !t.is_empty()).await;
     browser.click(&tile).await;
@@ -1068,9 +1036,7 @@ async fn a_commune_cannot_miss_a_roll_call_or_an_urgent_message() {
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(|_| {}).await;
     let bridge = Browser::start().await;
-    bridge
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
+    bridge.open_as(&app, "/bridge", SITE).await;
     bridge
         .text_until("#link-state", |t| t.contains("Đã kết nối"))
         .await;
@@ -1191,8 +1157,7 @@ async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes(
     let (back, silent, slow, healthy) = (&rest[0], &rest[1], &rest[2], &rest[3]);
 
     let wall = Browser::start().await;
-    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
-        .await;
+    wall.open_as(&app, "/wall", "operator").await;
     let _healthy = EchoingBridge::join(&app, healthy).await;
     let _slow = EchoingBridge::join_slow(&app, slow, Duration::from_millis(250)).await;
     app.wait_for_state(healthy, "online", WAIT).await;
@@ -1464,8 +1429,7 @@ async fn a_refused_action_on_a_page_is_explained_in_vietnamese() {
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(|config| config.protocol.max_notices_per_minute = 1).await;
     let wall = Browser::start().await;
-    wall.open(&app, &format!("/wall?key={}", app.key("operator")))
-        .await;
+    wall.open_as(&app, "/wall", "operator").await;
     wall.text_until("#count-never_seen", |t| t.ends_with("92"))
         .await;
     // A blank message: the service's 400, said in Vietnamese.
@@ -1540,9 +1504,7 @@ async fn the_console_says_what_its_button_will_do_and_a_clicker_drives_it_with_c
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(|_| {}).await;
     let console = Browser::start().await;
-    console
-        .open(&app, &format!("/console?key={}", app.key("secretary")))
-        .await;
+    console.open_as(&app, "/console", "secretary").await;
     // Nothing chosen: the button and Space start the slot on deck.
     console
         .text_until("#start-label", |t| t == "▶ Bắt đầu phần 1")
@@ -1620,11 +1582,7 @@ async fn the_console_says_what_its_button_will_do_and_a_clicker_drives_it_with_c
     press(&console, "s").await;
     timer_until(&app, "stopped", |t| t["state"] == "done").await;
     // (Its words stay in a hidden button: wait until a person can see it.)
-    let deadline = Instant::now() + WAIT;
-    while seen(&console, "#btn-undo").await["visible"] != true {
-        assert!(Instant::now() < deadline, "no “Hoàn tác” after the stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    visible_until(&console, "#btn-undo").await;
     assert!(console.text("#btn-undo").await.starts_with("↶ Hoàn tác ("));
     press(&console, "u").await;
     let back = timer_until(&app, "undone", |t| t["state"] == "running").await;
@@ -1638,12 +1596,8 @@ async fn the_hall_display_shows_the_note_the_clock_the_next_speaker_or_black_as_
     let app = spawn_app(|_| {}).await;
     let console = Browser::start().await;
     let display = Browser::start().await;
-    console
-        .open(&app, &format!("/console?key={}", app.key("secretary")))
-        .await;
-    display
-        .open(&app, &format!("/display?key={}", app.key("display")))
-        .await;
+    console.open_as(&app, "/console", "secretary").await;
+    display.open_as(&app, "/display", "display").await;
     console
         .text_until("#start-label", |t| t == "▶ Bắt đầu phần 1")
         .await;
@@ -1736,12 +1690,8 @@ async fn the_console_and_the_display_say_how_late_the_programme_runs_and_when_it
     let app = spawn_app(|c| c.timer.starts_at = Some(began.to_rfc3339())).await;
     let console = Browser::start().await;
     let display = Browser::start().await;
-    console
-        .open(&app, &format!("/console?key={}", app.key("secretary")))
-        .await;
-    display
-        .open(&app, &format!("/display?key={}", app.key("display")))
-        .await;
+    console.open_as(&app, "/console", "secretary").await;
+    display.open_as(&app, "/display", "display").await;
     console
         .text_until("#start-label", |t| t == "▶ Bắt đầu phần 1")
         .await;
@@ -1788,12 +1738,8 @@ async fn the_note_to_the_speaker_reaches_the_presenting_communes_bridge_page_onl
     let app = spawn_app(|_| {}).await;
     let presenting = Browser::start().await;
     let other = Browser::start().await;
-    presenting
-        .open(&app, &format!("/bridge?key={}", app.key(SITE)))
-        .await;
-    other
-        .open(&app, &format!("/bridge?key={}", app.key("05710")))
-        .await;
+    presenting.open_as(&app, "/bridge", SITE).await;
+    other.open_as(&app, "/bridge", "05710").await;
     app.wait_for_state(SITE, "online", WAIT).await;
     app.wait_for_state("05710", "online", WAIT).await;
     // Slot 17: Phường Phan Đình Phùng presents from its own bridge.
@@ -1835,12 +1781,8 @@ async fn the_secretary_changes_a_slot_from_the_console_and_the_hall_sees_it() {
     let app = spawn_app(|_| {}).await;
     let console = Browser::start().await;
     let display = Browser::start().await;
-    console
-        .open(&app, &format!("/console?key={}", app.key("secretary")))
-        .await;
-    display
-        .open(&app, &format!("/display?key={}", app.key("display")))
-        .await;
+    console.open_as(&app, "/console", "secretary").await;
+    display.open_as(&app, "/display", "display").await;
     console
         .text_until("#agenda", |t| t.contains("Sở Nội vụ"))
         .await;

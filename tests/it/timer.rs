@@ -13,6 +13,31 @@ async fn command(app: &TestApp, name: &str, body: Value, key: Option<&str>) -> (
     app.post(&format!("/api/timer/{name}"), key, body).await
 }
 
+/// The embedded configuration with `csv` as the agenda (written into `dir`).
+fn with_agenda(dir: &std::path::Path, csv: &str) -> diemcau::config::Loaded {
+    let path = dir.join("agenda.csv");
+    std::fs::write(&path, csv).unwrap();
+    diemcau::config::Loaded::load(&diemcau::config::Sources {
+        agenda: Some(path),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// Builds (does not run) the service on `data`, as `serve` would: its start checks apply.
+async fn build_on(
+    data: &std::path::Path,
+    loaded: diemcau::config::Loaded,
+) -> Result<diemcau::app::App, diemcau::app::StartError> {
+    let clock = std::sync::Arc::new(diemcau::clock::SystemClock::new());
+    diemcau::app::App::build(loaded, data.to_path_buf(), "127.0.0.1:0", clock).await
+}
+
+/// The HTTP status of a timer command given with `who`'s key.
+async fn status_of(app: &TestApp, name: &str, body: Value, who: &str) -> u16 {
+    command(app, name, body, Some(app.key(who))).await.0
+}
+
 async fn secretary(app: &TestApp, name: &str, body: Value) -> Value {
     let (status, answer) = command(app, name, body, Some(app.key("secretary"))).await;
     assert_eq!(status, 200, "{name}: {answer}");
@@ -421,7 +446,6 @@ async fn the_reset_attempt_is_kept(app: &TestApp) {
 
 #[tokio::test]
 async fn an_agenda_edited_to_put_stored_timings_under_another_unit_is_refused_at_start() {
-    use diemcau::config::{Loaded, Sources};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let app = spawn_app_in(&data, fast).await;
@@ -431,25 +455,7 @@ async fn an_agenda_edited_to_put_stored_timings_under_another_unit_is_refused_at
 
     let shipped = include_str!("../../config/agenda.csv");
     let lines: Vec<&str> = shipped.lines().collect();
-    let start_with = |csv: String| {
-        let path = dir.path().join("agenda.csv");
-        std::fs::write(&path, csv).unwrap();
-        let loaded = Loaded::load(&Sources {
-            agenda: Some(path),
-            ..Sources::default()
-        })
-        .unwrap();
-        let data = data.clone();
-        async move {
-            diemcau::app::App::build(
-                loaded,
-                data,
-                "127.0.0.1:0",
-                std::sync::Arc::new(diemcau::clock::SystemClock::new()),
-            )
-            .await
-        }
-    };
+    let start_with = |csv: String| build_on(&data, with_agenda(dir.path(), &csv));
     // Rows 3 and 4 swapped (the units, the order numbers kept): refused, naming row 3.
     let swap = |line: &str, order: &str| format!("{order}{}", &line[line.find(',').unwrap()..]);
     let mut swapped = lines
@@ -532,12 +538,7 @@ async fn undo_brings_back_a_stopped_slot_exactly_is_recorded_and_replayed_after_
             .unwrap()
             .contains("Không còn gì để hoàn tác")
     );
-    assert_eq!(
-        command(&app, "undo", json!({}), Some(app.key("display")))
-            .await
-            .0,
-        403
-    );
+    assert_eq!(status_of(&app, "undo", json!({}), "display").await, 403);
     app.stop().await;
     let app = spawn_app_in(dir.path(), fast).await;
     let (_, timer) = app.get("/api/timer", Some(app.key("secretary"))).await;
@@ -568,22 +569,13 @@ async fn a_slot_changed_on_the_day_is_recorded_and_replayed_after_a_restart() {
         (json!({"unit": "x"}), 400),
     ] {
         assert_eq!(
-            command(&app, "edit", body.clone(), Some(app.key("secretary")))
-                .await
-                .0,
+            status_of(&app, "edit", body.clone(), "secretary").await,
             code,
             "{body}"
         );
     }
     assert_eq!(
-        command(
-            &app,
-            "edit",
-            json!({"slot": 5, "unit": "x"}),
-            Some(app.key("operator"))
-        )
-        .await
-        .0,
+        status_of(&app, "edit", json!({"slot": 5, "unit": "x"}), "operator").await,
         403
     );
     let started = secretary(&app, "start", json!({"slot": 5})).await;
@@ -644,25 +636,11 @@ async fn slots_moved_inserted_and_withdrawn_on_the_day_keep_their_records_across
     .await;
     assert_eq!(status, 409, "the moved slot 3, now last, ran: {refused}");
     assert_eq!(
-        command(
-            &app,
-            "move",
-            json!({"slot": 1, "to": 0}),
-            Some(app.key("secretary"))
-        )
-        .await
-        .0,
+        status_of(&app, "move", json!({"slot": 1, "to": 0}), "secretary").await,
         400
     );
     assert_eq!(
-        command(
-            &app,
-            "insert",
-            json!({"after": 1}),
-            Some(app.key("secretary"))
-        )
-        .await
-        .0,
+        status_of(&app, "insert", json!({"after": 1}), "secretary").await,
         400
     );
 
@@ -712,7 +690,6 @@ async fn slots_moved_inserted_and_withdrawn_on_the_day_keep_their_records_across
 
 #[tokio::test]
 async fn an_agenda_reordered_with_ids_keeps_each_timing_on_its_unit_and_a_conflict_is_refused() {
-    use diemcau::config::{Loaded, Sources};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // The shipped agenda with an `id` column: r1 … r26.
@@ -727,27 +704,8 @@ async fn an_agenda_reordered_with_ids_keeps_each_timing_on_its_unit_and_a_confli
             }
         })
         .collect();
-    let load = |rows: &[String]| {
-        let path = dir.path().join("agenda.csv");
-        std::fs::write(&path, rows.join("\n")).unwrap();
-        Loaded::load(&Sources {
-            agenda: Some(path),
-            ..Sources::default()
-        })
-        .unwrap()
-    };
-    let build = |loaded: Loaded| {
-        let data = data.clone();
-        async move {
-            diemcau::app::App::build(
-                loaded,
-                data,
-                "127.0.0.1:0",
-                std::sync::Arc::new(diemcau::clock::SystemClock::new()),
-            )
-            .await
-        }
-    };
+    let load = |rows: &[String]| with_agenda(dir.path(), &rows.join("\n"));
+    let build = |loaded| build_on(&data, loaded);
     // Run 1: slot 3 (r3, Giáo dục) runs and ends; "next" selects slot 4 (r4, Khoa học), which runs.
     let mut loaded = load(&shipped);
     fast(&mut loaded.config);
@@ -818,14 +776,7 @@ async fn the_hall_screen_and_the_note_are_stored_and_replayed_after_a_restart() 
     secretary(&app, "screen", json!({"show": "clock"})).await;
     secretary(&app, "note", json!({"text": "Xin kết thúc"})).await;
     assert_eq!(
-        command(
-            &app,
-            "screen",
-            json!({"show": "blank"}),
-            Some(app.key("secretary"))
-        )
-        .await
-        .0,
+        status_of(&app, "screen", json!({"show": "blank"}), "secretary").await,
         400
     );
     let (status, long) = command(
@@ -837,14 +788,7 @@ async fn the_hall_screen_and_the_note_are_stored_and_replayed_after_a_restart() 
     .await;
     assert_eq!(status, 400, "{long}");
     assert_eq!(
-        command(
-            &app,
-            "note",
-            json!({"text": "hi"}),
-            Some(app.key("display"))
-        )
-        .await
-        .0,
+        status_of(&app, "note", json!({"text": "hi"}), "display").await,
         403
     );
     app.stop().await;
