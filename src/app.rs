@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Keyring, Secrets, SecretsError, SecretsOrigin};
 use crate::clock::Clock;
 use crate::config::Loaded;
+use crate::core::liveness::SiteState;
 use crate::core::sites::SiteId;
 use crate::core::time::EpochMs;
 use crate::metrics::Metrics;
@@ -51,8 +52,8 @@ pub struct App {
     data_dir: PathBuf,
     state: AppState,
     secrets_origin: SecretsOrigin,
-    /// Sites that went offline, for the timekeeper (taken by `run`).
-    offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
+    /// Every site state change, for the incident desk and the timekeeper (taken by `run`).
+    site_changes: mpsc::UnboundedReceiver<(SiteId, SiteState, EpochMs)>,
 }
 
 impl App {
@@ -105,7 +106,7 @@ impl App {
         pulse.beat(now);
         let history = store.load_history()?;
         let metrics = Arc::new(Metrics::new(&roster, &agenda));
-        let (offline_tx, offline) = mpsc::unbounded_channel();
+        let (changes_tx, site_changes) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub::new(
             roster.clone(),
             &config.liveness,
@@ -114,7 +115,7 @@ impl App {
             metrics.clone(),
             &history,
             restart,
-            offline_tx,
+            changes_tx,
         ));
         let timekeeper = Arc::new(Timekeeper::restore(
             &agenda,
@@ -127,6 +128,14 @@ impl App {
         )?);
         let noticeboard =
             Noticeboard::restore(store.clone(), hub.clone(), roster.clone(), clock.clone())?;
+        let incidents = crate::services::incident_desk::IncidentDesk::restore(
+            config.incident_policy(),
+            store.clone(),
+            hub.clone(),
+            metrics.clone(),
+            roster.clone(),
+            clock.clone(),
+        )?;
         let secure_cookie = config.behind_https();
         let limits = crate::services::limits::Limits::new(&config);
         let state = Arc::new(Shared {
@@ -140,6 +149,7 @@ impl App {
             hub,
             timekeeper,
             noticeboard,
+            incidents,
             devices: Default::default(),
             parked_checks: Default::default(),
             store,
@@ -155,7 +165,7 @@ impl App {
             data_dir,
             state,
             secrets_origin,
-            offline,
+            site_changes,
         })
     }
 
@@ -188,7 +198,7 @@ impl App {
         // action (terminate) for the life of the process.
         let _ =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ));
-        let background = crate::tasks::spawn_all(&state, self.offline);
+        let background = crate::tasks::spawn_all(&state, self.site_changes);
         let protocol = &state.config.protocol;
         let listener = crate::http::listener::GuardedListener::new(
             self.listener,

@@ -37,7 +37,31 @@ pub struct Config {
     pub rehearsal: RehearsalConfig,
     pub checks: ChecksConfig,
     pub report: ReportConfig,
+    pub incidents: IncidentsConfig,
     pub metrics: MetricsConfig,
+}
+
+/// When a site in trouble opens an incident, when it closes, when an untaken one is
+/// raised again; inside the `[report]` window when it is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IncidentsConfig {
+    pub degraded_after_seconds: u64,
+    pub resolve_after_seconds: u64,
+    pub raise_after_seconds: u64,
+    /// Takes, notes and excusals one staff key may send in a minute (each is stored).
+    pub max_acts_per_minute: u32,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            degraded_after_seconds: 60,
+            resolve_after_seconds: 60,
+            raise_after_seconds: 120,
+            max_acts_per_minute: 60,
+        }
+    }
 }
 
 /// The conference window of the evidence report (RFC 3339, e.g. 2026-11-28T08:00:00+07:00),
@@ -243,6 +267,21 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The incident rules, inside the report's window (both ends checked at load).
+    pub fn incident_policy(&self) -> crate::core::incidents::IncidentPolicy {
+        let c = &self.incidents;
+        let at = |text: &Option<String>| text.as_deref().and_then(|t| parse_time(t).ok());
+        crate::core::incidents::IncidentPolicy {
+            degraded_after_ms: c.degraded_after_seconds as i64 * 1000,
+            resolve_after_ms: c.resolve_after_seconds as i64 * 1000,
+            raise_after_ms: c.raise_after_seconds as i64 * 1000,
+            window_start_ms: at(&self.report.start),
+            window_end_ms: at(&self.report.end),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -258,6 +297,7 @@ impl Default for Config {
             rehearsal: RehearsalConfig::default(),
             checks: ChecksConfig::default(),
             report: ReportConfig::default(),
+            incidents: IncidentsConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -466,6 +506,13 @@ impl Config {
         {
             return Err(invalid(
                 "rehearsal.window_ms and probe_interval_ms must be above 0, frame_bytes from 1 to protocol.max_frame_bytes",
+            ));
+        }
+        let i = &self.incidents;
+        if i.resolve_after_seconds == 0 || i.raise_after_seconds == 0 || i.max_acts_per_minute == 0
+        {
+            return Err(invalid(
+                "incidents.resolve_after_seconds, raise_after_seconds and max_acts_per_minute must be above 0",
             ));
         }
         if self.report.rtt_sample_ms < 100 {

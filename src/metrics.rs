@@ -69,6 +69,30 @@ struct CurrentSlotLabels {
     venue: String,
 }
 
+/// An open incident: its site and what opened it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentLabels {
+    site: String,
+    cause: &'static str,
+}
+
+/// Who has taken a site's open incident (the name typed on the wall, at most 80 characters).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TakerLabels {
+    site: String,
+    name: String,
+}
+
+/// Series of the open incidents, rebuilt at every change (at most one per site).
+struct IncidentSeries {
+    open: Gauge,
+    untaken: Gauge,
+    by_site: Family<IncidentLabels, Gauge>,
+    taken_by: Family<TakerLabels, Gauge>,
+    raised: Family<SiteLabels, Gauge>,
+    excused: Family<SiteLabels, Gauge>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     kind: &'static str,
@@ -86,6 +110,54 @@ struct SiteSeries {
 
 const TRANSITION_TARGETS: [SiteState; 3] =
     [SiteState::Online, SiteState::Degraded, SiteState::Offline];
+
+impl IncidentSeries {
+    fn register(registry: &mut Registry, roster: &Roster) -> IncidentSeries {
+        let series = IncidentSeries {
+            open: Gauge::default(),
+            untaken: Gauge::default(),
+            by_site: Family::default(),
+            taken_by: Family::default(),
+            raised: Family::default(),
+            excused: Family::default(),
+        };
+        registry.register("incidents_open", "Incidents open now", series.open.clone());
+        registry.register(
+            "incidents_untaken",
+            "Open incidents nobody has taken (\"Tôi xử lý\")",
+            series.untaken.clone(),
+        );
+        registry.register(
+            "site_incident",
+            "1 while the site has an open incident, labelled with what opened it",
+            series.by_site.clone(),
+        );
+        registry.register(
+            "incident_taken",
+            "1 for who has taken the site's open incident",
+            series.taken_by.clone(),
+        );
+        registry.register(
+            "incident_raised_again",
+            "1 while the site's open incident is untaken past incidents.raise_after_seconds",
+            series.raised.clone(),
+        );
+        registry.register(
+            "site_excused",
+            "1 when the organisers marked the site as not taking part today (no incident, no alert)",
+            series.excused.clone(),
+        );
+        for site in roster.sites() {
+            series
+                .excused
+                .get_or_create(&SiteLabels {
+                    site: site.id.to_string(),
+                })
+                .set(0);
+        }
+        series
+    }
+}
 
 /// Which websocket endpoint a connection is on.
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +190,7 @@ pub struct Metrics {
     slot_labels: std::sync::Mutex<Vec<CurrentSlotLabels>>,
     /// By site index; only sites with a probe address have them.
     devices: std::collections::HashMap<SiteIdx, (Gauge, FloatGauge)>,
+    incidents: IncidentSeries,
 }
 
 impl Metrics {
@@ -355,8 +428,10 @@ impl Metrics {
             })
             .collect();
 
+        let incidents = IncidentSeries::register(&mut registry, roster);
         Metrics {
             devices,
+            incidents,
             registry,
             sites_by_state,
             per_site,
@@ -375,6 +450,52 @@ impl Metrics {
             timer_state,
             current_slot: current_family,
             slot_labels: std::sync::Mutex::new(slot_labels),
+        }
+    }
+
+    /// The open incidents and the excused sites, as they are now.
+    pub fn incidents(
+        &self,
+        open: &[&crate::core::incidents::Incident],
+        excused: &[crate::core::sites::SiteId],
+        roster: &Roster,
+    ) {
+        let m = &self.incidents;
+        m.open.set(open.len() as i64);
+        m.untaken
+            .set(open.iter().filter(|i| i.takers.is_empty()).count() as i64);
+        m.by_site.clear();
+        m.taken_by.clear();
+        m.raised.clear();
+        for incident in open {
+            let site = incident.site.to_string();
+            m.by_site
+                .get_or_create(&IncidentLabels {
+                    site: site.clone(),
+                    cause: incident.cause.as_str(),
+                })
+                .set(1);
+            match incident.taken_by() {
+                Some(taker) => {
+                    m.taken_by
+                        .get_or_create(&TakerLabels {
+                            site,
+                            name: taker.name.clone(),
+                        })
+                        .set(1);
+                }
+                None if incident.raised_again_ms.is_some() => {
+                    m.raised.get_or_create(&SiteLabels { site }).set(1);
+                }
+                None => {}
+            }
+        }
+        for site in roster.sites() {
+            m.excused
+                .get_or_create(&SiteLabels {
+                    site: site.id.to_string(),
+                })
+                .set(excused.contains(&site.id) as i64);
         }
     }
 

@@ -450,6 +450,12 @@ pub enum LiveMsg {
         /// The wall shows an online site's RTT in amber above this (`liveness.slow_rtt_ms`).
         #[serde(skip_serializing_if = "Option::is_none")]
         slow_rtt_ms: Option<u64>,
+        /// Open incidents and those closed in the last hour.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        incidents: Option<Vec<crate::core::incidents::Incident>>,
+        /// Sites excused today.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        excused: Option<Vec<crate::core::incidents::Excusal>>,
     },
     /// A site changed state: its view and the transition that did it.
     Site {
@@ -492,6 +498,11 @@ pub enum LiveMsg {
         transition: DeviceTransition,
         device: Option<DeviceCheck>,
     },
+    /// An incident opened, changed (taken, noted, back, raised again) or closed: the
+    /// whole incident as it is now.
+    Incident(Box<crate::core::incidents::Incident>),
+    /// A site was excused (or taken back) by the organisers.
+    Excusal(crate::core::incidents::Excusal),
     /// The answer to a page's `time` request (NTP style, for pages without probes).
     Time { client_ms: i64, server_ms: EpochMs },
     /// The page's request was not understood.

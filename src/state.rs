@@ -33,6 +33,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
     pub noticeboard: Noticeboard,
+    /// Incidents (who handles which site in trouble) and the excused sites.
+    pub incidents: crate::services::incident_desk::IncidentDesk,
     /// Active checks of the sites' equipment.
     pub devices: crate::services::devices::Devices,
     /// Rehearsal checks whose connection dropped, waiting for the site to come back.

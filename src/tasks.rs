@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::Caller;
 use crate::core::device::DeviceTransition;
+use crate::core::liveness::SiteState;
 use crate::core::report::Downtime;
 use crate::core::sites::{SiteId, SiteIdx};
 use crate::core::time::EpochMs;
@@ -18,12 +19,13 @@ use crate::state::AppState;
 /// Starts every loop; the handles are aborted when the server stops.
 pub fn spawn_all(
     state: &AppState,
-    offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
+    site_changes: mpsc::UnboundedReceiver<(SiteId, SiteState, EpochMs)>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
         tokio::spawn(publish_links(state.clone())),
         tokio::spawn(state.timekeeper.clone().run_auto_stop()),
-        tokio::spawn(pause_on_site_loss(state.clone(), offline)),
+        tokio::spawn(follow_site_changes(state.clone(), site_changes)),
+        tokio::spawn(incident_rules(state.clone())),
         tokio::spawn(follow_keys(state.clone())),
         tokio::spawn(sample_rtt(state.clone())),
         tokio::spawn(pulse(state.clone())),
@@ -134,13 +136,28 @@ fn revoke(state: &AppState, holder: Caller) {
     let _ = state.revoked.send(holder);
 }
 
-/// Hands every offline transition to the timekeeper.
-async fn pause_on_site_loss(
+/// Hands every state change to the incident desk, and every drop to the timekeeper
+/// (a presenting site that drops pauses its slot).
+async fn follow_site_changes(
     state: AppState,
-    mut offline: mpsc::UnboundedReceiver<(SiteId, EpochMs)>,
+    mut changes: mpsc::UnboundedReceiver<(SiteId, SiteState, EpochMs)>,
 ) {
-    while let Some((site, at_ms)) = offline.recv().await {
-        state.timekeeper.site_offline(site, at_ms).await;
+    while let Some((site, to, at_ms)) = changes.recv().await {
+        state.incidents.site_changed(site, to, at_ms);
+        if to == SiteState::Offline {
+            state.timekeeper.site_offline(site, at_ms).await;
+        }
+    }
+}
+
+/// Every second: the incidents' time rules (degraded too long, back long enough to
+/// close, nobody took it).
+async fn incident_rules(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.incidents.tick();
     }
 }
 
@@ -211,6 +228,11 @@ async fn check_forever(state: AppState, site: SiteIdx, address: String) {
             .record(site, result, now, config.failures_to_down, persist)
         {
             tracing::info!(site = %id, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "device state changed");
+            state.incidents.device_changed(
+                id,
+                t.to == crate::core::device::DeviceState::Down,
+                t.at_ms,
+            );
             state.hub.publish(LiveMsg::Device {
                 site: id,
                 transition: t,

@@ -7,6 +7,7 @@ pub mod agenda;
 pub mod budget;
 pub mod clocksync;
 pub mod device;
+pub mod incidents;
 pub mod link;
 pub mod liveness;
 pub mod notices;

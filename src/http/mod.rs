@@ -7,6 +7,7 @@ pub mod error;
 pub mod evidence;
 pub mod export;
 pub mod health;
+pub mod incidents;
 pub mod listener;
 pub mod notices;
 pub mod rehearsals;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sites::router())
         .merge(timer::router())
         .merge(notices::router())
+        .merge(incidents::router())
         .merge(rehearsals::router())
         .merge(evidence::router())
         .merge(ws::router())

@@ -148,8 +148,9 @@ pub struct Hub {
     /// await, take another service's lock, or do I/O while holding it.
     inner: Mutex<Inner>,
     live: broadcast::Sender<LiveFrame>,
-    /// Tells the timekeeper when a site goes offline.
-    offline: mpsc::UnboundedSender<(SiteId, EpochMs)>,
+    /// Every state change (site, new state, when), for the incident desk and the
+    /// timekeeper (a presenting site that drops).
+    changes: mpsc::UnboundedSender<(SiteId, SiteState, EpochMs)>,
     /// Set when the service begins to stop: closing sockets are not the sites' drops.
     stopping: std::sync::atomic::AtomicBool,
 }
@@ -170,7 +171,7 @@ impl Hub {
         metrics: Arc<Metrics>,
         history: &History,
         restart: Restart,
-        offline: mpsc::UnboundedSender<(SiteId, EpochMs)>,
+        changes: mpsc::UnboundedSender<(SiteId, SiteState, EpochMs)>,
     ) -> Hub {
         let now = clock.now_ms();
         // The sites' "server restarted" goes back to when the service was last alive.
@@ -245,7 +246,7 @@ impl Hub {
                 seq: 0,
             }),
             live,
-            offline,
+            changes,
             stopping: std::sync::atomic::AtomicBool::new(false),
         };
         hub.metrics.set_state_counts(&hub.lock().counts);
@@ -650,9 +651,7 @@ impl Hub {
             inner.sites[site].uptime.apply(t.to, t.at_ms);
             self.store.record_transition(id, t);
             self.metrics.site_transition(site, t.to);
-            if t.to == SiteState::Offline {
-                let _ = self.offline.send((id, t.at_ms));
-            }
+            let _ = self.changes.send((id, t.to, t.at_ms));
             tracing::info!(site = %id, from = %t.from, to = %t.to, reason = %t.reason, "site state changed");
         }
         self.metrics.set_state_counts(&inner.counts);

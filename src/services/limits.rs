@@ -1,6 +1,6 @@
 //! What one key may make the service do and store, per window of time (README
 //! "Security"): bridge connects per site, rehearsal attempts per site, notices and
-//! alert dismissals per staff key. Each is refused before anything is stored.
+//! alert dismissals, incident takes and notes per staff key. Each is refused before anything is stored.
 
 use std::sync::Mutex;
 
@@ -16,6 +16,7 @@ pub struct Limits {
     attempts: Mutex<Ledger<SiteIdx>>,
     notices: Mutex<Ledger<Caller>>,
     dismissals: Mutex<Ledger<Caller>>,
+    incident_acts: Mutex<Ledger<Caller>>,
 }
 
 impl Limits {
@@ -28,6 +29,7 @@ impl Limits {
             attempts: per(config.rehearsal.max_attempts_per_hour, 3_600_000),
             notices: per(config.protocol.max_notices_per_minute, 60_000),
             dismissals: per(config.protocol.max_dismissals_per_minute, 60_000),
+            incident_acts: per(config.incidents.max_acts_per_minute, 60_000),
         }
     }
 
@@ -49,6 +51,13 @@ impl Limits {
     /// One more wall alert marked "Đã biết" by `caller`.
     pub fn dismissal(&self, caller: Caller, now: EpochMs) -> Result<(), Spent> {
         spend(&self.dismissals, caller, now)
+    }
+}
+
+impl Limits {
+    /// One more incident take, note or excusal by `caller`.
+    pub fn incident_act(&self, caller: Caller, now: EpochMs) -> Result<(), Spent> {
+        spend(&self.incident_acts, caller, now)
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod devices;
 pub mod hub;
+pub mod incident_desk;
 pub mod limits;
 pub mod noticeboard;
 pub mod rehearsal_run;

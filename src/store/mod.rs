@@ -11,6 +11,7 @@ mod data_dir;
 mod devices;
 mod dismissals;
 mod downtime;
+mod incidents;
 mod notices;
 pub mod recovery;
 mod rehearsals;

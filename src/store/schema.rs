@@ -115,6 +115,23 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 12: the id of the slot a timer command named, so that a replay on reordered rows
     // (ids kept) acts on the same slot.
     "ALTER TABLE timer_commands ADD COLUMN slot_id TEXT;",
+    // 13: incidents, as the facts that make them up (opened, taken, noted, back,
+    // resolved…; the event's JSON beside its kind), and the organisers' excused sites.
+    // Both appended, never changed.
+    "CREATE TABLE incident_events (
+         id INTEGER PRIMARY KEY,
+         incident TEXT NOT NULL,
+         kind TEXT NOT NULL,
+         at_ms INTEGER NOT NULL,
+         event TEXT NOT NULL);
+     CREATE TABLE excusals (
+         id INTEGER PRIMARY KEY,
+         site TEXT NOT NULL,
+         excused INTEGER NOT NULL,
+         name TEXT NOT NULL,
+         by_role TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         at_ms INTEGER NOT NULL);",
 ];
 
 pub(super) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -10,6 +10,7 @@ mod clock;
 mod devices;
 mod helpers;
 mod hostile;
+mod incidents;
 mod keys;
 mod live;
 mod metrics;

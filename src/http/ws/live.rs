@@ -68,6 +68,8 @@ async fn serve(app: AppState, socket: WebSocket, caller: Caller) {
                 timer: app.timekeeper.snapshot(),
                 devices,
                 slow_rtt_ms: (!timer_only).then_some(app.config.liveness.slow_rtt_ms),
+                incidents: (!timer_only).then(|| app.incidents.recent(now - 3_600_000)),
+                excused: (!timer_only).then(|| app.incidents.excused()),
             }
         });
         (receiver, seq, super::text(&frame))
