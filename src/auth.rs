@@ -28,10 +28,18 @@ pub enum Role {
     Secretary,
     /// Read-only hall display.
     Display,
+    /// Alertmanager's webhook into the Zalo relay, and nothing else.
+    Notifier,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Operator, Role::Secretary, Role::Display];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Secretary,
+        Role::Display,
+        Role::Notifier,
+    ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -39,6 +47,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Secretary => "secretary",
             Role::Display => "display",
+            Role::Notifier => "notifier",
         }
     }
 }
@@ -112,6 +121,17 @@ struct RoleKeys {
     operator: Key,
     secretary: Key,
     display: Key,
+    /// Added by a later version: a file without it gets one at the next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notifier: Option<Key>,
+}
+
+/// The Zalo bot the relay posts through (`[zalo] bot_token` in secrets.toml; the
+/// token is part of the bot's URL, so it is never logged).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZaloSecret {
+    pub bot_token: Option<Key>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -120,6 +140,8 @@ struct SecretsFile {
     roles: RoleKeys,
     #[serde(default)]
     sites: BTreeMap<String, Key>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zalo: Option<ZaloSecret>,
 }
 
 impl SecretsFile {
@@ -131,8 +153,10 @@ impl SecretsFile {
             ("secretary", &self.roles.secretary),
             ("display", &self.roles.display),
         ];
+        let notifier = self.roles.notifier.as_ref().map(|key| ("notifier", key));
         roles
             .into_iter()
+            .chain(notifier)
             .find(|(_, key)| weak(key))
             .map(|(role, _)| role.to_string())
             .or_else(|| {
@@ -148,7 +172,11 @@ impl SecretsFile {
 #[derive(Clone, Debug)]
 pub struct Secrets {
     roles: RoleKeys,
+    /// The notifier's key (a file read without being extended may lack one: then a
+    /// key nobody holds).
+    notifier: Key,
     sites: BTreeMap<SiteId, Key>,
+    zalo_bot_token: Option<Key>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,9 +230,16 @@ impl Secrets {
                 operator: Key::generate(),
                 secretary: Key::generate(),
                 display: Key::generate(),
+                notifier: None,
             },
             sites: BTreeMap::new(),
+            zalo: None,
         });
+        // A new file, or one from before the notifier role: its key is written down.
+        let notifier_added = file.roles.notifier.is_none();
+        if notifier_added {
+            file.roles.notifier = Some(Key::generate());
+        }
         let mut added = 0;
         for site in roster.sites() {
             file.sites.entry(site.id.to_string()).or_insert_with(|| {
@@ -212,7 +247,7 @@ impl Secrets {
                 Key::generate()
             });
         }
-        if !existed || added > 0 {
+        if !existed || added > 0 || notifier_added {
             std::fs::create_dir_all(data_dir).map_err(io)?;
             write_private(&path, &toml::to_string(&file).expect("secrets serialize"))
                 .map_err(io)?;
@@ -237,8 +272,10 @@ impl Secrets {
             .filter_map(|(id, key)| Some((id.parse().ok()?, key.clone())))
             .collect();
         Secrets {
+            notifier: file.roles.notifier.clone().unwrap_or_else(Key::generate),
             roles: file.roles,
             sites,
+            zalo_bot_token: file.zalo.and_then(|z| z.bot_token),
         }
     }
 
@@ -257,6 +294,7 @@ impl Secrets {
             Caller::Role(Role::Operator) => &mut file.roles.operator,
             Caller::Role(Role::Secretary) => &mut file.roles.secretary,
             Caller::Role(Role::Display) => &mut file.roles.display,
+            Caller::Role(Role::Notifier) => file.roles.notifier.insert(Key::generate()),
             Caller::Site(id) => file.sites.get_mut(&id.to_string()).ok_or_else(no_such)?,
         };
         *slot = key.clone();
@@ -289,7 +327,13 @@ impl Secrets {
             Role::Operator => &self.roles.operator,
             Role::Secretary => &self.roles.secretary,
             Role::Display => &self.roles.display,
+            Role::Notifier => &self.notifier,
         }
+    }
+
+    /// The Zalo bot's token, when the relay is to be used.
+    pub fn zalo_bot_token(&self) -> Option<&Key> {
+        self.zalo_bot_token.as_ref()
     }
 
     /// The key `holder` holds now, if any.

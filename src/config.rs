@@ -38,7 +38,45 @@ pub struct Config {
     pub checks: ChecksConfig,
     pub report: ReportConfig,
     pub incidents: IncidentsConfig,
+    pub notify: NotifyConfig,
     pub metrics: MetricsConfig,
+}
+
+/// Channels diemcau relays Alertmanager's notifications to (README "Notifications").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub zalo: ZaloConfig,
+}
+
+/// The Zalo bot the relay posts to (its token is `[zalo] bot_token` in secrets.toml).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZaloConfig {
+    /// The Zalo Bot API, e.g. `https://bot-api.zaloplatforms.com`. Unset: no relay.
+    pub api_url: Option<String>,
+    /// The chat (a person or a group) the bot writes to.
+    pub chat_id: Option<String>,
+    /// Tries per message (a timeout, a 5xx or a 429 is tried again; other answers are final).
+    pub attempts: u32,
+    /// Wait before the second try; doubled before each next one.
+    pub first_retry_ms: u64,
+    pub timeout_ms: u64,
+    /// Messages waiting to be sent; over it Alertmanager is answered 503 and sends again.
+    pub queue: usize,
+}
+
+impl Default for ZaloConfig {
+    fn default() -> Self {
+        ZaloConfig {
+            api_url: None,
+            chat_id: None,
+            attempts: 4,
+            first_retry_ms: 1000,
+            timeout_ms: 10_000,
+            queue: 64,
+        }
+    }
 }
 
 /// When a site in trouble opens an incident, when it closes, when an untaken one is
@@ -298,6 +336,7 @@ impl Default for Config {
             checks: ChecksConfig::default(),
             report: ReportConfig::default(),
             incidents: IncidentsConfig::default(),
+            notify: NotifyConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -514,6 +553,20 @@ impl Config {
             return Err(invalid(
                 "incidents.resolve_after_seconds, raise_after_seconds and max_acts_per_minute must be above 0",
             ));
+        }
+        let z = &self.notify.zalo;
+        if z.attempts == 0 || z.timeout_ms == 0 || z.queue == 0 {
+            return Err(invalid("notify.zalo.attempts, timeout_ms and queue must be above 0"));
+        }
+        if let Some(url) = &z.api_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(&format!(
+                    "notify.zalo.api_url `{url}` must be an http(s) address like https://bot-api.zaloplatforms.com"
+                )));
+            }
+            if z.chat_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                return Err(invalid("notify.zalo.chat_id must be set with api_url: the chat the bot writes to"));
+            }
         }
         if self.report.rtt_sample_ms < 100 {
             return Err(invalid("report.rtt_sample_ms must be at least 100"));

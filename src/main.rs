@@ -206,6 +206,7 @@ enum RoleArg {
     Operator,
     Secretary,
     Display,
+    Notifier,
 }
 
 impl From<RoleArg> for Role {
@@ -215,6 +216,7 @@ impl From<RoleArg> for Role {
             RoleArg::Operator => Role::Operator,
             RoleArg::Secretary => Role::Secretary,
             RoleArg::Display => Role::Display,
+            RoleArg::Notifier => Role::Notifier,
         }
     }
 }

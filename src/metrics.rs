@@ -74,6 +74,8 @@ struct CurrentSlotLabels {
 struct IncidentLabels {
     site: String,
     cause: &'static str,
+    /// When it opened, in Vietnam (`10:41:07`): the notifications say it.
+    since: String,
 }
 
 /// Who has taken a site's open incident (the name typed on the wall, at most 80 characters).
@@ -191,6 +193,25 @@ pub struct Metrics {
     /// By site index; only sites with a probe address have them.
     devices: std::collections::HashMap<SiteIdx, (Gauge, FloatGauge)>,
     incidents: IncidentSeries,
+    notify: NotifySeries,
+    public_url: Family<UrlLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UrlLabels {
+    url: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: &'static str,
+}
+
+/// What the relays did with the notifications they took.
+struct NotifySeries {
+    sent: Family<ChannelLabels, Counter>,
+    retries: Family<ChannelLabels, Counter>,
+    failed: Family<ChannelLabels, Counter>,
 }
 
 impl Metrics {
@@ -429,9 +450,32 @@ impl Metrics {
             .collect();
 
         let incidents = IncidentSeries::register(&mut registry, roster);
+        let notify = NotifySeries {
+            sent: Family::default(),
+            retries: Family::default(),
+            failed: Family::default(),
+        };
+        registry.register("notify_sent", "Notifications the relay delivered", notify.sent.clone());
+        registry.register("notify_retries", "Tries the relay made again", notify.retries.clone());
+        registry.register(
+            "notify_failed",
+            "Notifications the relay gave up on (logged with their text)",
+            notify.failed.clone(),
+        );
+        for series in [&notify.sent, &notify.retries, &notify.failed] {
+            drop(series.get_or_create(&ChannelLabels { channel: "zalo" }));
+        }
+        let public_url = Family::<UrlLabels, Gauge>::default();
+        registry.register(
+            "public_url_info",
+            "The address people open (public_url, else the listen address), value 1",
+            public_url.clone(),
+        );
         Metrics {
             devices,
             incidents,
+            notify,
+            public_url,
             registry,
             sites_by_state,
             per_site,
@@ -451,6 +495,26 @@ impl Metrics {
             current_slot: current_family,
             slot_labels: std::sync::Mutex::new(slot_labels),
         }
+    }
+
+    /// The wall's address, for the notifications' link (`public_url`, else the listen
+    /// address).
+    pub fn public_url(&self, url: &str) {
+        self.public_url
+            .get_or_create(&UrlLabels { url: url.trim_end_matches('/').to_string() })
+            .set(1);
+    }
+
+    pub fn notify_sent(&self, channel: &'static str) {
+        self.notify.sent.get_or_create(&ChannelLabels { channel }).inc();
+    }
+
+    pub fn notify_retry(&self, channel: &'static str) {
+        self.notify.retries.get_or_create(&ChannelLabels { channel }).inc();
+    }
+
+    pub fn notify_failed(&self, channel: &'static str) {
+        self.notify.failed.get_or_create(&ChannelLabels { channel }).inc();
     }
 
     /// The open incidents and the excused sites, as they are now.
@@ -473,6 +537,7 @@ impl Metrics {
                 .get_or_create(&IncidentLabels {
                     site: site.clone(),
                     cause: incident.cause.as_str(),
+                    since: crate::core::time::local_time(incident.opened_ms),
                 })
                 .set(1);
             match incident.taken_by() {

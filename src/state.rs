@@ -33,6 +33,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
     pub noticeboard: Noticeboard,
+    /// Alertmanager's notifications, relayed to a Zalo bot.
+    pub zalo: crate::services::relay::ZaloRelay,
     /// Incidents (who handles which site in trouble) and the excused sites.
     pub incidents: crate::services::incident_desk::IncidentDesk,
     /// Active checks of the sites' equipment.

@@ -11,6 +11,7 @@ pub mod incidents;
 pub mod link;
 pub mod liveness;
 pub mod notices;
+pub mod notify;
 pub mod rehearsal;
 pub mod report;
 pub mod schedule;

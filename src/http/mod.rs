@@ -11,6 +11,7 @@ pub mod incidents;
 pub mod listener;
 pub mod notices;
 pub mod rehearsals;
+pub mod relay;
 pub mod sites;
 pub mod timer;
 pub mod web;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(timer::router())
         .merge(notices::router())
         .merge(incidents::router())
+        .merge(relay::router())
         .merge(rehearsals::router())
         .merge(evidence::router())
         .merge(ws::router())

@@ -8,5 +8,6 @@ pub mod incident_desk;
 pub mod limits;
 pub mod noticeboard;
 pub mod rehearsal_run;
+pub mod relay;
 pub mod sessions;
 pub mod timekeeper;

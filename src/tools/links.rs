@@ -56,6 +56,7 @@ pub fn page_of(role: Role) -> &'static str {
         Role::Operator => "/wall",
         Role::Secretary => "/console",
         Role::Display => "/display",
+        Role::Notifier => "/api/relay/zalo",
     }
 }
 
@@ -75,6 +76,12 @@ pub fn links_text(secrets: &Secrets, roster: &Roster, base: &str) -> String {
             role.as_str()
         ));
     }
+    // No page: Alertmanager sends it as a Bearer key (README "Notifications").
+    out.push_str(&format!(
+        "# notifier\tAlertmanager → Zalo\twebhook URL, then its Bearer key\nnotifier\t{base}{}\t{}\n",
+        page_of(Role::Notifier),
+        secrets.role_key(Role::Notifier).expose()
+    ));
     out.push_str("# site\tname\tjoin URL\n");
     for site in roster.sites() {
         if let Some(key) = secrets.site_key(site.id) {

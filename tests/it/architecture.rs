@@ -15,7 +15,9 @@ fn layer_of(module: &str) -> &'static str {
     let first = module.split("::").next().unwrap_or("");
     match first {
         "core" => "core",
-        "protocol" | "config" | "auth" | "metrics" | "store" | "clock" | "telemetry" => "base",
+        "protocol" | "config" | "auth" | "metrics" | "store" | "clock" | "telemetry" | "tls" => {
+            "base"
+        }
         "services" => "services",
         "state" => "state",
         "http" | "tasks" => "edge",
@@ -33,7 +35,7 @@ fn may_import(layer: &str, target_first: &str) -> bool {
         "core" => &["core"],
         "base" => &["core"],
         "services" => &[
-            "core", "protocol", "config", "auth", "metrics", "store", "clock", "services",
+            "core", "protocol", "config", "auth", "metrics", "store", "clock", "tls", "services",
         ],
         "state" => &[
             "core", "protocol", "config", "auth", "metrics", "store", "clock", "services",
@@ -43,7 +45,7 @@ fn may_import(layer: &str, target_first: &str) -> bool {
             "http", "tasks",
         ],
         "tools" => &[
-            "core", "protocol", "config", "auth", "metrics", "store", "clock", "tools",
+            "core", "protocol", "config", "auth", "metrics", "store", "clock", "tls", "tools",
         ],
         "app" => &[
             "core", "protocol", "config", "auth", "metrics", "store", "clock", "services", "state",

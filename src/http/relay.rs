@@ -1,0 +1,34 @@
+//! `POST /api/relay/zalo`: Alertmanager's webhook (its notifier key as a Bearer key),
+//! one Zalo message per notification, queued for the relay.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::{Caller, Role};
+use crate::core::notify::{AlertGroup, zalo_text};
+use crate::http::body::Body;
+use crate::http::error::ApiError;
+use crate::services::relay::RelayError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/relay/zalo", post(relay))
+}
+
+async fn relay(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(&[Role::Notifier, Role::Admin])?;
+    let group: AlertGroup = body.json(r#"{"status": "firing", "groupLabels": {}, "alerts": []}"#)?;
+    let text = zalo_text(&group);
+    app.zalo.send(text).map_err(|e| match e {
+        RelayError::Off => ApiError::Unavailable(e.to_string()),
+        RelayError::Full(_) => ApiError::Unavailable(e.to_string()),
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "queued": true }))))
+}
