@@ -136,17 +136,16 @@ impl App {
             roster.clone(),
             clock.clone(),
         )?;
-        metrics.public_url(
-            &config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())),
-        );
-        let zalo = crate::services::relay::ZaloRelay::start(
-            &config.notify.zalo,
-            secrets.zalo_bot_token(),
-            metrics.clone(),
-        );
+        metrics.public_url(&config.public_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            )
+        }));
+        let zalo = crate::services::relay::ZaloRelay::start(&config.notify.zalo, metrics.clone());
         let secure_cookie = config.behind_https();
         let limits = crate::services::limits::Limits::new(&config);
         let state = Arc::new(Shared {

@@ -556,7 +556,9 @@ impl Config {
         }
         let z = &self.notify.zalo;
         if z.attempts == 0 || z.timeout_ms == 0 || z.queue == 0 {
-            return Err(invalid("notify.zalo.attempts, timeout_ms and queue must be above 0"));
+            return Err(invalid(
+                "notify.zalo.attempts, timeout_ms and queue must be above 0",
+            ));
         }
         if let Some(url) = &z.api_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -565,7 +567,9 @@ impl Config {
                 )));
             }
             if z.chat_id.as_deref().is_none_or(|c| c.trim().is_empty()) {
-                return Err(invalid("notify.zalo.chat_id must be set with api_url: the chat the bot writes to"));
+                return Err(invalid(
+                    "notify.zalo.chat_id must be set with api_url: the chat the bot writes to",
+                ));
             }
         }
         if self.report.rtt_sample_ms < 100 {

@@ -455,8 +455,16 @@ impl Metrics {
             retries: Family::default(),
             failed: Family::default(),
         };
-        registry.register("notify_sent", "Notifications the relay delivered", notify.sent.clone());
-        registry.register("notify_retries", "Tries the relay made again", notify.retries.clone());
+        registry.register(
+            "notify_sent",
+            "Notifications the relay delivered",
+            notify.sent.clone(),
+        );
+        registry.register(
+            "notify_retries",
+            "Tries the relay made again",
+            notify.retries.clone(),
+        );
         registry.register(
             "notify_failed",
             "Notifications the relay gave up on (logged with their text)",
@@ -501,20 +509,31 @@ impl Metrics {
     /// address).
     pub fn public_url(&self, url: &str) {
         self.public_url
-            .get_or_create(&UrlLabels { url: url.trim_end_matches('/').to_string() })
+            .get_or_create(&UrlLabels {
+                url: url.trim_end_matches('/').to_string(),
+            })
             .set(1);
     }
 
     pub fn notify_sent(&self, channel: &'static str) {
-        self.notify.sent.get_or_create(&ChannelLabels { channel }).inc();
+        self.notify
+            .sent
+            .get_or_create(&ChannelLabels { channel })
+            .inc();
     }
 
     pub fn notify_retry(&self, channel: &'static str) {
-        self.notify.retries.get_or_create(&ChannelLabels { channel }).inc();
+        self.notify
+            .retries
+            .get_or_create(&ChannelLabels { channel })
+            .inc();
     }
 
     pub fn notify_failed(&self, channel: &'static str) {
-        self.notify.failed.get_or_create(&ChannelLabels { channel }).inc();
+        self.notify
+            .failed
+            .get_or_create(&ChannelLabels { channel })
+            .inc();
     }
 
     /// The open incidents and the excused sites, as they are now.

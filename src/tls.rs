@@ -1,6 +1,6 @@
 //! Whom a TLS client trusts: the system's certificates and, for a province's private
-//! CA, the ones in a PEM file (`--ca FILE`). The tools' `wss://` and the Zalo relay's
-//! https both use it.
+//! CA, the ones in a PEM file (`--ca FILE`); and the small HTTPS client the Zalo relay
+//! posts with. The tools' `wss://` and the relay's https both use it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,6 +58,84 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Tls
     Ok(Arc::new(config))
 }
 
+/// Why a request got no answer. The texts never hold the address (a bot's token is
+/// part of its URL).
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("not a valid address")]
+    BadAddress,
+    #[error("no answer within {0} ms")]
+    Timeout(u128),
+    #[error("cannot connect")]
+    Connect,
+    #[error("the connection failed")]
+    Failed,
+}
+
+type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// HTTP/1.1 over TLS (or plain http), trusting the system's certificates, with a
+/// deadline per request.
+pub struct HttpsClient {
+    http: hyper_util::client::legacy::Client<Https, http_body_util::Full<bytes::Bytes>>,
+    timeout: std::time::Duration,
+}
+
+impl HttpsClient {
+    pub fn new(timeout: std::time::Duration) -> HttpsClient {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = match client_config(None) {
+            Ok(tls) => (*tls).clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no certificates to trust: https addresses will fail");
+                rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .expect("ring has the default protocol versions")
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth()
+            }
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        HttpsClient {
+            http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https),
+            timeout,
+        }
+    }
+
+    /// POSTs a JSON `body`; the answer's status and body.
+    pub async fn post_json(&self, url: &str, body: String) -> Result<(u16, Vec<u8>), PostError> {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::post(url)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|_| PostError::BadAddress)?;
+        let exchange = async {
+            let answer = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    PostError::Connect
+                } else {
+                    PostError::Failed
+                }
+            })?;
+            let status = answer.status().as_u16();
+            let bytes = answer
+                .into_body()
+                .collect()
+                .await
+                .map_err(|_| PostError::Failed)?;
+            Ok((status, bytes.to_bytes().to_vec()))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| PostError::Timeout(self.timeout.as_millis()))?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,7 +147,9 @@ mod tests {
         std::fs::write(&path, "not a certificate\n").unwrap();
         let err = client_config(Some(&path)).err().expect("refused");
         assert!(err.to_string().contains("BEGIN CERTIFICATE"), "{err}");
-        let missing = client_config(Some(&dir.path().join("none.pem"))).err().unwrap();
+        let missing = client_config(Some(&dir.path().join("none.pem")))
+            .err()
+            .unwrap();
         assert!(missing.to_string().contains("none.pem"), "{missing}");
     }
 }

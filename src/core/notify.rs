@@ -40,17 +40,26 @@ pub struct GroupAlert {
 
 impl GroupAlert {
     fn label(&self, name: &str) -> Option<&str> {
-        self.labels.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.labels
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     fn annotation(&self, name: &str) -> Option<&str> {
-        self.annotations.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.annotations
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// `Xã Kha Sơn (05443) từ 10:41:07 — Lan đang xử lý`, or the alert's summary.
     fn line(&self, firing: bool) -> String {
         let Some(site) = self.label("site") else {
-            return self.annotation("summary").unwrap_or("(cảnh báo không tên)").to_string();
+            return self
+                .annotation("summary")
+                .unwrap_or("(cảnh báo không tên)")
+                .to_string();
         };
         let who = match self.label("name") {
             Some(name) => format!("{name} ({site})"),
@@ -114,9 +123,17 @@ pub fn zalo_text(group: &AlertGroup) -> String {
         .unwrap_or_default();
     let sites = alerts.iter().any(|a| a.label("site").is_some());
     let heading = if sites {
-        format!("{} {place}{count} điểm cầu {}", if firing { "🔴" } else { "✅" }, what(alertname, firing))
+        format!(
+            "{} {place}{count} điểm cầu {}",
+            if firing { "🔴" } else { "✅" },
+            what(alertname, firing)
+        )
     } else {
-        format!("{} {place}{}", if firing { "🔴" } else { "✅" }, what(alertname, firing))
+        format!(
+            "{} {place}{}",
+            if firing { "🔴" } else { "✅" },
+            what(alertname, firing)
+        )
     };
     let wall = alerts
         .iter()
@@ -150,7 +167,11 @@ mod tests {
     fn group(status: &str, alerts: Vec<(&str, &str, Option<&str>)>) -> AlertGroup {
         AlertGroup {
             status: status.into(),
-            group_labels: [("alertname".into(), "DiemcauSiteOffline".into()), ("district".into(), "Huyện Phú Bình".into())].into(),
+            group_labels: [
+                ("alertname".into(), "DiemcauSiteOffline".into()),
+                ("district".into(), "Huyện Phú Bình".into()),
+            ]
+            .into(),
             common_labels: [("alertname".into(), "DiemcauSiteOffline".into())].into(),
             truncated_alerts: 0,
             alerts: alerts
@@ -161,7 +182,10 @@ mod tests {
                     annotations: [
                         ("since".to_string(), "10:41:07".to_string()),
                         ("taken_by".to_string(), taken.unwrap_or(NOBODY).to_string()),
-                        ("wall".to_string(), "https://diemcau.thainguyen.gov.vn/wall".to_string()),
+                        (
+                            "wall".to_string(),
+                            "https://diemcau.thainguyen.gov.vn/wall".to_string(),
+                        ),
                     ]
                     .into(),
                     starts_at: "2026-12-20T03:41:07Z".into(),
@@ -174,7 +198,10 @@ mod tests {
     fn a_district_group_is_one_message_naming_each_site_since_when_and_who_is_on_it() {
         let text = zalo_text(&group(
             "firing",
-            vec![("05443", "Xã Kha Sơn", Some("Lan")), ("05444", "Xã Tân Thành", None)],
+            vec![
+                ("05443", "Xã Kha Sơn", Some("Lan")),
+                ("05444", "Xã Tân Thành", None),
+            ],
         ));
         assert_eq!(
             text,
@@ -184,19 +211,29 @@ mod tests {
              Tường điểm cầu: https://diemcau.thainguyen.gov.vn/wall"
         );
         let back = zalo_text(&group("resolved", vec![("05443", "Xã Kha Sơn", None)]));
-        assert!(back.starts_with("✅ Huyện Phú Bình: 1 điểm cầu đã kết nối lại\n• Xã Kha Sơn (05443)"), "{back}");
+        assert!(
+            back.starts_with("✅ Huyện Phú Bình: 1 điểm cầu đã kết nối lại\n• Xã Kha Sơn (05443)"),
+            "{back}"
+        );
     }
 
     #[test]
     fn a_group_too_long_for_zalo_is_cut_saying_how_many_were_left_out() {
-        let many: Vec<(String, String)> = (0..300).map(|n| (format!("{:05}", n), format!("Xã Số {n} có tên khá dài"))).collect();
+        let many: Vec<(String, String)> = (0..300)
+            .map(|n| (format!("{:05}", n), format!("Xã Số {n} có tên khá dài")))
+            .collect();
         let text = zalo_text(&group(
             "firing",
-            many.iter().map(|(s, n)| (s.as_str(), n.as_str(), None)).collect(),
+            many.iter()
+                .map(|(s, n)| (s.as_str(), n.as_str(), None))
+                .collect(),
         ));
         assert!(text.chars().count() <= ZALO_MAX_CHARS);
         let shown = text.matches("\n• ").count();
-        assert!(text.contains(&format!("… và {} điểm cầu khác", 300 - shown)), "{text}");
+        assert!(
+            text.contains(&format!("… và {} điểm cầu khác", 300 - shown)),
+            "{text}"
+        );
         assert!(text.ends_with("/wall"), "the link is kept");
     }
 
@@ -204,6 +241,10 @@ mod tests {
     fn without_its_annotations_the_start_is_shown_in_vietnam_time() {
         let mut g = group("firing", vec![("05443", "Xã Kha Sơn", None)]);
         g.alerts[0].annotations.clear();
-        assert!(zalo_text(&g).contains("Xã Kha Sơn (05443) từ 10:41:07 — chưa ai nhận"), "{}", zalo_text(&g));
+        assert!(
+            zalo_text(&g).contains("Xã Kha Sơn (05443) từ 10:41:07 — chưa ai nhận"),
+            "{}",
+            zalo_text(&g)
+        );
     }
 }

@@ -24,11 +24,12 @@ async fn relay(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require(&[Role::Notifier, Role::Admin])?;
-    let group: AlertGroup = body.json(r#"{"status": "firing", "groupLabels": {}, "alerts": []}"#)?;
+    let group: AlertGroup =
+        body.json(r#"{"status": "firing", "groupLabels": {}, "alerts": []}"#)?;
     let text = zalo_text(&group);
-    app.zalo.send(text).map_err(|e| match e {
-        RelayError::Off => ApiError::Unavailable(e.to_string()),
-        RelayError::Full(_) => ApiError::Unavailable(e.to_string()),
-    })?;
+    let secrets = app.secrets.current();
+    app.zalo
+        .send(text, secrets.zalo_bot_token())
+        .map_err(|e: RelayError| ApiError::Unavailable(e.to_string()))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "queued": true }))))
 }

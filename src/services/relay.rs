@@ -21,6 +21,10 @@ pub enum RelayError {
         "the Zalo relay is off: set [notify.zalo] api_url and chat_id in diemcau.toml and [zalo] bot_token in secrets.toml (README \"Notifications\")"
     )]
     Off,
+    #[error(
+        "the Zalo relay has no bot token: add [zalo] bot_token = \"…\" to secrets.toml (taken within a second, no restart)"
+    )]
+    NoToken,
     #[error("{0} Zalo messages are waiting already: send again later")]
     Full(usize),
 }
@@ -28,7 +32,7 @@ pub enum RelayError {
 /// Where and how to post.
 #[derive(Clone)]
 struct Bot {
-    send_url: String,
+    api_url: String,
     chat_id: String,
     attempts: u32,
     first_retry: Duration,
@@ -43,37 +47,34 @@ enum Outcome {
     Final(String),
 }
 
+/// A message and the bot token in force when it was taken (secrets.toml is followed).
+struct Message {
+    text: String,
+    token: Key,
+}
+
 pub struct ZaloRelay {
-    queue: Option<mpsc::Sender<String>>,
+    queue: Option<mpsc::Sender<Message>>,
     capacity: usize,
 }
 
 impl ZaloRelay {
-    /// Starts the sender when the config and the token are there; otherwise a relay
-    /// that says how to turn it on.
-    pub fn start(config: &ZaloConfig, token: Option<&Key>, metrics: Arc<Metrics>) -> ZaloRelay {
-        let (Some(api), Some(chat_id), Some(token)) = (&config.api_url, &config.chat_id, token) else {
-            if config.api_url.is_some() {
-                tracing::warn!("notify.zalo.api_url is set but secrets.toml has no [zalo] bot_token: the Zalo relay is off");
-            }
-            return ZaloRelay { queue: None, capacity: config.queue };
+    /// Starts the sender when the config names a bot; otherwise a relay that says how
+    /// to turn it on.
+    pub fn start(config: &ZaloConfig, metrics: Arc<Metrics>) -> ZaloRelay {
+        let (Some(api), Some(chat_id)) = (&config.api_url, &config.chat_id) else {
+            return ZaloRelay {
+                queue: None,
+                capacity: config.queue,
+            };
         };
         let bot = Bot {
-            send_url: format!("{}/bot{}/sendMessage", api.trim_end_matches('/'), token.expose()),
+            api_url: api.trim_end_matches('/').to_string(),
             chat_id: chat_id.clone(),
             attempts: config.attempts,
             first_retry: Duration::from_millis(config.first_retry_ms),
         };
-        let client = match crate::tls::client_config(None) {
-            Ok(tls) => reqwest::Client::builder().tls_backend_preconfigured((*tls).clone()),
-            Err(e) => {
-                tracing::warn!(error = %e, "no certificates to trust: the Zalo relay can reach http:// only");
-                reqwest::Client::builder()
-            }
-        }
-        .timeout(Duration::from_millis(config.timeout_ms))
-        .build()
-        .expect("an HTTP client with a TLS config builds");
+        let client = crate::tls::HttpsClient::new(Duration::from_millis(config.timeout_ms));
         let (queue, messages) = mpsc::channel(config.queue);
         tokio::spawn(send_all(bot, client, messages, metrics));
         ZaloRelay {
@@ -82,27 +83,29 @@ impl ZaloRelay {
         }
     }
 
-    /// Queues one message (the sender posts them in order).
-    pub fn send(&self, text: String) -> Result<(), RelayError> {
+    /// Queues one message for the bot of `token` (the sender posts them in order).
+    pub fn send(&self, text: String, token: Option<&Key>) -> Result<(), RelayError> {
         let queue = self.queue.as_ref().ok_or(RelayError::Off)?;
+        let token = token.ok_or(RelayError::NoToken)?.clone();
         queue
-            .try_send(text)
+            .try_send(Message { text, token })
             .map_err(|_| RelayError::Full(self.capacity))
     }
 }
 
 async fn send_all(
     bot: Bot,
-    client: reqwest::Client,
-    mut messages: mpsc::Receiver<String>,
+    client: crate::tls::HttpsClient,
+    mut messages: mpsc::Receiver<Message>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(text) = messages.recv().await {
+    while let Some(Message { text, token }) = messages.recv().await {
+        let url = format!("{}/bot{}/sendMessage", bot.api_url, token.expose());
         let mut wait = bot.first_retry;
         let mut tries = 0;
         let failure = loop {
             tries += 1;
-            match post(&client, &bot, &text).await {
+            match post(&client, &url, &bot.chat_id, &text).await {
                 Outcome::Sent => break None,
                 Outcome::Final(why) => break Some(why),
                 Outcome::Again(why) if tries >= bot.attempts => break Some(why),
@@ -129,21 +132,30 @@ async fn send_all(
     }
 }
 
-async fn post(client: &reqwest::Client, bot: &Bot, text: &str) -> Outcome {
-    let body = serde_json::json!({ "chat_id": bot.chat_id, "text": text });
-    let answer = match client.post(&bot.send_url).json(&body).send().await {
-        // The error's URL holds the token: it is left out.
-        Err(e) => return Outcome::Again(e.without_url().to_string()),
+async fn post(client: &crate::tls::HttpsClient, url: &str, chat_id: &str, text: &str) -> Outcome {
+    let body = serde_json::json!({ "chat_id": chat_id, "text": text }).to_string();
+    let (status, bytes) = match client.post_json(url, body).await {
         Ok(answer) => answer,
+        Err(crate::tls::PostError::BadAddress) => {
+            return Outcome::Final("notify.zalo.api_url does not make a valid address".into());
+        }
+        Err(e) => return Outcome::Again(e.to_string()),
     };
-    let status = answer.status();
-    let reply: serde_json::Value = answer.json().await.unwrap_or_default();
-    let said = reply["description"].as_str().unwrap_or("").chars().take(200).collect::<String>();
-    if status.is_success() && reply["ok"] == true {
+    let reply: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let said = reply["description"]
+        .as_str()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect::<String>();
+    if (200..300).contains(&status) && reply["ok"] == true {
         Outcome::Sent
-    } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    } else if status >= 500 || status == 429 {
         Outcome::Again(format!("HTTP {status} {said}"))
     } else {
-        Outcome::Final(format!("HTTP {status}, error_code {}: {said}", reply["error_code"]))
+        Outcome::Final(format!(
+            "HTTP {status}, error_code {}: {said}",
+            reply["error_code"]
+        ))
     }
 }

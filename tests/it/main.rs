@@ -1,6 +1,7 @@
 //! Integration tests: real server on port 0, real websocket and HTTP clients.
 
 mod access;
+mod alerting;
 mod api;
 mod architecture;
 mod bridge;
