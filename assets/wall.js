@@ -18,6 +18,10 @@ const devices = new Map(); // id → active check of the site's video equipment
 const serverAlerts = new Map(); // key → alert the service raised (presenter offline)
 const dismissed = new Map(); // alert key → who marked it "Đã biết", and when
 const past = []; // alerts that cleared or were marked, newest first
+const incidents = new Map(); // incident id → incident (open ones and those closed lately)
+const excused = new Map(); // site id → who excused it, when and why
+let detailSite = null; // the site whose detail panel is open
+let incidentCount = { open: 0, untaken: 0 }; // shown beside the alerts' count
 let raised = new Map(); // key → alert showing now (to notice the ones that clear)
 let shape = ""; // what the tiles' layout depends on: refit when it changes
 const RING_MS = 60_000;
@@ -28,6 +32,123 @@ const NAME_KEY = "diemcau.staffName";
 
 /** "10:41" of a server time (the tile's "since"; the detail has the seconds). */
 const hhmm = (at) => clockTime(at).slice(0, 5);
+
+/** The site's open incident, if any. */
+function openIncident(id) {
+  for (const incident of incidents.values()) if (incident.site === id && incident.resolved_ms == null) return incident;
+  return null;
+}
+
+/** Who is on an incident now (the latest take: a hand-over is another take). */
+const takerOf = (incident) => incident?.takers?.at(-1) ?? null;
+/** Nobody took it in time: raised again until someone does. */
+const untaken = (incident) => incident && incident.resolved_ms == null && !takerOf(incident) && incident.raised_again_ms != null;
+
+const CAUSE_WORDS = { offline: "mất kết nối", degraded: "kết nối kém kéo dài", equipment: "thiết bị cầu không phản hồi" };
+
+/** The name typed in "Người trực", or a prompt to type it (the acts are recorded by name). */
+function staffName(what) {
+  const name = $("#staff-name").value.trim();
+  const label = $(".staff-name");
+  if (!name) {
+    label.classList.add("needed");
+    $("#message-status").textContent = `Nhập tên người trực (ô “Người trực”) rồi bấm “${what}”: việc xử lý được ghi lại theo tên.`;
+    $("#staff-name").focus();
+    return null;
+  }
+  label.classList.remove("needed");
+  sessionStorage.setItem(NAME_KEY, name);
+  return name;
+}
+
+/** "Tôi xử lý": this person takes the incident; every wall then shows who is on it. */
+async function takeIncident(incident) {
+  const name = staffName("Tôi xử lý");
+  if (!name) return;
+  try {
+    const answer = await postJson(`/api/incidents/${incident.id}/take`, { name });
+    onIncident(answer.incident);
+    $("#message-status").textContent = `${name} đang xử lý ${sites.get(incident.site)?.name ?? incident.site}.`;
+  } catch (error) {
+    $("#message-status").textContent = `Chưa nhận được việc: ${error.message}`;
+  }
+}
+
+async function noteIncident(incident, input) {
+  const name = staffName("Ghi chú");
+  const text = input.value.trim();
+  if (!name || !text) return;
+  try {
+    const answer = await postJson(`/api/incidents/${incident.id}/notes`, { name, text });
+    input.value = "";
+    onIncident(answer.incident);
+  } catch (error) {
+    $("#message-status").textContent = `Chưa ghi được ghi chú: ${error.message}`;
+  }
+}
+
+async function excuseSite(id, isExcused, reasonInput) {
+  const name = staffName(isExcused ? "Vắng có lý do" : "Bỏ đánh dấu vắng");
+  if (!name) return;
+  try {
+    const answer = await postJson("/api/excusals", { site: id, excused: isExcused, name, reason: reasonInput?.value ?? "" });
+    onExcusal(answer.excusal);
+  } catch (error) {
+    $("#message-status").textContent = `Chưa ghi được: ${error.message}`;
+  }
+}
+
+function onIncident(incident) {
+  const known = incidents.get(incident.id);
+  // Frames may arrive after the answer: the one with more facts wins.
+  const facts = (i) => i.takers.length + i.notes.length + (i.resolved_ms != null) + (i.raised_again_ms != null) + i.flaps + (i.back_ms != null);
+  if (known && facts(known) > facts(incident)) return;
+  incidents.set(incident.id, incident);
+  if (detailSite === incident.site) drawIncidentBox(incident.site);
+  scheduleRender();
+}
+
+function onExcusal(excusal) {
+  if (excusal.excused) excused.set(excusal.site, excusal);
+  else excused.delete(excusal.site);
+  if (detailSite === excusal.site) drawIncidentBox(excusal.site);
+  scheduleRender();
+}
+
+/** The detail panel's part on what is being done about the site. */
+function drawIncidentBox(id) {
+  const box = $("#incident-box");
+  if (!box) return;
+  const incident = openIncident(id) ?? [...incidents.values()].filter((i) => i.site === id).at(-1) ?? null;
+  const parts = [el("h3", {}, "Xử lý sự cố")];
+  if (!incident) {
+    parts.push(el("p", { class: "muted" }, "Không có sự cố nào đang mở."));
+  } else {
+    const taker = takerOf(incident);
+    const open = incident.resolved_ms == null;
+    parts.push(
+      el("p", { class: `incident-state ${open ? (taker ? "taken" : "open") : "closed"}` },
+        `${open ? "Đang mở" : "Đã đóng"}: ${CAUSE_WORDS[incident.cause]} từ ${clockTime(incident.opened_ms)}`,
+        open ? "" : ` — đóng lúc ${clockTime(incident.resolved_ms)}${incident.closing === "excused" ? " (vắng có lý do)" : ""}`),
+      el("p", { id: "incident-taker" }, taker ? `✎ ${taker.name} đang xử lý (nhận lúc ${clockTime(taker.at_ms)})` : open ? "⚠ Chưa ai nhận xử lý" : "Không ai nhận xử lý"),
+    );
+    if (open) parts.push(el("button", { type: "button", id: "take-incident", class: "primary", onclick: () => takeIncident(incident) }, taker ? "Tôi nhận thay" : "Tôi xử lý"));
+    parts.push(el("ol", { class: "incident-notes" }, incident.notes.map((n) => el("li", {}, `${clockTime(n.at_ms)} ${n.name}: ${n.text}`))));
+    const input = el("input", { type: "text", id: "incident-note", maxlength: "500", placeholder: "Ghi chú: đã gọi anh Hùng: mất điện, 5 phút", "aria-label": "Ghi chú xử lý" });
+    parts.push(el("form", { class: "note-form", onsubmit: (event) => { event.preventDefault(); noteIncident(incident, input); } },
+      input, el("button", { type: "submit" }, "Ghi chú")));
+  }
+  const excusal = excused.get(id);
+  if (excusal) {
+    parts.push(el("p", { class: "excused-note" }, `Vắng mặt có lý do (${excusal.name}, ${clockTime(excusal.at_ms)}): ${excusal.reason}`),
+      el("button", { type: "button", onclick: () => excuseSite(id, false) }, "Bỏ đánh dấu vắng"));
+  } else {
+    const reason = el("input", { type: "text", maxlength: "300", placeholder: "Lý do (ban tổ chức đã đồng ý)", "aria-label": "Lý do vắng mặt" });
+    parts.push(el("form", { class: "note-form", onsubmit: (event) => { event.preventDefault(); excuseSite(id, true, reason); } },
+      reason, el("button", { type: "submit" }, "Vắng có lý do")));
+  }
+  box.replaceChildren(...parts);
+}
 
 /** "Phường Phan Đình Phùng": the kind word, long and short (dense layouts show "P."). */
 function nameParts(name) {
@@ -45,6 +166,7 @@ function roleOf(id) {
 
 /** The tile's second line: what a person needs from across the room, per state. */
 function status(site) {
+  if (excused.has(site.id)) return [el("span", { class: "state" }, "◌ Vắng (có lý do)")];
   const word = el("span", { class: "state" }, `${STATE_ICONS[site.state]} ${STATE_LABELS[site.state]}`);
   if (site.state === "offline" || site.state === "degraded") {
     return [word, el("span", { class: "since", title: `Từ ${clockTime(site.since_ms)}` }, site.since_ms ? `từ ${hhmm(site.since_ms)}` : "")];
@@ -60,7 +182,12 @@ function status(site) {
 
 function tile(site) {
   const now = clock.now();
-  const classes = ["tile", `state-${site.state}`];
+  const isExcused = excused.has(site.id);
+  const incident = isExcused ? null : openIncident(site.id);
+  const taker = takerOf(incident);
+  const classes = ["tile", isExcused ? "excused" : `state-${site.state}`];
+  if (taker) classes.push("taken");
+  if (untaken(incident)) classes.push("untaken");
   if (site.flapping) classes.push("flapping");
   if (confirmed.has(site.id)) classes.push("confirmed");
   const device = devices.get(site.id);
@@ -68,19 +195,20 @@ function tile(site) {
   if (timer?.slot?.venue === site.id) classes.push("presenting");
   if (timer?.next?.venue === site.id) classes.push("on-deck");
   const age = now - (changedAt.get(site.id) ?? -Infinity);
-  const attributes = { "data-site": site.id, "data-state": site.state, role: "button", tabindex: "0", title: site.name, onclick: () => showDetail(site.id) };
+  const attributes = { "data-site": site.id, "data-state": isExcused ? "excused" : site.state, role: "button", tabindex: "0", title: site.name, onclick: () => showDetail(site.id) };
   if (age < RING_MS) {
     classes.push("changed");
     attributes.style = `--age: ${-Math.round(age)}ms`;
   }
   const role = roleOf(site.id);
-  const extra = role || (device?.state === "down" ? "⚠ thiết bị" : "");
+  const extra = role || (taker ? `${taker.name} xử lý` : untaken(incident) ? "⚠ chưa ai nhận" : device?.state === "down" ? "⚠ thiết bị" : "");
+  if (taker) attributes.title = `${site.name} — ${taker.name} đang xử lý`;
   return el(
     "div",
     { ...attributes, class: classes.join(" ") },
     el("div", { class: "name" }, ...nameParts(site.name)),
     el("div", { class: "status" }, ...status(site)),
-    extra ? el("span", { class: "role" }, extra) : null,
+    extra ? el("span", { class: `role${role ? "" : taker ? " taker" : untaken(incident) ? " untaken" : ""}` }, extra) : null,
   );
 }
 
@@ -91,11 +219,12 @@ function currentAlerts() {
   const covered = new Set();
   for (const [key, alert] of serverAlerts) {
     if (sites.get(alert.site)?.state === "online") continue; // the site is back
+    if (excused.has(alert.site)) continue;
     alerts.push({ key, ...alert });
     covered.add(alert.site);
   }
   for (const site of sites.values()) {
-    if (site.state !== "offline" || covered.has(site.id)) continue;
+    if (site.state !== "offline" || covered.has(site.id) || excused.has(site.id)) continue;
     const role = roleOf(site.id);
     alerts.push({
       key: `offline:${site.id}:${site.since_ms ?? 0}`,
@@ -106,7 +235,7 @@ function currentAlerts() {
     });
   }
   for (const [id, device] of devices) {
-    if (device.state !== "down") continue;
+    if (device.state !== "down" || excused.has(id)) continue;
     alerts.push({
       key: `device:${id}:${device.since_ms ?? 0}`,
       site: id,
@@ -115,7 +244,22 @@ function currentAlerts() {
       text: `${nameOf(id)}: thiết bị cầu không phản hồi từ ${clockTime(device.since_ms)}`,
     });
   }
-  return alerts.sort((a, b) => b.at_ms - a.at_ms);
+  // An open incident the alerts above do not show (a link degraded for long).
+  const alerted = new Set(alerts.map((a) => a.site));
+  for (const incident of incidents.values()) {
+    // Back and waiting to close: nothing to do.
+    if (incident.resolved_ms != null || incident.back_ms != null || alerted.has(incident.site) || excused.has(incident.site)) continue;
+    alerts.push({
+      key: `incident:${incident.id}`,
+      site: incident.site,
+      kind: "incident",
+      at_ms: incident.opened_ms,
+      text: `${nameOf(incident.site)}: ${CAUSE_WORDS[incident.cause]} từ ${clockTime(incident.opened_ms)}`,
+    });
+  }
+  // Unhandled first: an incident nobody took is raised again.
+  const rank = (a) => (untaken(openIncident(a.site)) ? 0 : 1);
+  return alerts.sort((a, b) => rank(a) - rank(b) || b.at_ms - a.at_ms);
 }
 
 function rememberPast(alert, outcome) {
@@ -133,13 +277,24 @@ function drawAlerts() {
   const count = $("#alert-count");
   count.className = `alert-count ${showing.size ? "some" : "none"}`;
   count.textContent = showing.size ? `⚠ ${showing.size} cảnh báo` : "✓ Không có cảnh báo";
+  const open = $("#incident-count");
+  open.className = `incident-count${incidentCount.untaken ? " some" : ""}`;
+  open.textContent = incidentCount.open
+    ? `Sự cố ${incidentCount.open}${incidentCount.untaken ? ` · ${incidentCount.untaken} chưa ai nhận` : ""}`
+    : "";
   $("#alert-list").replaceChildren(
-    ...[...showing.values()].map((alert) =>
-      el("div", { class: `wall-alert ${alert.kind}`, "data-alert": alert.key, role: "alert" },
-        el("span", { title: alert.text }, `⚠ ${alert.text}`),
+    ...[...showing.values()].map((alert) => {
+      const incident = openIncident(alert.site);
+      const taker = takerOf(incident);
+      const raisedAgain = untaken(incident);
+      return el("div", { class: `wall-alert ${alert.kind}${raisedAgain ? " untaken" : ""}`, "data-alert": alert.key, role: "alert" },
+        el("span", { title: alert.text }, `${raisedAgain ? "⚠ CHƯA AI NHẬN: " : "⚠ "}${alert.text}`),
+        taker
+          ? el("span", { class: "taker", title: `${taker.name} nhận lúc ${clockTime(taker.at_ms)}` }, `${taker.name} đang xử lý`)
+          : incident ? el("button", { type: "button", class: "take", onclick: () => takeIncident(incident) }, "Tôi xử lý") : null,
         el("button", { type: "button", onclick: () => dismiss(alert) }, "Đã biết"),
-      ),
-    ),
+      );
+    }),
   );
   $("#past-open").textContent = `Cảnh báo đã qua (${past.length})`;
   if (!$("#past").classList.contains("hidden")) drawPast();
@@ -147,15 +302,8 @@ function drawAlerts() {
 
 /** Marks an alert "Đã biết": stored with the name typed on this wall, then off the strip. */
 async function dismiss(alert) {
-  const name = $("#staff-name").value.trim();
-  const label = $(".staff-name");
-  if (!name) {
-    label.classList.add("needed");
-    $("#message-status").textContent = "Nhập tên người trực (ô “Người trực”) rồi bấm “Đã biết”: việc xử lý được ghi lại theo tên.";
-    $("#staff-name").focus();
-    return;
-  }
-  label.classList.remove("needed");
+  const name = staffName("Đã biết");
+  if (!name) return;
   try {
     const answer = await postJson("/api/alerts/dismissals", { alert: alert.key, site: alert.site, text: alert.text, name });
     onDismissal(answer.dismissal);
@@ -221,13 +369,19 @@ function render() {
   let list = all.filter((s) => !query || fold(`${s.name} ${s.id}`).includes(query));
   if (query && list.length === 0) list = all.filter((s) => fold(s.former_district).includes(query));
   const counts = { total: sites.size, online: 0, degraded: 0, offline: 0, never_seen: 0 };
-  for (const s of sites.values()) counts[s.state] += 1;
+  // An excused site is counted apart: not among the offline.
+  for (const s of sites.values()) if (!excused.has(s.id)) counts[s.state] += 1;
+  const openCount = [...incidents.values()].filter((i) => i.resolved_ms == null && !excused.has(i.site)).length;
+  const untakenCount = [...incidents.values()].filter((i) => i.resolved_ms == null && !excused.has(i.site) && !takerOf(i)).length;
+  // The header keeps one row at 1366 px: the excused ride on the total, the incidents on the strip.
   $("#counters").replaceChildren(
-    el("span", { class: "counter" }, "Tổng", el("b", {}, String(counts.total))),
+    el("span", { class: "counter", id: "count-total" }, "Tổng", el("b", {}, String(counts.total)),
+      excused.size ? el("span", { class: "excused-count", id: "count-excused", title: "Vắng mặt có lý do: không tính là mất kết nối" }, ` · vắng ${excused.size}`) : null),
     ...["online", "degraded", "offline", "never_seen"].map((state) =>
       el("span", { class: `counter state-${state}${counts[state] && state === "offline" ? " some" : ""}`, id: `count-${state}` }, `${STATE_ICONS[state]} ${STATE_LABELS[state]}`, el("b", {}, String(counts[state]))),
     ),
   );
+  incidentCount = { open: openCount, untaken: untakenCount };
   const groups = new Map();
   if ($("#sort").value === "problems") {
     list.sort((a, b) => PROBLEM_ORDER[a.state] - PROBLEM_ORDER[b.state] || (b.since_ms ?? 0) - (a.since_ms ?? 0));
@@ -268,6 +422,7 @@ function scheduleRender() {
 }
 
 async function showDetail(id) {
+  detailSite = id;
   const panel = $("#detail");
   panel.classList.remove("hidden");
   panel.replaceChildren(el("p", {}, "Đang tải…"));
@@ -275,9 +430,10 @@ async function showDetail(id) {
     const s = await getJson(`/api/sites/${id}`);
     const now = clock.now();
     panel.replaceChildren(
-      el("button", { type: "button", onclick: () => panel.classList.add("hidden") }, "Đóng ✕"),
+      el("button", { type: "button", onclick: () => { panel.classList.add("hidden"); detailSite = null; } }, "Đóng ✕"),
       el("h2", {}, s.name),
       el("p", {}, el("span", { class: `badge state-${s.state}` }, `${STATE_ICONS[s.state]} ${STATE_LABELS[s.state]}`), ` từ ${clockTime(s.since_ms)}`),
+      el("section", { id: "incident-box", class: "incident-box" }),
       el("dl", {},
         el("dt", {}, "Mã"), el("dd", {}, s.id),
         el("dt", {}, "Huyện cũ"), el("dd", {}, s.former_district),
@@ -300,6 +456,7 @@ async function showDetail(id) {
         )),
       ),
     );
+    drawIncidentBox(id);
   } catch (error) {
     panel.replaceChildren(el("p", {}, `Không tải được: ${error.message}`));
   }
@@ -343,7 +500,7 @@ function deviceText(device) {
 function onSiteChange(site, transition) {
   sites.set(site.id, site);
   if (transition) changedAt.set(site.id, transition.at_ms ?? clock.now());
-  if (transition?.to === "offline" && soundOn) beep(roleOf(site.id) ? 4 : 2);
+  if (transition?.to === "offline" && soundOn && !excused.has(site.id)) beep(roleOf(site.id) ? 4 : 2);
 }
 
 function drawTimer() {
@@ -417,6 +574,10 @@ async function main() {
       slowRttMs = snapshot.slow_rtt_ms ?? slowRttMs;
       devices.clear();
       for (const [id, check] of Object.entries(snapshot.devices ?? {})) devices.set(id, check);
+      incidents.clear();
+      for (const incident of snapshot.incidents ?? []) incidents.set(incident.id, incident);
+      excused.clear();
+      for (const excusal of snapshot.excused ?? []) excused.set(excusal.site, excusal);
       const select = $("#message-to");
       if (select.options.length === 3) {
         const districts = [...new Set(snapshot.sites.map((s) => s.former_district))];
@@ -450,6 +611,8 @@ async function main() {
       } else if (frame.type === "alert") {
         serverAlerts.set(`${frame.kind}:${frame.site}:${frame.at_ms}`, { site: frame.site, kind: "offline", at_ms: frame.at_ms, text: frame.message });
       } else if (frame.type === "dismissal") onDismissal(frame);
+      else if (frame.type === "incident") onIncident(frame);
+      else if (frame.type === "excusal") onExcusal(frame);
       scheduleRender();
     },
   });

@@ -1870,3 +1870,126 @@ async fn the_secretary_changes_a_slot_from_the_console_and_the_hall_sees_it() {
         b.close().await;
     }
 }
+
+/// What a person sees of one tile: its words, fill, outline and badge.
+async fn tile_seen(browser: &Browser, site: &str) -> serde_json::Value {
+    browser
+        .script(
+            "const t = document.querySelector(`.tile[data-site=\"${arguments[0]}\"]`);
+             if (!t) return null;
+             const s = getComputedStyle(t), r = t.getBoundingClientRect();
+             const badge = t.querySelector('.role');
+             const b = badge && getComputedStyle(badge);
+             return {text: t.innerText, background: s.backgroundColor, outline: `${s.outlineStyle} ${s.outlineColor}`,
+                     badge: badge && b.display !== 'none' ? badge.innerText : null,
+                     badge_inside: !badge || b.display === 'none' || (badge.getBoundingClientRect().left >= r.left && badge.getBoundingClientRect().right <= r.right),
+                     name_mark: getComputedStyle(t.querySelector('.name'), '::before').content,
+                     status_cut: (() => { const l = t.querySelector('.status'); return l.scrollHeight > l.clientHeight + 1 || l.scrollWidth > l.clientWidth + 1; })(),
+                     all_fit: (() => { const b = document.querySelector('#tiles'); return b.scrollHeight <= b.clientHeight + 1; })(),
+                     inside: r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth};",
+            site,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_an_excused_site_stays_calm() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(|config| {
+        fast(config);
+        config.liveness.offline_after_ms = 60_000;
+        config.incidents.raise_after_seconds = 3;
+    })
+    .await;
+    let (taken, left, away) = ("05443", "05710", "05500");
+    let wall = Browser::start().await;
+    wall.open_as(&app, "/wall", "operator").await;
+    wall.text_until("#count-online", |t| t.ends_with('0')).await;
+
+    // The organisers excuse one commune from its detail panel, with a reason.
+    wall.script("document.querySelector('#staff-name').value = 'Lan'; return null;", "").await;
+    wall.click(&format!(".tile[data-site=\"{away}\"]")).await;
+    visible_until(&wall, "#incident-box form input").await;
+    wall.script(
+        "const f = document.querySelectorAll('#incident-box form'); const last = f[f.length - 1];
+         last.querySelector('input').value = 'Xã sáp nhập, dự ở điểm cầu khác'; last.requestSubmit(); return null;",
+        "",
+    )
+    .await;
+    wall.text_until("#incident-box", |t| t.contains("Vắng mặt có lý do (Lan")).await;
+    wall.click("#detail button").await; // Đóng
+    wall.script("document.querySelector('#staff-name').value = ''; return null;", "").await;
+
+    for site in [taken, left, away] {
+        EchoingBridge::join(&app, site).await.close().await;
+        app.wait_for_state(site, "offline", WAIT).await;
+    }
+    wall.text_until("#alert-count", |t| t == "⚠ 2 cảnh báo").await;
+    let alert_of = |site: &str| format!("[data-alert^=\"offline:{site}:\"]");
+    visible_until(&wall, &format!("{} button.take", alert_of(taken))).await;
+
+    // "Tôi xử lý" without a name asks for one, and stores nothing.
+    wall.click(&format!("{} button.take", alert_of(taken))).await;
+    wall.text_until("#message-status", |t| t.contains("Nhập tên người trực")).await;
+    let (_, list) = app.get("/api/incidents", Some(app.key("operator"))).await;
+    assert!(list["incidents"].as_array().unwrap().iter().all(|i| i["takers"].as_array().unwrap().is_empty()), "{list}");
+    wall.script("const i = document.querySelector('#staff-name'); i.value = 'Lan'; i.dispatchEvent(new Event('change')); return null;", "").await;
+    wall.click(&format!("{} button.take", alert_of(taken))).await;
+    wall.text_until(&format!("{} .taker", alert_of(taken)), |t| t == "Lan đang xử lý").await;
+    wall.text_until(&format!(".tile[data-site=\"{taken}\"] .role"), |t| t == "Lan xử lý").await;
+    let (_, list) = app.get("/api/incidents", Some(app.key("operator"))).await;
+    let stored = list["incidents"].as_array().unwrap().iter().find(|i| i["site"] == taken).unwrap().clone();
+    assert_eq!((stored["takers"][0]["name"].as_str(), stored["takers"][0]["role"].as_str()), (Some("Lan"), Some("operator")));
+
+    // A note from the tile's panel.
+    wall.click(&format!(".tile[data-site=\"{taken}\"]")).await;
+    visible_until(&wall, "#incident-note").await;
+    wall.script(
+        "const i = document.querySelector('#incident-note'); i.value = 'đã gọi anh Hùng: mất điện, 5 phút'; i.form.requestSubmit(); return null;",
+        "",
+    )
+    .await;
+    wall.text_until(".incident-notes", |t| t.contains("Lan: đã gọi anh Hùng: mất điện, 5 phút")).await;
+    assert_eq!(wall.text("#incident-taker").await.split(" (").next(), Some("✎ Lan đang xử lý"));
+    wall.click("#detail button").await;
+
+    // Nobody takes the other within three seconds: it is raised again, on its tile and in the strip.
+    wall.text_until(&format!("{} span", alert_of(left)), |t| t.starts_with("⚠ CHƯA AI NHẬN:")).await;
+    for (width, height) in [(1920, 1080), (1366, 768)] {
+        wall.viewport(width, height).await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // the refit after a resize
+        wall.screenshot(&format!("wall-incidents-{width}")).await;
+        let on = tile_seen(&wall, taken).await;
+        let nobody = tile_seen(&wall, left).await;
+        let excused = tile_seen(&wall, away).await;
+        assert_eq!(nobody["outline"], "dashed rgb(250, 204, 21)", "{width}: {nobody}");
+        assert_ne!(on["outline"], nobody["outline"], "{width}: a taken one is not raised: {on}");
+        if width == 1920 {
+            assert_eq!(on["badge"], "Lan xử lý", "{on}");
+            assert_eq!(nobody["badge"], "⚠ chưa ai nhận", "{nobody}");
+        } else {
+            // Dense: no badges, a mark before the name.
+            assert_eq!(on["name_mark"], "\"✎ \"", "{on}");
+        }
+        for t in [&on, &nobody, &excused] {
+            assert!(t["inside"] == true && t["badge_inside"] == true && t["status_cut"] == false, "{width}: {t}");
+        }
+        assert_eq!(on["all_fit"], true, "{width}: every tile on screen without scrolling");
+        // The excused site dropped too, yet is neither red nor counted nor alerted.
+        assert!(excused["text"].as_str().unwrap().contains("Vắng (có lý do)"), "{excused}");
+        assert_ne!(excused["background"], "rgb(185, 28, 28)", "{excused}");
+        let offline = wall.text("#count-offline").await;
+        assert!(offline.ends_with('2'), "{width}: the excused site is not counted offline: {offline}");
+        assert_eq!(wall.text("#count-excused").await, " · vắng 1");
+        assert_eq!(wall.text("#alert-count").await, "⚠ 2 cảnh báo");
+        let count = seen(&wall, "#incident-count").await;
+        assert_eq!(count["text"], "Sự cố 2 · 1 chưa ai nhận", "{width}");
+        assert_eq!(count["background"], "rgb(250, 204, 21)", "{width}: yellow while one is untaken");
+    }
+    // A reload keeps the name and the state of every incident.
+    wall.viewport(1920, 1080).await;
+    wall.open(&app, "/wall").await;
+    wall.text_until(&format!(".tile[data-site=\"{taken}\"] .role"), |t| t == "Lan xử lý").await;
+    assert_eq!(wall.script("return document.querySelector('#staff-name').value;", "").await, "Lan");
+    wall.close().await;
+}
