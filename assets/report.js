@@ -46,7 +46,7 @@ async function main() {
   $("#window").textContent = `Từ ${dateTime(report.window.from_ms)} đến ${dateTime(report.window.to_ms)} (giờ Việt Nam) · lập lúc ${dateTime(report.generated_ms)}`;
   const t = report.totals;
   const total = (label, value, id) => el("div", { class: "total", id }, label, el("b", {}, value));
-  $("#totals").replaceChildren(
+  $("#totals").replaceChildren(...[
     total("Điểm cầu", String(t.sites)),
     total("Trực tuyến trung bình", percent(t.average_uptime ?? 0), "total-uptime"),
     total("Điểm cầu có mất kết nối", `${t.sites_with_outages} (${t.outages} lần)`, "total-outages"),
@@ -55,7 +55,27 @@ async function main() {
     total("Chưa kiểm tra", String(t.rehearsal.not_checked)),
     total("Tham luận đã trình bày", `${t.slots_done}/${t.slots}`, "total-slots"),
     total("Tổng vượt giờ", minutes(t.overtime_ms)),
-  );
+    total("Sự cố", `${t.incidents.incidents} (${t.incidents.never_taken} chưa ai nhận)`, "total-incidents"),
+    total("Nhận xử lý sau (trung vị)", t.incidents.median_time_to_take_ms == null ? "—" : minutes(t.incidents.median_time_to_take_ms), "total-take"),
+    total("Khắc phục sau (trung vị)", t.incidents.median_duration_ms == null ? "—" : minutes(t.incidents.median_duration_ms), "total-resolve"),
+    t.excused_sites ? total("Vắng mặt có lý do", String(t.excused_sites), "total-excused") : null,
+  ].filter(Boolean));
+  $("#incident-totals").textContent = t.excused_sites
+    ? "Điểm cầu vắng mặt có lý do không tính vào thời gian trực tuyến trung bình và số lần mất kết nối."
+    : "";
+  const CAUSES = { offline: "mất kết nối", degraded: "kết nối kém kéo dài", equipment: "thiết bị cầu không phản hồi" };
+  const ENDINGS = { back: "", excused: " (vắng có lý do)", window_end: " (hết giờ hội nghị)" };
+  const at = (ms) => (ms == null ? "" : time.format(new Date(ms)));
+  $("#incidents").replaceChildren(...report.incidents.map((i) =>
+    el("tr", { "data-incident": i.id },
+      el("td", {}, `${i.name ?? i.site} (${i.site})`),
+      el("td", {}, CAUSES[i.cause] ?? i.cause),
+      el("td", {}, at(i.opened_ms)),
+      el("td", {}, i.taken_by ?? "chưa ai nhận"),
+      el("td", {}, i.time_to_take_ms == null ? "" : minutes(i.time_to_take_ms)),
+      el("td", {}, i.notes.map((n) => `${at(n.at_ms)} ${n.name}: ${n.text}`).join(" · ")),
+      el("td", {}, i.resolved_ms == null ? "đang mở" : `${at(i.resolved_ms)}${ENDINGS[i.closing] ?? ""}`),
+      el("td", {}, i.duration_ms == null ? "" : minutes(i.duration_ms)))));
   $("#sites").replaceChildren(...report.sites.map((s) =>
     el("tr", { "data-site": s.id },
       el("td", {}, s.id),
@@ -66,7 +86,8 @@ async function main() {
       el("td", {}, minutes(s.outage_longest_ms)),
       el("td", {}, s.rtt_ms == null ? "" : `${Math.round(s.rtt_ms)} ms`),
       el("td", {}, VERDICTS[s.rehearsal]),
-      el("td", {}, s.roll_call_confirmed_ms ? time.format(new Date(s.roll_call_confirmed_ms)) : "—"))));
+      el("td", {}, s.roll_call_confirmed_ms ? time.format(new Date(s.roll_call_confirmed_ms)) : "—"),
+      el("td", {}, s.excused ? `Vắng có lý do: ${s.excused.reason}` : ""))));
   // Each earlier attempt (reset) is a row of its own, before the slot's current run.
   $("#presentations").replaceChildren(...report.presentations.flatMap((p) => [
     ...(p.earlier_attempts ?? []).map((a) =>

@@ -292,7 +292,7 @@ function drawAlerts() {
         taker
           ? el("span", { class: "taker", title: `${taker.name} nhận lúc ${clockTime(taker.at_ms)}` }, `${taker.name} đang xử lý`)
           : incident ? el("button", { type: "button", class: "take", onclick: () => takeIncident(incident) }, "Tôi xử lý") : null,
-        el("button", { type: "button", onclick: () => dismiss(alert) }, "Đã biết"),
+        el("button", { type: "button", class: "dismiss", onclick: () => dismiss(alert) }, "Đã biết"),
       );
     }),
   );

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 use crate::auth::{Caller, Role};
 use crate::config::parse_time;
+use std::collections::BTreeMap;
+
+use crate::core::incidents::{Excusal, Incident, IncidentBook};
 use crate::core::report::availability;
+use crate::core::sites::SiteId;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -66,9 +70,25 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
     let rtt_medians = app.store.rtt_median_by_site_between(from, to).await?;
     let downtime = app.store.downtime_between(from, to).await?;
     let dead: Vec<_> = downtime.iter().map(|(d, _)| *d).collect();
+    // Incidents from their stored events, replayed as at start: what the walls showed.
+    let mut book = IncidentBook::new(app.config.incident_policy());
+    // Only what had happened by the window's end.
+    for event in app.store.incident_events().await? {
+        if event.at_ms() <= to {
+            book.apply(&event);
+        }
+    }
+    let mut excused: BTreeMap<SiteId, Excusal> = BTreeMap::new();
+    for excusal in app.store.excusals().await? {
+        if excusal.at_ms < to {
+            excused.insert(excusal.site, excusal);
+        }
+    }
+    excused.retain(|_, e| e.excused);
     let mut rehearsal_counts = json!({"pass": 0, "warn": 0, "fail": 0, "not_checked": 0});
     let (mut uptime_sum, mut outages, mut with_outages, mut confirmed) = (0.0, 0u32, 0u32, 0u32);
     let mut sites = Vec::new();
+    let mut counted = 0usize;
     for (idx, site) in app.roster.sites().iter().enumerate() {
         let a = availability(
             by_site.get(site.id.as_str()).map_or(&[][..], Vec::as_slice),
@@ -81,9 +101,14 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
             .find(|r| r.site == site.id)
             .map_or("not_checked", |r| r.verdict.as_str());
         let roll_call = app.noticeboard.roll_call_confirmed(idx);
-        uptime_sum += a.uptime;
-        outages += a.outages;
-        with_outages += (a.outages > 0) as u32;
+        let excusal = excused.get(&site.id);
+        // An excused site is not taking part: left out of the uptime and outage totals.
+        if excusal.is_none() {
+            counted += 1;
+            uptime_sum += a.uptime;
+            outages += a.outages;
+            with_outages += (a.outages > 0) as u32;
+        }
         confirmed += roll_call.is_some() as u32;
         rehearsal_counts[verdict] = json!(rehearsal_counts[verdict].as_u64().unwrap_or(0) + 1);
         if own.is_some_and(|id| id != site.id) {
@@ -95,6 +120,7 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
             "outage_total_ms": a.outage_total_ms, "outage_longest_ms": a.outage_longest_ms,
             "rtt_ms": rtt_medians.get(site.id.as_str()),
             "rehearsal": verdict, "roll_call_confirmed_ms": roll_call,
+            "excused": excusal,
         }));
     }
     let presentations = app.timekeeper.reports();
@@ -111,8 +137,36 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
         "attempts_reset": presentations.iter().map(|p| p.earlier_attempts.len()).sum::<usize>(),
         "interruptions": presentations.iter().map(|p| p.interruptions.len()).sum::<usize>(),
     });
+    let incidents: Vec<&Incident> = book
+        .all()
+        .iter()
+        .filter(|i| i.opened_ms < to && i.resolved_ms.is_none_or(|at| at >= from))
+        .filter(|i| own.is_none_or(|id| id == i.site))
+        .collect();
+    totals["incidents"] = json!(crate::core::incidents::totals(&incidents));
+    let incidents: Vec<Value> = incidents
+        .into_iter()
+        .map(|i| {
+            let name = app
+                .roster
+                .index_of(i.site)
+                .map(|idx| app.roster.site(idx).name.clone());
+            json!({
+                "id": i.id, "site": i.site, "name": name, "cause": i.cause,
+                "opened_ms": i.opened_ms,
+                "taken_by": i.takers.first().map(|t| &t.name),
+                "taken_ms": i.takers.first().map(|t| t.at_ms),
+                "time_to_take_ms": i.time_to_take_ms(),
+                "takers": i.takers, "notes": i.notes,
+                "raised_again_ms": i.raised_again_ms, "flaps": i.flaps,
+                "back_ms": i.last_back_ms, "resolved_ms": i.resolved_ms, "closing": i.closing,
+                "duration_ms": i.duration_ms(),
+            })
+        })
+        .collect();
     if own.is_none() {
-        totals["average_uptime"] = json!(uptime_sum / app.roster.len().max(1) as f64);
+        totals["average_uptime"] = json!(uptime_sum / counted.max(1) as f64);
+        totals["excused_sites"] = json!(excused.len());
         totals["outages"] = json!(outages);
         totals["sites_with_outages"] = json!(with_outages);
         totals["roll_call_confirmed"] = json!(confirmed);
@@ -128,6 +182,7 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
         "totals": totals,
         "sites": sites,
         "presentations": presentations,
+        "incidents": incidents,
     }))
 }
 

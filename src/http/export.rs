@@ -282,6 +282,7 @@ pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> V
         "RTT trung vị (ms)",
         "Kiểm tra kết nối",
         "Điểm danh",
+        "Vắng mặt có lý do",
     ]);
     for site in report["sites"].as_array().into_iter().flatten() {
         let ms = |key: &str| site[key].as_i64().map(minutes_seconds).unwrap_or_default();
@@ -303,13 +304,101 @@ pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> V
                 .as_i64()
                 .map(local_time)
                 .unwrap_or_else(|| "chưa xác nhận".into()),
+            match &site["excused"] {
+                serde_json::Value::Null => String::new(),
+                e => format!(
+                    "{} ({}, {})",
+                    e["reason"].as_str().unwrap_or(""),
+                    e["name"].as_str().unwrap_or(""),
+                    e["at_ms"].as_i64().map(local_date_time).unwrap_or_default()
+                ),
+            },
         ]);
     }
+    sheet.row([""]);
+    incidents_csv(&mut sheet, report);
     sheet.row([""]);
     let mut out = sheet.finish();
     // The presentations table is the agenda's, without a second byte-order mark.
     out.extend_from_slice(&agenda_csv(presentations)[BOM.len()..]);
     out
+}
+
+/// The incidents, with their totals: who took each and after how long, the notes,
+/// when it was resolved and how long it lasted.
+fn incidents_csv(sheet: &mut Sheet, report: &serde_json::Value) {
+    let totals = &report["totals"]["incidents"];
+    let median = |key: &str| {
+        totals[key]
+            .as_i64()
+            .map(minutes_seconds)
+            .unwrap_or_else(|| "—".into())
+    };
+    sheet.row([
+        format!("Sự cố: {}", totals["incidents"]),
+        format!("chưa ai nhận: {}", totals["never_taken"]),
+        format!(
+            "thời gian nhận xử lý (trung vị): {}",
+            median("median_time_to_take_ms")
+        ),
+        format!(
+            "thời gian khắc phục (trung vị): {}",
+            median("median_duration_ms")
+        ),
+    ]);
+    sheet.row([
+        "Mã",
+        "Điểm cầu",
+        "Sự cố",
+        "Bắt đầu",
+        "Người nhận xử lý",
+        "Nhận sau",
+        "Ghi chú",
+        "Kết thúc",
+        "Kéo dài",
+        "Cách kết thúc",
+    ]);
+    for i in report["incidents"].as_array().into_iter().flatten() {
+        let at = |key: &str| i[key].as_i64().map(local_time).unwrap_or_default();
+        let ms = |key: &str| i[key].as_i64().map(minutes_seconds).unwrap_or_default();
+        let notes: Vec<String> = i["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                format!(
+                    "{} {}: {}",
+                    n["at_ms"].as_i64().map(local_time).unwrap_or_default(),
+                    n["name"].as_str().unwrap_or(""),
+                    n["text"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        let cause = match i["cause"].as_str() {
+            Some("offline") => "mất kết nối",
+            Some("degraded") => "kết nối kém kéo dài",
+            Some("equipment") => "thiết bị cầu không phản hồi",
+            _ => "",
+        };
+        let closing = match i["closing"].as_str() {
+            Some("back") => "điểm cầu trở lại",
+            Some("excused") => "vắng mặt có lý do",
+            Some("window_end") => "hết giờ hội nghị",
+            _ => "đang mở",
+        };
+        sheet.row([
+            i["site"].as_str().unwrap_or("").to_string(),
+            i["name"].as_str().unwrap_or("").to_string(),
+            cause.to_string(),
+            at("opened_ms"),
+            i["taken_by"].as_str().unwrap_or("chưa ai nhận").to_string(),
+            ms("time_to_take_ms"),
+            notes.join(" | "),
+            at("resolved_ms"),
+            ms("duration_ms"),
+            closing.to_string(),
+        ]);
+    }
 }
 
 #[cfg(test)]

@@ -1333,7 +1333,7 @@ async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes(
     wall.viewport(1920, 1080).await;
 
     // "Đã biết" needs a name; then it is stored with who and when and leaves the strip.
-    wall.click("#alert-list .wall-alert button").await;
+    wall.click("#alert-list .wall-alert button.dismiss").await;
     wall.text_until("#message-status", |t| t.contains("Nhập tên người trực"))
         .await;
     let (_, none) = app
@@ -1353,7 +1353,7 @@ async fn the_wall_tells_the_truth_at_a_glance_with_a_dozen_alerts_at_both_sizes(
             "#alert-list .wall-alert",
         )
         .await;
-    wall.click("#alert-list .wall-alert button").await;
+    wall.click("#alert-list .wall-alert button.dismiss").await;
     wall.text_until("#alert-count", |t| t == "⚠ 11 cảnh báo")
         .await;
     let (_, stored) = app
@@ -1893,7 +1893,8 @@ async fn tile_seen(browser: &Browser, site: &str) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_an_excused_site_stays_calm() {
+async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_an_excused_site_stays_calm()
+ {
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(|config| {
         fast(config);
@@ -1907,7 +1908,11 @@ async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_
     wall.text_until("#count-online", |t| t.ends_with('0')).await;
 
     // The organisers excuse one commune from its detail panel, with a reason.
-    wall.script("document.querySelector('#staff-name').value = 'Lan'; return null;", "").await;
+    wall.script(
+        "document.querySelector('#staff-name').value = 'Lan'; return null;",
+        "",
+    )
+    .await;
     wall.click(&format!(".tile[data-site=\"{away}\"]")).await;
     visible_until(&wall, "#incident-box form input").await;
     wall.script(
@@ -1916,30 +1921,64 @@ async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_
         "",
     )
     .await;
-    wall.text_until("#incident-box", |t| t.contains("Vắng mặt có lý do (Lan")).await;
+    wall.text_until("#incident-box", |t| t.contains("Vắng mặt có lý do (Lan"))
+        .await;
     wall.click("#detail button").await; // Đóng
-    wall.script("document.querySelector('#staff-name').value = ''; return null;", "").await;
+    wall.script(
+        "document.querySelector('#staff-name').value = ''; return null;",
+        "",
+    )
+    .await;
 
     for site in [taken, left, away] {
         EchoingBridge::join(&app, site).await.close().await;
         app.wait_for_state(site, "offline", WAIT).await;
     }
-    wall.text_until("#alert-count", |t| t == "⚠ 2 cảnh báo").await;
+    wall.text_until("#alert-count", |t| t == "⚠ 2 cảnh báo")
+        .await;
     let alert_of = |site: &str| format!("[data-alert^=\"offline:{site}:\"]");
     visible_until(&wall, &format!("{} button.take", alert_of(taken))).await;
 
     // "Tôi xử lý" without a name asks for one, and stores nothing.
-    wall.click(&format!("{} button.take", alert_of(taken))).await;
-    wall.text_until("#message-status", |t| t.contains("Nhập tên người trực")).await;
+    wall.click(&format!("{} button.take", alert_of(taken)))
+        .await;
+    wall.text_until("#message-status", |t| t.contains("Nhập tên người trực"))
+        .await;
     let (_, list) = app.get("/api/incidents", Some(app.key("operator"))).await;
-    assert!(list["incidents"].as_array().unwrap().iter().all(|i| i["takers"].as_array().unwrap().is_empty()), "{list}");
+    assert!(
+        list["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["takers"].as_array().unwrap().is_empty()),
+        "{list}"
+    );
     wall.script("const i = document.querySelector('#staff-name'); i.value = 'Lan'; i.dispatchEvent(new Event('change')); return null;", "").await;
-    wall.click(&format!("{} button.take", alert_of(taken))).await;
-    wall.text_until(&format!("{} .taker", alert_of(taken)), |t| t == "Lan đang xử lý").await;
-    wall.text_until(&format!(".tile[data-site=\"{taken}\"] .role"), |t| t == "Lan xử lý").await;
+    wall.click(&format!("{} button.take", alert_of(taken)))
+        .await;
+    wall.text_until(&format!("{} .taker", alert_of(taken)), |t| {
+        t == "Lan đang xử lý"
+    })
+    .await;
+    wall.text_until(&format!(".tile[data-site=\"{taken}\"] .role"), |t| {
+        t == "Lan xử lý"
+    })
+    .await;
     let (_, list) = app.get("/api/incidents", Some(app.key("operator"))).await;
-    let stored = list["incidents"].as_array().unwrap().iter().find(|i| i["site"] == taken).unwrap().clone();
-    assert_eq!((stored["takers"][0]["name"].as_str(), stored["takers"][0]["role"].as_str()), (Some("Lan"), Some("operator")));
+    let stored = list["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["site"] == taken)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            stored["takers"][0]["name"].as_str(),
+            stored["takers"][0]["role"].as_str()
+        ),
+        (Some("Lan"), Some("operator"))
+    );
 
     // A note from the tile's panel.
     wall.click(&format!(".tile[data-site=\"{taken}\"]")).await;
@@ -1949,12 +1988,21 @@ async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_
         "",
     )
     .await;
-    wall.text_until(".incident-notes", |t| t.contains("Lan: đã gọi anh Hùng: mất điện, 5 phút")).await;
-    assert_eq!(wall.text("#incident-taker").await.split(" (").next(), Some("✎ Lan đang xử lý"));
+    wall.text_until(".incident-notes", |t| {
+        t.contains("Lan: đã gọi anh Hùng: mất điện, 5 phút")
+    })
+    .await;
+    assert_eq!(
+        wall.text("#incident-taker").await.split(" (").next(),
+        Some("✎ Lan đang xử lý")
+    );
     wall.click("#detail button").await;
 
     // Nobody takes the other within three seconds: it is raised again, on its tile and in the strip.
-    wall.text_until(&format!("{} span", alert_of(left)), |t| t.starts_with("⚠ CHƯA AI NHẬN:")).await;
+    wall.text_until(&format!("{} span", alert_of(left)), |t| {
+        t.starts_with("⚠ CHƯA AI NHẬN:")
+    })
+    .await;
     for (width, height) in [(1920, 1080), (1366, 768)] {
         wall.viewport(width, height).await;
         tokio::time::sleep(Duration::from_millis(300)).await; // the refit after a resize
@@ -1962,8 +2010,14 @@ async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_
         let on = tile_seen(&wall, taken).await;
         let nobody = tile_seen(&wall, left).await;
         let excused = tile_seen(&wall, away).await;
-        assert_eq!(nobody["outline"], "dashed rgb(250, 204, 21)", "{width}: {nobody}");
-        assert_ne!(on["outline"], nobody["outline"], "{width}: a taken one is not raised: {on}");
+        assert_eq!(
+            nobody["outline"], "dashed rgb(250, 204, 21)",
+            "{width}: {nobody}"
+        );
+        assert_ne!(
+            on["outline"], nobody["outline"],
+            "{width}: a taken one is not raised: {on}"
+        );
         if width == 1920 {
             assert_eq!(on["badge"], "Lan xử lý", "{on}");
             assert_eq!(nobody["badge"], "⚠ chưa ai nhận", "{nobody}");
@@ -1972,24 +2026,65 @@ async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_
             assert_eq!(on["name_mark"], "\"✎ \"", "{on}");
         }
         for t in [&on, &nobody, &excused] {
-            assert!(t["inside"] == true && t["badge_inside"] == true && t["status_cut"] == false, "{width}: {t}");
+            assert!(
+                t["inside"] == true && t["badge_inside"] == true && t["status_cut"] == false,
+                "{width}: {t}"
+            );
         }
-        assert_eq!(on["all_fit"], true, "{width}: every tile on screen without scrolling");
+        assert_eq!(
+            on["all_fit"], true,
+            "{width}: every tile on screen without scrolling"
+        );
         // The excused site dropped too, yet is neither red nor counted nor alerted.
-        assert!(excused["text"].as_str().unwrap().contains("Vắng (có lý do)"), "{excused}");
+        assert!(
+            excused["text"]
+                .as_str()
+                .unwrap()
+                .contains("Vắng (có lý do)"),
+            "{excused}"
+        );
         assert_ne!(excused["background"], "rgb(185, 28, 28)", "{excused}");
         let offline = wall.text("#count-offline").await;
-        assert!(offline.ends_with('2'), "{width}: the excused site is not counted offline: {offline}");
+        assert!(
+            offline.ends_with('2'),
+            "{width}: the excused site is not counted offline: {offline}"
+        );
         assert_eq!(wall.text("#count-excused").await, " · vắng 1");
         assert_eq!(wall.text("#alert-count").await, "⚠ 2 cảnh báo");
         let count = seen(&wall, "#incident-count").await;
         assert_eq!(count["text"], "Sự cố 2 · 1 chưa ai nhận", "{width}");
-        assert_eq!(count["background"], "rgb(250, 204, 21)", "{width}: yellow while one is untaken");
+        assert_eq!(
+            count["background"], "rgb(250, 204, 21)",
+            "{width}: yellow while one is untaken"
+        );
     }
     // A reload keeps the name and the state of every incident.
     wall.viewport(1920, 1080).await;
     wall.open(&app, "/wall").await;
-    wall.text_until(&format!(".tile[data-site=\"{taken}\"] .role"), |t| t == "Lan xử lý").await;
-    assert_eq!(wall.script("return document.querySelector('#staff-name').value;", "").await, "Lan");
+    wall.text_until(&format!(".tile[data-site=\"{taken}\"] .role"), |t| {
+        t == "Lan xử lý"
+    })
+    .await;
+    assert_eq!(
+        wall.script("return document.querySelector('#staff-name').value;", "")
+            .await,
+        "Lan"
+    );
+    // The organisers' report lists both, with who took it and the note.
+    wall.open(&app, "/report").await;
+    let rows = wall
+        .text_until("#incidents", |t| t.lines().count() >= 2)
+        .await;
+    assert!(
+        rows.contains("Lan")
+            && rows.contains("đã gọi anh Hùng: mất điện, 5 phút")
+            && rows.contains("chưa ai nhận"),
+        "{rows}"
+    );
+    assert!(
+        wall.text("#total-incidents")
+            .await
+            .contains("2 (1 chưa ai nhận)")
+    );
     wall.close().await;
 }

@@ -306,3 +306,126 @@ async fn takes_notes_and_excusals_are_checked_bounded_and_only_for_the_wall() {
         .await;
     assert_eq!(status, 429, "{answer}");
 }
+
+#[tokio::test]
+async fn the_report_lists_each_incident_with_who_took_it_its_notes_and_duration_and_the_totals_also_in_the_csv_and_after_a_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_in(dir.path(), quick).await;
+    let operator = Some(app.key("operator"));
+    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("operator"))).await;
+    feed.recv_type("snapshot").await;
+    let away = "05500";
+    app.post(
+        "/api/excusals",
+        operator,
+        json!({"site": away, "name": "Lan", "reason": "xã sáp nhập"}),
+    )
+    .await;
+    let a = EchoingBridge::join(&app, SITE).await;
+    let b = EchoingBridge::join(&app, OTHER_SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    app.wait_for_state(OTHER_SITE, "online", WAIT).await;
+    a.close().await;
+    b.close().await;
+    let opened = incident_until(&mut feed, SITE, |_| true).await;
+    let id = opened["id"].as_str().unwrap();
+    app.post(
+        &format!("/api/incidents/{id}/take"),
+        operator,
+        json!({"name": "Lan"}),
+    )
+    .await;
+    let note = "đã gọi anh Hùng: mất điện, 5 phút";
+    app.post(
+        &format!("/api/incidents/{id}/notes"),
+        operator,
+        json!({"name": "Lan", "text": note}),
+    )
+    .await;
+    let a = EchoingBridge::join(&app, SITE).await;
+    incident_until(&mut feed, SITE, |i| !i["resolved_ms"].is_null()).await;
+
+    let (status, report) = app.get("/api/report", operator).await;
+    assert_eq!(status, 200, "{report}");
+    let incidents = report["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 2, "{incidents:#?}");
+    let of_a = incidents.iter().find(|i| i["site"] == SITE).unwrap();
+    let of_b = incidents.iter().find(|i| i["site"] == OTHER_SITE).unwrap();
+    assert_eq!(of_a["name"], "Phường Phan Đình Phùng");
+    assert_eq!(of_a["taken_by"], "Lan");
+    assert_eq!(
+        of_a["time_to_take_ms"].as_i64(),
+        Some(of_a["taken_ms"].as_i64().unwrap() - of_a["opened_ms"].as_i64().unwrap())
+    );
+    assert_eq!(of_a["notes"][0]["text"], note);
+    assert_eq!(of_a["closing"], "back");
+    assert_eq!(
+        of_a["duration_ms"].as_i64(),
+        Some(of_a["back_ms"].as_i64().unwrap() - of_a["opened_ms"].as_i64().unwrap()),
+        "from the drop to the return"
+    );
+    assert!(of_b["taken_by"].is_null() && of_b["resolved_ms"].is_null());
+    let totals = &report["totals"]["incidents"];
+    assert_eq!(
+        (
+            totals["incidents"].as_u64(),
+            totals["open"].as_u64(),
+            totals["never_taken"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(totals["median_time_to_take_ms"], of_a["time_to_take_ms"]);
+    assert_eq!(totals["median_duration_ms"], of_a["duration_ms"]);
+    // The excused site: said on its row, left out of the uptime totals.
+    assert_eq!(report["totals"]["excused_sites"], 1);
+    let row = report_row(&report, away);
+    assert_eq!(row["excused"]["reason"], "xã sáp nhập");
+    let uptimes: Vec<f64> = report["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"] != away)
+        .map(|s| s["uptime"].as_f64().unwrap())
+        .collect();
+    let mean = uptimes.iter().sum::<f64>() / uptimes.len() as f64;
+    assert!((report["totals"]["average_uptime"].as_f64().unwrap() - mean).abs() < 1e-9);
+
+    let csv = app.get_csv("/api/report.csv", app.key("operator")).await;
+    assert!(csv.contains("Sự cố: 2,chưa ai nhận: 1"), "{csv}");
+    let line_a = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{SITE},Phường Phan Đình Phùng,mất kết nối,")))
+        .expect("A's incident row");
+    assert!(
+        line_a.contains(",Lan,") && line_a.contains(note) && line_a.ends_with("điểm cầu trở lại"),
+        "{line_a}"
+    );
+    let line_b = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{OTHER_SITE},Phường Linh Sơn,mất kết nối,")))
+        .expect("B's row");
+    assert!(
+        line_b.contains("chưa ai nhận") && line_b.ends_with("đang mở"),
+        "{line_b}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with(away) && l.contains("xã sáp nhập (Lan,")),
+        "{csv}"
+    );
+    a.close().await;
+
+    // Computed from the stored records: the same after a restart.
+    let window = format!(
+        "?from={}&to={}",
+        report["window"]["from_ms"], report["window"]["to_ms"]
+    );
+    app.stop().await;
+    let app = spawn_app_in(dir.path(), quick).await;
+    let (_, again) = app
+        .get(&format!("/api/report{window}"), Some(app.key("operator")))
+        .await;
+    assert_eq!(again["incidents"], report["incidents"]);
+    assert_eq!(again["totals"]["incidents"], report["totals"]["incidents"]);
+}
