@@ -26,23 +26,21 @@ struct Request {
 
 /// An HTTP server that records every request and answers with the scripted statuses
 /// in turn (then 200 with `{"ok": true}`), as a webhook receiver or as Zalo's API.
-#[derive(Clone)]
 struct Recorder {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Request>>>,
-    script: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Recorder {
     async fn start(script: Vec<u16>) -> Recorder {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script));
-        let shared = (seen.clone(), script.clone());
+        let shared = (seen.clone(), script);
         let app = axum::Router::new().fallback(record).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Recorder { addr, seen, script }
+        Recorder { addr, seen }
     }
 
     fn url(&self, path: &str) -> String {
@@ -490,7 +488,7 @@ async fn a_silence_holds_and_a_presenter_offline_alert_silences_that_sites_plain
         ]),
     )
     .await;
-    let seen = receiver
+    receiver
         .until("both notifications", Duration::from_secs(20), |seen| {
             !notifications(seen, "DiemcauSiteOffline", "firing").is_empty()
                 && !notifications(seen, "DiemcauPresenterOffline", "firing").is_empty()

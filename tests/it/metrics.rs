@@ -190,11 +190,44 @@ fn promtool(args: &[&str]) -> String {
 #[tokio::test]
 async fn the_alert_rules_are_valid_unit_tested_and_use_only_served_metrics() {
     promtool(&["check", "config", "prometheus.yml"]);
-    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("7 rules found"));
+    assert!(promtool(&["check", "rules", "alerts.yml"]).contains("9 rules found"));
     assert!(promtool(&["test", "rules", "alerts_test.yml"]).contains("SUCCESS"));
 
-    let app = spawn_app(fast).await;
-    let (_, text) = app.get_text("/metrics").await;
+    let app = spawn_app(|config| {
+        fast(config);
+        config.incidents.raise_after_seconds = 1;
+    })
+    .await;
+    // The incident series exist while incidents are open: one taken, one raised again.
+    for site in [SITE, OTHER_SITE] {
+        EchoingBridge::join(&app, site).await.close().await;
+        app.wait_for_state(site, "offline", WAIT).await;
+    }
+    let (_, list) = app.get("/api/incidents", Some(app.key("operator"))).await;
+    let taken = list["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["site"] == SITE)
+        .unwrap()["id"]
+        .clone();
+    let (status, _) = app
+        .post(
+            &format!("/api/incidents/{}/take", taken.as_str().unwrap()),
+            Some(app.key("operator")),
+            serde_json::json!({"name": "Lan"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    let text = loop {
+        let (_, text) = app.get_text("/metrics").await;
+        if text.contains("\ndiemcau_incident_raised_again{") {
+            break text;
+        }
+        assert!(started.elapsed() < WAIT, "no incident raised again: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let rules = include_str!("../../config/prometheus/alerts.yml");
     for name in metric_names(rules) {
         assert!(
