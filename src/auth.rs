@@ -550,6 +550,36 @@ mod tests {
     }
 
     #[test]
+    fn a_file_from_before_the_notifier_role_gets_its_key_and_keeps_every_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+        let path = dir.path().join(SECRETS_FILE);
+        let old: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with("notifier"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        std::fs::write(&path, &old).unwrap();
+        let (second, _) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(now.contains("notifier = "), "{now}");
+        let notifier = second.role_key(Role::Notifier).expose();
+        assert_eq!(
+            second.identify(notifier),
+            Some(Caller::Role(Role::Notifier))
+        );
+        assert_eq!(first.role_key(Role::Admin), second.role_key(Role::Admin));
+        let (third, origin) = Secrets::load_or_create(dir.path(), &roster()).unwrap();
+        assert_eq!(origin, SecretsOrigin::Loaded);
+        assert_eq!(
+            third.role_key(Role::Notifier),
+            second.role_key(Role::Notifier),
+            "written once"
+        );
+    }
+
+    #[test]
     fn new_sites_get_keys_and_old_keys_stay() {
         let dir = tempfile::tempdir().unwrap();
         let small = Roster::parse(

@@ -58,7 +58,8 @@ impl DataDirReport {
             .filter(|site| secrets.site_key(site.id).is_some())
             .count();
         self.lines.push(format!(
-            "keys: 4 roles, {with_key}/{} sites ({})",
+            "keys: {} roles, {with_key}/{} sites ({})",
+            crate::auth::Role::ALL.len(),
             roster.len(),
             path.display()
         ));

@@ -410,7 +410,7 @@ fn check_reads_a_live_data_dir_and_fails_on_a_damaged_database() {
     let output = check();
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{said}");
-    assert!(said.contains("keys: 4 roles, 92/92 sites"), "{said}");
+    assert!(said.contains("keys: 5 roles, 92/92 sites"), "{said}");
     assert!(said.contains("database: ok"), "{said}");
     assert!(said.contains("free"), "{said}");
     drop(served);
