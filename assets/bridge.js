@@ -67,6 +67,159 @@ function draw() {
   $("#clock").textContent = `Giờ máy chủ ${clockTime(clock.now())}`;
 }
 
+let devices = null; // the latest device check, sent with the line check
+
+const DEVICE_ERRORS = {
+  NotReadableError: "đang bị chương trình khác dùng — đóng phần mềm họp trực tuyến rồi kiểm tra lại, hoặc kiểm tra trước khi mở nó",
+  NotAllowedError: "trình duyệt chưa được phép dùng — bấm biểu tượng ổ khóa cạnh địa chỉ trang, cho phép, rồi kiểm tra lại",
+  NotFoundError: "không thấy thiết bị — cắm vào máy rồi kiểm tra lại",
+};
+const deviceError = (error) => ({ error: ["NotReadableError", "NotAllowedError", "NotFoundError"].includes(error?.name) ? error.name : "Other" });
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The camera over 3 s: its size, frames per second, and whether the picture is black
+ * (mean luma) or frozen (mean change between frames), from a small copy of each frame. */
+async function measureCamera() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: true });
+  } catch (error) {
+    return deviceError(error);
+  }
+  const video = $("#camera-preview");
+  video.classList.remove("hidden");
+  video.srcObject = stream;
+  try {
+    await video.play();
+    const settings = stream.getVideoTracks()[0].getSettings();
+    const canvas = document.createElement("canvas");
+    canvas.width = 64;
+    canvas.height = 48;
+    const paint = canvas.getContext("2d", { willReadFrequently: true });
+    let frames = 0;
+    const count = () => { frames += 1; video.requestVideoFrameCallback?.(count); };
+    video.requestVideoFrameCallback?.(count);
+    let previous = null;
+    const lumas = [], changes = [];
+    const started = performance.now();
+    while (performance.now() - started < 3000) {
+      await sleep(100);
+      paint.drawImage(video, 0, 0, 64, 48);
+      const pixels = paint.getImageData(0, 0, 64, 48).data;
+      const luma = new Float32Array(64 * 48);
+      for (let i = 0; i < luma.length; i++) luma[i] = 0.299 * pixels[i * 4] + 0.587 * pixels[i * 4 + 1] + 0.114 * pixels[i * 4 + 2];
+      lumas.push(luma.reduce((a, b) => a + b, 0) / luma.length);
+      if (previous) changes.push(luma.reduce((sum, v, i) => sum + Math.abs(v - previous[i]), 0) / luma.length);
+      previous = luma;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const mean = (list) => (list.length ? list.reduce((a, b) => a + b, 0) / list.length : null);
+    return {
+      width: video.videoWidth || settings.width || null,
+      height: video.videoHeight || settings.height || null,
+      fps: video.requestVideoFrameCallback ? Math.round((frames / seconds) * 10) / 10 : settings.frameRate ?? null,
+      brightness: mean(lumas),
+      change: mean(changes),
+    };
+  } finally {
+    for (const track of stream.getTracks()) track.stop();
+    video.srcObject = null;
+    video.classList.add("hidden");
+  }
+}
+
+/** The microphone's loudest moment while the technician speaks (up to 6 s; done early
+ * once it is clearly heard), in dBFS, with a level meter on screen. */
+async function measureMicrophone() {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    return deviceError(error);
+  }
+  const context = new AudioContext();
+  $("#mic-box").classList.remove("hidden");
+  try {
+    await context.resume();
+    const analyser = context.createAnalyser();
+    analyser.fftSize = 2048;
+    context.createMediaStreamSource(stream).connect(analyser);
+    const samples = new Float32Array(analyser.fftSize);
+    let peak = 0;
+    const started = performance.now();
+    while (performance.now() - started < 6000) {
+      await sleep(50);
+      analyser.getFloatTimeDomainData(samples);
+      const rms = Math.sqrt(samples.reduce((sum, v) => sum + v * v, 0) / samples.length);
+      peak = Math.max(peak, rms);
+      const dbfs = rms > 0 ? 20 * Math.log10(rms) : -100;
+      $("#mic-level").style.width = `${Math.max(0, Math.min(100, (dbfs + 60) * (100 / 60)))}%`;
+      if (peak > 0.1 && performance.now() - started > 1500) break; // clearly heard (−20 dBFS)
+    }
+    return { peak_dbfs: peak > 0 ? Math.max(-100, Math.round(20 * Math.log10(peak) * 10) / 10) : -100 };
+  } finally {
+    for (const track of stream.getTracks()) track.stop();
+    await context.close();
+    $("#mic-box").classList.add("hidden");
+  }
+}
+
+/** A test tone through the speakers; the technician says whether it was heard. */
+async function askSpeakers() {
+  const context = new AudioContext();
+  await context.resume();
+  const tone = context.createOscillator();
+  const gain = context.createGain();
+  tone.frequency.value = 880;
+  gain.gain.value = 0.3;
+  tone.connect(gain).connect(context.destination);
+  // Beeps of 0.3 s, every 0.6 s, until answered.
+  for (let t = 0; t < 30; t += 0.6) {
+    gain.gain.setValueAtTime(0.3, context.currentTime + t);
+    gain.gain.setValueAtTime(0, context.currentTime + t + 0.3);
+  }
+  tone.start();
+  const ask = $("#speakers-ask");
+  ask.classList.remove("hidden");
+  const heard = await new Promise((resolve) => {
+    $("#speakers-yes").onclick = () => resolve(true);
+    $("#speakers-no").onclick = () => resolve(false);
+  });
+  ask.classList.add("hidden");
+  tone.stop();
+  await context.close();
+  return heard;
+}
+
+/** Camera, micro and speakers, one after the other; the results go with the line check. */
+async function checkDevices() {
+  $("#devices-start").disabled = true;
+  const status = $("#devices-status");
+  const words = [];
+  try {
+    status.textContent = "Đang kiểm tra camera (3 giây)…";
+    const camera = await measureCamera();
+    words.push(camera.error
+      ? `Camera: ${DEVICE_ERRORS[camera.error] ?? "trình duyệt không mở được"}`
+      : `Camera: ${camera.width}×${camera.height}, ${camera.fps} khung/s`);
+    status.textContent = `${words.join(" · ")} — đang kiểm tra micro…`;
+    const microphone = await measureMicrophone();
+    words.push(microphone.error
+      ? `Micro: ${DEVICE_ERRORS[microphone.error] ?? "trình duyệt không mở được"}`
+      : `Micro: ${microphone.peak_dbfs} dBFS`);
+    status.textContent = `${words.join(" · ")} — đang thử loa…`;
+    const speakersHeard = await askSpeakers();
+    words.push(`Loa: ${speakersHeard ? "nghe thấy" : "không nghe thấy"}`);
+    devices = { camera, microphone, speakers_heard: speakersHeard };
+    status.replaceChildren(el("span", { id: "devices-summary" }, words.join(" · ")),
+      el("span", { class: "muted" }, " — kết quả nằm trong bảng sau khi kiểm tra đường truyền."));
+  } catch (error) {
+    status.textContent = `Không kiểm tra được thiết bị: ${error.message}`;
+  } finally {
+    $("#devices-start").disabled = false;
+  }
+}
+
 function startCheck() {
   const technician = $("#technician").value.trim();
   if (!technician) {
@@ -76,7 +229,7 @@ function startCheck() {
   const checklist = {};
   for (const box of document.querySelectorAll("#checklist input")) checklist[box.name] = box.checked;
   $("#check-result").replaceChildren();
-  if (!bridge.send({ type: "check_request", technician, checklist })) {
+  if (!bridge.send({ type: "check_request", technician, checklist, ...(devices ? { devices } : {}) })) {
     $("#check-status").textContent = "Chưa kết nối được với máy chủ; thử lại sau.";
     return;
   }
@@ -197,6 +350,7 @@ async function main() {
   document.title = `${site.name} — điểm cầu`;
   $("#site-name").textContent = `Điểm cầu ${site.name}`;
   $("#check-start").addEventListener("click", startCheck);
+  $("#devices-start").addEventListener("click", checkDevices);
   getJson("/api/rehearsals")
     .then(({ slot, attempts }) => {
       const parts = [];

@@ -100,6 +100,9 @@ pub enum ClientMsg {
         technician: String,
         #[serde(default)]
         checklist: std::collections::BTreeMap<String, bool>,
+        /// Camera, microphone and speakers as the page measured them just before.
+        #[serde(default)]
+        devices: Option<crate::core::rehearsal::DeviceFigures>,
     },
     /// The client's half of a check: bytes received in each window of the download.
     CheckReport {
@@ -233,7 +236,14 @@ impl ClientMsg {
             ClientMsg::CheckRequest {
                 technician,
                 checklist,
+                devices,
             } => {
+                if devices.as_ref().is_some_and(|d| !d.is_plausible()) {
+                    return Err(FrameError {
+                        code: "bad_devices",
+                        message: "`devices` holds a figure no browser reports (a number out of range): nothing of this frame was kept".into(),
+                    });
+                }
                 if over(technician, limits::TECHNICIAN) {
                     return Err(too_long("technician", limits::TECHNICIAN));
                 }

@@ -55,6 +55,17 @@ pub struct Rubric {
     pub stalled_fail_pct: f64,
     pub offset_uncertainty_pass_ms: f64,
     pub offset_uncertainty_fail_ms: f64,
+    /// Camera frames per second; a picture darker than `camera_black_luma` (mean luma,
+    /// 0–255) is black, one changing less than `camera_frozen_change` (mean difference
+    /// between frames, 0–255) is frozen; under `camera_min_height` lines is too coarse.
+    pub camera_fps_pass: f64,
+    pub camera_fps_fail: f64,
+    pub camera_min_height: f64,
+    pub camera_black_luma: f64,
+    pub camera_frozen_change: f64,
+    /// The loudest moment while the technician speaks, in dBFS.
+    pub microphone_pass_dbfs: f64,
+    pub microphone_fail_dbfs: f64,
 }
 
 impl Default for Rubric {
@@ -74,8 +85,230 @@ impl Default for Rubric {
             stalled_fail_pct: 5.0,
             offset_uncertainty_pass_ms: 50.0,
             offset_uncertainty_fail_ms: 250.0,
+            camera_fps_pass: 15.0,
+            camera_fps_fail: 5.0,
+            camera_min_height: 360.0,
+            camera_black_luma: 16.0,
+            camera_frozen_change: 0.5,
+            microphone_pass_dbfs: -35.0,
+            microphone_fail_dbfs: -50.0,
         }
     }
+}
+
+/// Why the browser gave no device (its `DOMException` name, as the page sends it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceError {
+    /// Another program holds it (Zoom, Teams, the codec's own software…).
+    NotReadableError,
+    /// The technician or the browser's settings refused it.
+    NotAllowedError,
+    /// No such device.
+    NotFoundError,
+    /// Anything else the browser said.
+    #[serde(other)]
+    Other,
+}
+
+/// The camera as the bridge page measured it over a few seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraFigures {
+    #[serde(default)]
+    pub error: Option<DeviceError>,
+    #[serde(default)]
+    pub width: Option<f64>,
+    #[serde(default)]
+    pub height: Option<f64>,
+    #[serde(default)]
+    pub fps: Option<f64>,
+    /// Mean luma of the frames, 0–255.
+    #[serde(default)]
+    pub brightness: Option<f64>,
+    /// Mean absolute difference between successive frames, 0–255.
+    #[serde(default)]
+    pub change: Option<f64>,
+}
+
+/// The microphone: the loudest moment while the technician spoke.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MicrophoneFigures {
+    #[serde(default)]
+    pub error: Option<DeviceError>,
+    #[serde(default)]
+    pub peak_dbfs: Option<f64>,
+}
+
+/// Camera, microphone and speakers, measured in the bridge page before the line check.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFigures {
+    #[serde(default)]
+    pub camera: Option<CameraFigures>,
+    #[serde(default)]
+    pub microphone: Option<MicrophoneFigures>,
+    /// The technician heard the test tone (`None`: not asked).
+    #[serde(default)]
+    pub speakers_heard: Option<bool>,
+}
+
+impl DeviceFigures {
+    /// Every number finite and within what a browser can report (a frame must not
+    /// carry figures that would be stored as nonsense).
+    pub fn is_plausible(&self) -> bool {
+        let within = |v: Option<f64>, lo: f64, hi: f64| {
+            v.is_none_or(|v| v.is_finite() && (lo..=hi).contains(&v))
+        };
+        let camera = self.camera.as_ref().is_none_or(|c| {
+            within(c.width, 0.0, 16384.0)
+                && within(c.height, 0.0, 16384.0)
+                && within(c.fps, 0.0, 1000.0)
+                && within(c.brightness, 0.0, 255.0)
+                && within(c.change, 0.0, 255.0)
+        });
+        let microphone = self
+            .microphone
+            .as_ref()
+            .is_none_or(|m| within(m.peak_dbfs, -200.0, 0.0));
+        camera && microphone
+    }
+}
+
+/// The advice for a device the browser did not give.
+fn device_error_advice(error: DeviceError, device: &str) -> &'static str {
+    match (error, device) {
+        (DeviceError::NotReadableError, "camera") => {
+            "Camera đang bị chương trình khác dùng (phần mềm họp trực tuyến, phần mềm của thiết bị cầu): đóng chương trình đó rồi chạy lại, hoặc kiểm tra trước khi mở nó."
+        }
+        (DeviceError::NotReadableError, _) => {
+            "Micro đang bị chương trình khác dùng (phần mềm họp trực tuyến): đóng chương trình đó rồi chạy lại, hoặc kiểm tra trước khi mở nó."
+        }
+        (DeviceError::NotAllowedError, _) => {
+            "Trình duyệt chưa được phép dùng thiết bị: bấm biểu tượng ổ khóa cạnh địa chỉ trang, cho phép camera và micro, rồi chạy lại."
+        }
+        (DeviceError::NotFoundError, "camera") => {
+            "Không thấy camera: cắm camera (hoặc cáp của thiết bị cầu) vào máy rồi chạy lại."
+        }
+        (DeviceError::NotFoundError, _) => "Không thấy micro: cắm micro vào máy rồi chạy lại.",
+        (DeviceError::Other, _) => {
+            "Trình duyệt không mở được thiết bị: khởi động lại trình duyệt rồi chạy lại."
+        }
+    }
+}
+
+/// The device rows, when the page measured the devices.
+fn device_rows(d: &DeviceFigures, r: &Rubric) -> Vec<Row> {
+    let mut rows = Vec::new();
+    if let Some(c) = &d.camera {
+        let threshold = format!(
+            "đạt ≥ {} khung/s, không đạt < {} khung/s; ít nhất {} dòng; hình không đen, không đứng",
+            r.camera_fps_pass, r.camera_fps_fail, r.camera_min_height
+        );
+        let (verdict, advice) = match (c.error, c.fps) {
+            (Some(error), _) => (Verdict::Fail, Some(device_error_advice(error, "camera"))),
+            (None, None) => (
+                Verdict::Fail,
+                Some("Không đo được camera: giữ trang mở và chạy lại."),
+            ),
+            (None, Some(fps)) => {
+                if c.brightness.is_some_and(|b| b < r.camera_black_luma) {
+                    (
+                        Verdict::Fail,
+                        Some("Hình đen: mở nắp che ống kính, bật đèn phòng, kiểm tra cáp camera."),
+                    )
+                } else if c.change.is_some_and(|x| x < r.camera_frozen_change) {
+                    (
+                        Verdict::Fail,
+                        Some(
+                            "Hình đứng yên: rút camera ra cắm lại, hoặc khởi động lại thiết bị cầu.",
+                        ),
+                    )
+                } else if c.height.is_some_and(|h| h < r.camera_min_height)
+                    || fps < r.camera_fps_fail
+                {
+                    (
+                        Verdict::Fail,
+                        Some(
+                            "Hình quá thô hoặc quá giật: dùng camera khác, hoặc cắm vào cổng USB 3.",
+                        ),
+                    )
+                } else if fps < r.camera_fps_pass {
+                    (
+                        Verdict::Warn,
+                        Some(
+                            "Hình hơi giật: đóng các chương trình khác, bật đèn phòng cho sáng hơn.",
+                        ),
+                    )
+                } else {
+                    (Verdict::Pass, None)
+                }
+            }
+        };
+        rows.push(Row {
+            metric: "camera",
+            label: "Camera",
+            figure: c.fps,
+            unit: "khung/s",
+            threshold,
+            verdict,
+            advice,
+        });
+    }
+    if let Some(m) = &d.microphone {
+        let (verdict, advice) = match (m.error, m.peak_dbfs) {
+            (Some(error), _) => (
+                Verdict::Fail,
+                Some(device_error_advice(error, "microphone")),
+            ),
+            (None, None) => (
+                Verdict::Fail,
+                Some("Không đo được micro: giữ trang mở và chạy lại."),
+            ),
+            (None, Some(peak)) => match grade(
+                peak,
+                r.microphone_pass_dbfs,
+                r.microphone_fail_dbfs,
+                Better::Higher,
+            ) {
+                Verdict::Pass => (Verdict::Pass, None),
+                Verdict::Warn => (
+                    Verdict::Warn,
+                    Some("Micro nhỏ: nói gần micro hơn, hoặc tăng mức thu trong cài đặt âm thanh."),
+                ),
+                Verdict::Fail => (
+                    Verdict::Fail,
+                    Some(
+                        "Micro không thu được tiếng: kiểm tra nút tắt tiếng (mute) trên micro và trong máy, rồi nói to và chạy lại.",
+                    ),
+                ),
+            },
+        };
+        rows.push(Row {
+            metric: "microphone",
+            label: "Micro (khi nói)",
+            figure: m.peak_dbfs,
+            unit: "dBFS",
+            threshold: format!(
+                "đạt ≥ {} dBFS, không đạt < {} dBFS",
+                r.microphone_pass_dbfs, r.microphone_fail_dbfs
+            ),
+            verdict,
+            advice,
+        });
+    }
+    if let Some(heard) = d.speakers_heard {
+        rows.push(Row {
+            metric: "speakers",
+            label: "Loa",
+            figure: Some(heard as u8 as f64),
+            unit: "nghe thấy",
+            threshold: "đạt khi người kiểm tra nghe thấy tiếng chuông thử".into(),
+            verdict: if heard { Verdict::Pass } else { Verdict::Fail },
+            advice: (!heard).then_some("Không nghe thấy: bật loa, tăng âm lượng, chọn đúng loa trong cài đặt âm thanh của máy."),
+        });
+    }
+    rows
 }
 
 /// What the check measured. `None`: not measured (counts as a failed row).
@@ -92,6 +325,9 @@ pub struct Figures {
     /// Whether the one drop (if any) was back within 10 s.
     pub back_within_10s: bool,
     pub offset_uncertainty_ms: Option<f64>,
+    /// Camera, microphone and speakers (checks from before they were measured have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<DeviceFigures>,
 }
 
 /// One row of the verdict table.
@@ -240,6 +476,9 @@ pub fn judge(f: &Figures, r: &Rubric) -> (Verdict, Vec<Row>) {
             "Kết nối bị ngắt: kiểm tra nguồn điện bộ định tuyến và dây mạng, rồi chạy lại.",
         ),
     });
+    if let Some(devices) = &f.devices {
+        rows.extend(device_rows(devices, r));
+    }
     let worst = rows
         .iter()
         .map(|row| row.verdict)
@@ -315,7 +554,145 @@ mod tests {
             disconnects: 0,
             back_within_10s: false,
             offset_uncertainty_ms: Some(5.0),
+            devices: None,
         }
+    }
+
+    fn devices(camera: CameraFigures, peak_dbfs: Option<f64>, heard: bool) -> Figures {
+        Figures {
+            devices: Some(DeviceFigures {
+                camera: Some(camera),
+                microphone: Some(MicrophoneFigures {
+                    error: None,
+                    peak_dbfs,
+                }),
+                speakers_heard: Some(heard),
+            }),
+            ..good()
+        }
+    }
+
+    fn fine_camera() -> CameraFigures {
+        CameraFigures {
+            error: None,
+            width: Some(1280.0),
+            height: Some(720.0),
+            fps: Some(30.0),
+            brightness: Some(110.0),
+            change: Some(6.0),
+        }
+    }
+
+    #[test]
+    fn the_devices_are_rows_with_their_figure_threshold_and_plain_advice() {
+        let all_good = devices(fine_camera(), Some(-20.0), true);
+        let (verdict, rows) = judge(&all_good, &Rubric::default());
+        assert_eq!(verdict, Verdict::Pass);
+        let camera = rows.iter().find(|r| r.metric == "camera").unwrap();
+        assert_eq!((camera.figure, camera.unit), (Some(30.0), "khung/s"));
+        assert!(
+            camera.threshold.contains("15 khung/s"),
+            "{}",
+            camera.threshold
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.metric == "microphone" && r.figure == Some(-20.0))
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.metric == "speakers" && r.verdict == Verdict::Pass)
+        );
+        // Checks from before the devices were measured have no such rows.
+        assert!(
+            judge(&good(), &Rubric::default())
+                .1
+                .iter()
+                .all(|r| r.metric != "camera")
+        );
+
+        let held = CameraFigures {
+            error: Some(DeviceError::NotReadableError),
+            ..Default::default()
+        };
+        let advice = |f: &Figures, metric: &str| {
+            let rows = judge(f, &Rubric::default()).1;
+            let row = rows.into_iter().find(|r| r.metric == metric).unwrap();
+            (row.verdict, row.advice.unwrap_or(""))
+        };
+        let (v, why) = advice(&devices(held, Some(-20.0), true), "camera");
+        assert_eq!(v, Verdict::Fail);
+        assert!(
+            why.contains("chương trình khác") && why.contains("đóng"),
+            "{why}"
+        );
+        let black = CameraFigures {
+            brightness: Some(3.0),
+            ..fine_camera()
+        };
+        assert!(
+            advice(&devices(black, Some(-20.0), true), "camera")
+                .1
+                .starts_with("Hình đen")
+        );
+        let frozen = CameraFigures {
+            change: Some(0.0),
+            ..fine_camera()
+        };
+        assert!(
+            advice(&devices(frozen, Some(-20.0), true), "camera")
+                .1
+                .starts_with("Hình đứng")
+        );
+        let jerky = CameraFigures {
+            fps: Some(10.0),
+            ..fine_camera()
+        };
+        assert_eq!(
+            advice(&devices(jerky, Some(-20.0), true), "camera").0,
+            Verdict::Warn
+        );
+        let (v, why) = advice(&devices(fine_camera(), Some(-70.0), true), "microphone");
+        assert_eq!(v, Verdict::Fail);
+        assert!(
+            why.contains("mute"),
+            "a silent micro says to check the mute: {why}"
+        );
+        assert_eq!(
+            advice(&devices(fine_camera(), Some(-40.0), true), "microphone").0,
+            Verdict::Warn
+        );
+        let (v, why) = advice(&devices(fine_camera(), Some(-20.0), false), "speakers");
+        assert_eq!(v, Verdict::Fail);
+        assert!(why.contains("âm lượng"), "{why}");
+    }
+
+    #[test]
+    fn device_figures_no_browser_reports_are_refused() {
+        let ok = DeviceFigures {
+            camera: Some(fine_camera()),
+            ..Default::default()
+        };
+        assert!(ok.is_plausible());
+        let huge = DeviceFigures {
+            camera: Some(CameraFigures {
+                fps: Some(1e9),
+                ..fine_camera()
+            }),
+            ..Default::default()
+        };
+        assert!(!huge.is_plausible());
+        let loud = DeviceFigures {
+            microphone: Some(MicrophoneFigures {
+                error: None,
+                peak_dbfs: Some(12.0),
+            }),
+            ..Default::default()
+        };
+        assert!(!loud.is_plausible());
+        let text = r#"{"camera":{"error":"NotReadableError"},"microphone":{"error":"SomethingNew"},"speakers_heard":true}"#;
+        let read: DeviceFigures = serde_json::from_str(text).unwrap();
+        assert_eq!(read.microphone.unwrap().error, Some(DeviceError::Other));
     }
 
     fn row_verdict(f: &Figures, metric: &str) -> Verdict {

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::config::RehearsalConfig;
 use crate::core::rehearsal::{
-    Figures, RehearsalResult, judge, latency_figures, p90_after_warmup, window_rates_mbps,
+    DeviceFigures, Figures, RehearsalResult, judge, latency_figures, p90_after_warmup,
+    window_rates_mbps,
 };
 use crate::core::sites::SiteId;
 use crate::core::time::EpochMs;
@@ -51,6 +52,7 @@ pub struct RehearsalRun {
     site: SiteId,
     technician: String,
     checklist: BTreeMap<String, bool>,
+    devices: Option<DeviceFigures>,
     started_ms: EpochMs,
     pub phase: Stage,
     pub phase_ends: Instant,
@@ -72,6 +74,7 @@ impl RehearsalRun {
         site: SiteId,
         technician: String,
         checklist: BTreeMap<String, bool>,
+        devices: Option<DeviceFigures>,
         config: &RehearsalConfig,
         now_ms: EpochMs,
     ) -> (RehearsalRun, ServerMsg) {
@@ -81,6 +84,7 @@ impl RehearsalRun {
             site,
             technician,
             checklist,
+            devices,
             started_ms: now_ms,
             phase: Stage::Latency,
             phase_ends: Instant::now() + Duration::from_secs(config.idle_seconds),
@@ -296,6 +300,7 @@ impl RehearsalRun {
             disconnects: self.reconnects + disconnected as u32,
             back_within_10s: self.reconnects == 1 && !disconnected,
             offset_uncertainty_ms: self.offset_uncertainty_ms,
+            devices: self.devices.take(),
         };
         let (verdict, rows) = judge(&figures, &config.rubric);
         let result = RehearsalResult {

@@ -24,6 +24,11 @@ struct Browser {
 
 impl Browser {
     async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// With more Chromium flags (fake camera and microphone, say).
+    async fn start_with(extra: &[&str]) -> Browser {
         for binary in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(binary).exists(),
@@ -57,7 +62,10 @@ impl Browser {
             "--no-first-run".into(),
             "--window-size=1920,1080".into(),
             format!("--user-data-dir={}", profile.path().display()),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|flag| flag.to_string()))
+        .collect::<Vec<String>>();
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -558,7 +566,7 @@ async fn a_commune_runs_the_rehearsal_check_from_its_bridge_page() {
         .send_keys("Trần Thị Bình")
         .await
         .unwrap();
-    browser.click("#checklist input[name=camera]").await;
+    browser.click("#checklist input[name=man_hinh]").await;
     browser.click("#check-start").await;
     let verdict = browser
         .text_until("#check-status", |t| t.starts_with("Kết quả"))
@@ -593,7 +601,11 @@ async fn a_commune_runs_the_rehearsal_check_from_its_bridge_page() {
         shown,
         "the page shows the stored verdict"
     );
-    assert_eq!(attempt["checklist"]["camera"], true);
+    assert_eq!(attempt["checklist"]["man_hinh"], true);
+    assert!(
+        attempt["figures"]["devices"].is_null(),
+        "no device check was run: no device rows"
+    );
     assert!(
         attempt["figures"]["upload_mbps"].as_f64().unwrap() >= 4.0,
         "{attempt}"
@@ -2087,4 +2099,157 @@ async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_
             .contains("2 (1 chưa ai nhận)")
     );
     wall.close().await;
+}
+
+/// Waits up to `within` until `css` shows.
+async fn shown_within(browser: &Browser, css: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while seen(browser, css).await["visible"] != true {
+        assert!(Instant::now() < deadline, "{css} never shows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The rows of the page's verdict table: label → (figure, verdict, advice).
+async fn verdict_rows(browser: &Browser) -> serde_json::Value {
+    browser
+        .script(
+            "const rows = {}; let last = null;
+             for (const tr of document.querySelectorAll(arguments[0])) {
+               const cells = [...tr.children].map((c) => c.innerText);
+               if (cells.length === 4) { last = cells[0]; rows[last] = {figure: cells[1], verdict: cells[3], advice: ''}; }
+               else if (last) rows[last].advice = cells[0];
+             }
+             return rows;",
+            "#check-result tbody tr",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_commune_measures_its_camera_micro_and_speakers_and_a_camera_held_elsewhere_fails_with_what_to_do()
+ {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(short_check).await;
+    let page = Browser::start_with(&[
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    .await;
+    page.open_as(&app, "/bridge", SITE).await;
+    page.text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    page.script(
+        "document.querySelector('#technician').value = 'Trần Thị Bình'; return null;",
+        "",
+    )
+    .await;
+
+    // Chromium's fake camera (a moving picture) and microphone (a beep): both pass;
+    // the technician hears the tone.
+    page.click("#devices-start").await;
+    shown_within(&page, "#speakers-ask", Duration::from_secs(20)).await;
+    page.screenshot("bridge-devices-speakers").await;
+    page.click("#speakers-yes").await;
+    let summary = page
+        .text_until("#devices-status", |t| t.contains("Loa:"))
+        .await;
+    assert!(
+        summary.contains("khung/s")
+            && summary.contains("dBFS")
+            && summary.contains("Loa: nghe thấy"),
+        "{summary}"
+    );
+    page.click("#check-start").await;
+    page.text_until("#check-status", |t| t.starts_with("Kết quả"))
+        .await;
+    let rows = verdict_rows(&page).await;
+    for device in ["Camera", "Micro (khi nói)", "Loa"] {
+        assert_eq!(rows[device]["verdict"], "Đạt", "{device}: {rows:#}");
+    }
+    assert!(
+        rows["Camera"]["figure"]
+            .as_str()
+            .unwrap()
+            .ends_with("khung/s"),
+        "{rows:#}"
+    );
+    page.screenshot("bridge-devices-result").await;
+    let (_, own) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+    let stored = &own["attempts"][0];
+    let camera = &stored["figures"]["devices"]["camera"];
+    assert!(
+        camera["fps"].as_f64().unwrap() >= 15.0 && camera["height"].as_f64().unwrap() >= 360.0,
+        "{camera}"
+    );
+    assert!(
+        camera["change"].as_f64().unwrap() > 0.5,
+        "the fake picture moves: {camera}"
+    );
+    assert_eq!(stored["figures"]["devices"]["speakers_heard"], true);
+    let stored_rows: Vec<&str> = stored["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metric"].as_str().unwrap())
+        .collect();
+    assert!(
+        ["camera", "microphone", "speakers"]
+            .iter()
+            .all(|m| stored_rows.contains(m)),
+        "{stored_rows:?}"
+    );
+
+    // The camera held by another program: the browser says NotReadableError.
+    page.script(
+        "const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+         navigator.mediaDevices.getUserMedia = (c) => c.video
+           ? Promise.reject(new DOMException('Could not start video source', 'NotReadableError'))
+           : real(c);
+         return null;",
+        "",
+    )
+    .await;
+    page.click("#devices-start").await;
+    shown_within(&page, "#speakers-ask", Duration::from_secs(20)).await;
+    page.click("#speakers-yes").await;
+    let summary = page
+        .text_until("#devices-status", |t| t.contains("Loa:"))
+        .await;
+    assert!(
+        summary.contains("Camera: đang bị chương trình khác dùng"),
+        "{summary}"
+    );
+    page.click("#check-start").await;
+    page.text_until("#check-status", |t| t.starts_with("Kết quả: Không đạt"))
+        .await;
+    let rows = verdict_rows(&page).await;
+    assert_eq!(rows["Camera"]["verdict"], "Không đạt", "{rows:#}");
+    let advice = rows["Camera"]["advice"].as_str().unwrap();
+    assert!(
+        advice.contains("chương trình khác") && advice.contains("đóng chương trình đó"),
+        "{advice}"
+    );
+    assert_eq!(rows["Micro (khi nói)"]["verdict"], "Đạt");
+    let (_, board) = app.get("/api/rehearsals", Some(app.key("operator"))).await;
+    let latest = board["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == SITE)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        latest["latest"]["verdict"], "fail",
+        "the board shows the failed camera"
+    );
+    assert!(
+        latest["latest"]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["metric"] == "camera" && r["verdict"] == "fail")
+    );
+    page.close().await;
 }

@@ -253,7 +253,8 @@ impl<'a> Session<'a> {
             Ok(ClientMsg::CheckRequest {
                 technician,
                 checklist,
-            }) => self.on_check_request(&technician, checklist)?,
+                devices,
+            }) => self.on_check_request(&technician, checklist, devices)?,
             Ok(ClientMsg::CheckReport {
                 check,
                 phase,
@@ -346,6 +347,7 @@ impl<'a> Session<'a> {
         &mut self,
         technician: &str,
         checklist: BTreeMap<String, bool>,
+        devices: Option<crate::core::rehearsal::DeviceFigures>,
     ) -> Result<(), Ending> {
         self.heard();
         let app = self.app;
@@ -384,8 +386,14 @@ impl<'a> Session<'a> {
             None => {
                 let rehearsal = &app.config.rehearsal;
                 let name: String = technician.trim().chars().take(80).collect();
-                let (run, start) =
-                    RehearsalRun::start(self.site, name, checklist, rehearsal, app.clock.now_ms());
+                let (run, start) = RehearsalRun::start(
+                    self.site,
+                    name,
+                    checklist,
+                    devices,
+                    rehearsal,
+                    app.clock.now_ms(),
+                );
                 tracing::info!(check = %run.id, "rehearsal check started");
                 self.check = Some(Box::new(run));
                 self.probes
