@@ -237,8 +237,47 @@ function startCheck() {
   $("#check-status").textContent = "Đang bắt đầu…";
 }
 
+let udp = null; // the UDP phase's peer connection
+
+/** The UDP phase: a WebRTC data channel to the service (unordered, no retransmits, like
+ * the video itself); every packet the service sends is echoed back at once. */
+async function startUdp(frame) {
+  stopUdp();
+  try {
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    const channel = pc.createDataChannel("diemcau-udp", { ordered: false, maxRetransmits: 0 });
+    channel.binaryType = "arraybuffer";
+    channel.onmessage = (event) => {
+      if (channel.readyState === "open") channel.send(event.data);
+    };
+    udp = { pc, check: frame.check };
+    await pc.setLocalDescription(await pc.createOffer());
+    bridge.send({ type: "udp_offer", check: frame.check, sdp: pc.localDescription.sdp });
+    // The phase's own length and then some: the page lets go if the service does not.
+    setTimeout(stopUdp, (frame.seconds + 15) * 1000);
+  } catch (error) {
+    $("#check-status").textContent = `Trình duyệt không mở được kênh UDP: ${error.message}`;
+  }
+}
+
+async function onUdpFrame(frame) {
+  if (frame.type === "udp_answer" && udp?.check === frame.check) {
+    await udp.pc.setRemoteDescription({ type: "answer", sdp: frame.sdp });
+  } else if (frame.code === "udp_refused") {
+    $("#check-status").textContent = `Không kiểm tra được đường UDP: ${frame.message}`;
+  }
+}
+
+function stopUdp() {
+  udp?.pc.close();
+  udp = null;
+}
+
 function onCheckFrame(frame) {
-  if (frame.type === "check_start") {
+  if (frame.type === "check_start" && frame.phase === "udp") {
+    $("#check-status").textContent = `Đang đo đường UDP (hình và tiếng đi đường này, ${frame.seconds} s)…`;
+    startUdp(frame);
+  } else if (frame.type === "check_start") {
     const phases = { latency: "Đang đo độ trễ", download: "Đang đo tải xuống", upload: "Đang đo tải lên" };
     $("#check-status").textContent = `${phases[frame.phase] ?? frame.phase} (${frame.seconds} s)…`;
     if (frame.phase === "download") {
@@ -251,6 +290,7 @@ function onCheckFrame(frame) {
       bridge.upload(frame.frame_bytes, frame.seconds);
     }
   } else if (frame.type === "check_result") {
+    stopUdp();
     $("#check-start").disabled = false;
     $("#check-status").replaceChildren("Kết quả: ", el("span", { id: "check-verdict", class: `verdict-${frame.verdict}` }, VERDICTS[frame.verdict]));
     $("#check-result").replaceChildren(
@@ -382,6 +422,8 @@ async function main() {
         showMessage(frame);
       } else if (frame.type.startsWith("check_") || frame.code?.startsWith("check_")) {
         onCheckFrame(frame);
+      } else if (frame.type === "udp_answer" || frame.code === "udp_refused") {
+        onUdpFrame(frame);
       } else if (frame.type === "error") {
         $("#link-quality").replaceChildren(el("span", {}, `Lỗi: ${frame.message}`));
       }

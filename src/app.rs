@@ -42,6 +42,13 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen on UDP {addr} for the rehearsal's UDP test: {source} (choose another [rehearsal] udp_port, or udp_seconds = 0 to turn the test off)"
+    )]
+    ListenUdp {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound, ready-to-run service.
@@ -77,6 +84,7 @@ impl App {
             addr: listen.to_string(),
             source,
         })?;
+        let udp = start_udp_path(&config, &listener).await?;
         let store = Store::open(&data_dir, clock.now_ms())?;
         let recovery_places = crate::store::recovery::places(config.recovery_dir.as_deref());
         if let Some((file, writes)) = store.replay_recovery(&data_dir, &recovery_places).await? {
@@ -161,6 +169,7 @@ impl App {
             noticeboard,
             incidents,
             zalo,
+            udp,
             devices: Default::default(),
             parked_checks: Default::default(),
             store,
@@ -302,6 +311,47 @@ async fn stop_with_everything_stored(
 }
 
 /// Listens with a deep backlog: thousands of sites reconnect at once after a restart.
+/// The rehearsal's UDP port (the HTTP port's number unless `udp_port` says otherwise),
+/// and the address the bridges are told to reach it at.
+async fn start_udp_path(
+    config: &crate::config::Config,
+    listener: &TcpListener,
+) -> Result<Option<crate::services::udp_path::UdpPath>, StartError> {
+    let r = &config.rehearsal;
+    if r.udp_seconds == 0 {
+        return Ok(None);
+    }
+    let http = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let listen = SocketAddr::new(http.ip(), r.udp_port.unwrap_or(http.port()));
+    let advertise = match r.udp_advertise.as_deref() {
+        Some(text) => text
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                text.parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 0))
+            })
+            .expect("checked at load"),
+        None if listen.ip().is_unspecified() => {
+            tracing::warn!(
+                "the service listens on every address: set [rehearsal] udp_advertise to the address the communes reach it at, or their UDP test cannot connect"
+            );
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 0)
+        }
+        None => SocketAddr::new(listen.ip(), 0),
+    };
+    let udp = crate::services::udp_path::UdpPath::start(listen, advertise)
+        .await
+        .map_err(|source| StartError::ListenUdp {
+            addr: listen,
+            source,
+        })?;
+    tracing::info!(port = udp.port, "rehearsal UDP test listening");
+    Ok(Some(udp))
+}
+
 fn bind(listen: &str) -> std::io::Result<TcpListener> {
     let addr: SocketAddr = listen.parse().map_err(|_| {
         std::io::Error::new(

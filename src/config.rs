@@ -199,6 +199,20 @@ pub struct RehearsalConfig {
     pub reconnect_grace_seconds: u64,
     /// Checks one site may start in an hour (each is stored as an attempt).
     pub max_attempts_per_hour: u32,
+    /// The UDP path test: this long a stream of `udp_mbps` in `udp_packet_bytes`
+    /// packets each way over a WebRTC data channel, after up to `udp_connect_seconds`
+    /// to open it. 0 seconds: no UDP test.
+    pub udp_seconds: u64,
+    pub udp_connect_seconds: u64,
+    pub udp_mbps: f64,
+    pub udp_packet_bytes: usize,
+    /// The one UDP port the service listens on for it (the firewall must let it in).
+    /// Unset: the HTTP port's number.
+    pub udp_port: Option<u16>,
+    /// The address the bridges are told to send UDP to (`10.0.0.5` or `10.0.0.5:8080`),
+    /// when the service listens on every address or sits behind NAT. Unset: the address
+    /// it listens on.
+    pub udp_advertise: Option<String>,
     pub rubric: crate::core::rehearsal::Rubric,
 }
 
@@ -213,6 +227,12 @@ impl Default for RehearsalConfig {
             frame_bytes: 64 * 1024,
             reconnect_grace_seconds: 10,
             max_attempts_per_hour: 12,
+            udp_seconds: 20,
+            udp_connect_seconds: 5,
+            udp_mbps: 1.5,
+            udp_packet_bytes: 1100,
+            udp_port: None,
+            udp_advertise: None,
             rubric: crate::core::rehearsal::Rubric::default(),
         }
     }
@@ -570,6 +590,23 @@ impl Config {
                 return Err(invalid(
                     "notify.zalo.chat_id must be set with api_url: the chat the bot writes to",
                 ));
+            }
+        }
+        if !(r.udp_mbps > 0.0 && r.udp_mbps <= 100.0)
+            || !(100..=1200).contains(&r.udp_packet_bytes)
+            || r.udp_connect_seconds == 0
+        {
+            return Err(invalid(
+                "rehearsal.udp_mbps must be above 0 and at most 100, udp_packet_bytes from 100 to 1200, udp_connect_seconds above 0",
+            ));
+        }
+        if let Some(addr) = &r.udp_advertise {
+            if addr.parse::<std::net::IpAddr>().is_err()
+                && addr.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(invalid(&format!(
+                    "rehearsal.udp_advertise `{addr}` must be an IP address like 10.0.0.5, or 10.0.0.5:8080"
+                )));
             }
         }
         if self.report.rtt_sample_ms < 100 {

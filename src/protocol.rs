@@ -104,6 +104,8 @@ pub enum ClientMsg {
         #[serde(default)]
         devices: Option<crate::core::rehearsal::DeviceFigures>,
     },
+    /// The UDP phase of a check: the bridge's WebRTC offer (a data channel).
+    UdpOffer { check: Uuid, sdp: String },
     /// The client's half of a check: bytes received in each window of the download.
     CheckReport {
         check: Uuid,
@@ -159,6 +161,8 @@ pub enum ServerMsg {
         window_ms: u64,
         frame_bytes: usize,
     },
+    /// The service's answer to a `udp_offer`.
+    UdpAnswer { check: Uuid, sdp: String },
     /// The check's verdict with every row.
     CheckResult {
         check: Uuid,
@@ -205,6 +209,8 @@ pub mod limits {
     /// `check_report.phase` and its windows (a throughput test has a few dozen).
     pub const PHASE: usize = 16;
     pub const REPORT_WINDOWS: usize = 600;
+    /// `udp_offer.sdp`: a browser's offer is 1–5 KB.
+    pub const UDP_OFFER: usize = 16 * 1024;
 }
 
 /// `field` holds more than `max` characters (or items).
@@ -255,6 +261,11 @@ impl ClientMsg {
                     .any(|item| over(item, limits::CHECKLIST_ITEM))
                 {
                     return Err(too_long("checklist item", limits::CHECKLIST_ITEM));
+                }
+            }
+            ClientMsg::UdpOffer { sdp, .. } => {
+                if sdp.len() > limits::UDP_OFFER {
+                    return Err(too_long("sdp", limits::UDP_OFFER));
                 }
             }
             ClientMsg::CheckReport {
@@ -320,6 +331,7 @@ pub const KNOWN_TYPES: &[&str] = &[
     "ack",
     "check_request",
     "check_report",
+    "udp_offer",
 ];
 
 fn truncate(text: &str, max_chars: usize) -> String {

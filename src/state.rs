@@ -33,6 +33,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub timekeeper: Arc<Timekeeper>,
     pub noticeboard: Noticeboard,
+    /// The rehearsal's UDP path test (none when `rehearsal.udp_seconds` is 0).
+    pub udp: Option<crate::services::udp_path::UdpPath>,
     /// Alertmanager's notifications, relayed to a Zalo bot.
     pub zalo: crate::services::relay::ZaloRelay,
     /// Incidents (who handles which site in trouble) and the excused sites.

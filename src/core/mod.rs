@@ -19,3 +19,4 @@ pub mod sites;
 pub mod table;
 pub mod time;
 pub mod timer;
+pub mod udp_path;

@@ -66,6 +66,13 @@ pub struct Rubric {
     /// The loudest moment while the technician speaks, in dBFS.
     pub microphone_pass_dbfs: f64,
     pub microphone_fail_dbfs: f64,
+    /// The UDP path (round trip over a WebRTC data channel without retransmits).
+    pub udp_loss_pass_pct: f64,
+    pub udp_loss_fail_pct: f64,
+    pub udp_rtt_pass_ms: f64,
+    pub udp_rtt_fail_ms: f64,
+    pub udp_jitter_pass_ms: f64,
+    pub udp_jitter_fail_ms: f64,
 }
 
 impl Default for Rubric {
@@ -92,6 +99,12 @@ impl Default for Rubric {
             camera_frozen_change: 0.5,
             microphone_pass_dbfs: -35.0,
             microphone_fail_dbfs: -50.0,
+            udp_loss_pass_pct: 1.0,
+            udp_loss_fail_pct: 5.0,
+            udp_rtt_pass_ms: 150.0,
+            udp_rtt_fail_ms: 400.0,
+            udp_jitter_pass_ms: 30.0,
+            udp_jitter_fail_ms: 60.0,
         }
     }
 }
@@ -195,6 +208,76 @@ fn device_error_advice(error: DeviceError, device: &str) -> &'static str {
             "Trình duyệt không mở được thiết bị: khởi động lại trình duyệt rồi chạy lại."
         }
     }
+}
+
+/// The UDP path's rows: blocked is one plain row; through, its loss, RTT and jitter.
+fn udp_rows(u: &crate::core::udp_path::UdpFigures, r: &Rubric) -> Vec<Row> {
+    if !u.offered || !u.connected {
+        return vec![Row {
+            metric: "udp",
+            label: "Đường UDP (hình và tiếng)",
+            figure: None,
+            unit: "",
+            threshold: format!("cổng UDP {} tới máy chủ phải mở", u.port),
+            verdict: Verdict::Fail,
+            advice: Some(if u.offered {
+                "Mạng chặn UDP: báo quản trị mạng mở cổng UDP ghi ở cột ngưỡng tới máy chủ diemcau (hình và tiếng của hội nghị cũng đi bằng UDP), rồi chạy lại."
+            } else {
+                "Trang không mở được kênh UDP: dùng Chrome, Edge hoặc Firefox bản mới, rồi chạy lại."
+            }),
+        }];
+    }
+    let rows: [(
+        &'static str,
+        &'static str,
+        Option<f64>,
+        &'static str,
+        f64,
+        f64,
+        &'static str,
+    ); 3] = [
+        (
+            "udp_loss",
+            "Mất gói UDP",
+            u.loss_pct,
+            "%",
+            r.udp_loss_pass_pct,
+            r.udp_loss_fail_pct,
+            "Mất gói trên đường UDP (hình sẽ vỡ, tiếng sẽ rè): dùng cáp mạng, tắt các máy khác dùng mạng, hoặc báo nhà mạng.",
+        ),
+        (
+            "udp_rtt",
+            "Độ trễ UDP (trung vị)",
+            u.rtt_median_ms,
+            "ms",
+            r.udp_rtt_pass_ms,
+            r.udp_rtt_fail_ms,
+            "Độ trễ UDP cao: dùng cáp mạng, hoặc chuyển sang đường truyền dự phòng.",
+        ),
+        (
+            "udp_jitter",
+            "Độ dao động UDP",
+            u.jitter_ms,
+            "ms",
+            r.udp_jitter_pass_ms,
+            r.udp_jitter_fail_ms,
+            "Đường UDP không ổn định: dùng cáp mạng thay cho Wi-Fi, tránh mạng di động.",
+        ),
+    ];
+    rows.into_iter()
+        .map(|(metric, label, figure, unit, pass, fail, advice)| {
+            let verdict = figure.map_or(Verdict::Fail, |v| grade(v, pass, fail, Better::Lower));
+            Row {
+                metric,
+                label,
+                figure,
+                unit,
+                threshold: format!("đạt ≤ {pass} {unit}, không đạt > {fail} {unit}"),
+                verdict,
+                advice: (verdict != Verdict::Pass).then_some(advice),
+            }
+        })
+        .collect()
 }
 
 /// The device rows, when the page measured the devices.
@@ -328,6 +411,10 @@ pub struct Figures {
     /// Camera, microphone and speakers (checks from before they were measured have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<DeviceFigures>,
+    /// The UDP path (checks from before it was measured, and services without a UDP
+    /// port, have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<crate::core::udp_path::UdpFigures>,
 }
 
 /// One row of the verdict table.
@@ -479,6 +566,9 @@ pub fn judge(f: &Figures, r: &Rubric) -> (Verdict, Vec<Row>) {
     if let Some(devices) = &f.devices {
         rows.extend(device_rows(devices, r));
     }
+    if let Some(udp) = &f.udp {
+        rows.extend(udp_rows(udp, r));
+    }
     let worst = rows
         .iter()
         .map(|row| row.verdict)
@@ -555,7 +645,58 @@ mod tests {
             back_within_10s: false,
             offset_uncertainty_ms: Some(5.0),
             devices: None,
+            udp: None,
         }
+    }
+
+    #[test]
+    fn a_blocked_udp_path_is_one_plain_row_and_a_lossy_one_fails_its_loss() {
+        use crate::core::udp_path::UdpFigures;
+        let blocked = Figures {
+            udp: Some(UdpFigures {
+                offered: true,
+                connected: false,
+                port: 8080,
+                ..Default::default()
+            }),
+            ..good()
+        };
+        let (verdict, rows) = judge(&blocked, &Rubric::default());
+        assert_eq!(verdict, Verdict::Fail);
+        let row = rows.iter().find(|r| r.metric == "udp").unwrap();
+        assert!(
+            row.advice
+                .unwrap()
+                .starts_with("Mạng chặn UDP: báo quản trị mạng mở cổng UDP")
+        );
+        assert_eq!(row.threshold, "cổng UDP 8080 tới máy chủ phải mở");
+        let lossy = Figures {
+            udp: Some(UdpFigures {
+                offered: true,
+                connected: true,
+                port: 8080,
+                sent: 100,
+                echoed: 90,
+                loss_pct: Some(10.0),
+                rtt_median_ms: Some(20.0),
+                jitter_ms: Some(2.0),
+            }),
+            ..good()
+        };
+        let rows = judge(&lossy, &Rubric::default()).1;
+        let verdict_of = |m: &str| rows.iter().find(|r| r.metric == m).unwrap().verdict;
+        assert_eq!(
+            (
+                verdict_of("udp_loss"),
+                verdict_of("udp_rtt"),
+                verdict_of("udp_jitter")
+            ),
+            (Verdict::Fail, Verdict::Pass, Verdict::Pass)
+        );
+        assert!(
+            rows.iter().all(|r| r.metric != "udp"),
+            "through: no blocked row"
+        );
     }
 
     fn devices(camera: CameraFigures, peak_dbfs: Option<f64>, heard: bool) -> Figures {

@@ -11,3 +11,4 @@ pub mod rehearsal_run;
 pub mod relay;
 pub mod sessions;
 pub mod timekeeper;
+pub mod udp_path;

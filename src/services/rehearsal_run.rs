@@ -35,6 +35,8 @@ pub enum Stage {
     Download,
     AwaitReport,
     Upload,
+    /// The UDP path: a WebRTC data channel's round trips.
+    Udp,
 }
 
 /// What the session should do after a phase ended.
@@ -53,6 +55,10 @@ pub struct RehearsalRun {
     technician: String,
     checklist: BTreeMap<String, bool>,
     devices: Option<DeviceFigures>,
+    /// Whether the check ends with the UDP path test (the service has a UDP port).
+    udp_test: bool,
+    /// The UDP path's figures, once its phase is over.
+    pub udp: Option<crate::core::udp_path::UdpFigures>,
     started_ms: EpochMs,
     pub phase: Stage,
     pub phase_ends: Instant,
@@ -75,6 +81,7 @@ impl RehearsalRun {
         technician: String,
         checklist: BTreeMap<String, bool>,
         devices: Option<DeviceFigures>,
+        udp_test: bool,
         config: &RehearsalConfig,
         now_ms: EpochMs,
     ) -> (RehearsalRun, ServerMsg) {
@@ -85,6 +92,8 @@ impl RehearsalRun {
             technician,
             checklist,
             devices,
+            udp_test,
+            udp: None,
             started_ms: now_ms,
             phase: Stage::Latency,
             phase_ends: Instant::now() + Duration::from_secs(config.idle_seconds),
@@ -130,7 +139,7 @@ impl RehearsalRun {
         match self.phase {
             Stage::Latency => self.idle_rtts.push(rtt_ms),
             Stage::Download | Stage::Upload => self.loaded_rtts.push(rtt_ms),
-            Stage::AwaitReport => {}
+            Stage::AwaitReport | Stage::Udp => {}
         }
         if uncertainty_ms.is_some() {
             self.offset_uncertainty_ms = uncertainty_ms;
@@ -209,8 +218,25 @@ impl RehearsalRun {
                     config,
                 )))
             }
-            Stage::Upload => Step::Finished,
+            Stage::Upload if !self.udp_test || presenting => Step::Finished,
+            Stage::Upload => {
+                self.phase = Stage::Udp;
+                self.phase_ends = Instant::now()
+                    + Duration::from_secs(config.udp_connect_seconds + config.udp_seconds + 1);
+                Step::Next(Box::new(self.start_msg("udp", config.udp_seconds, config)))
+            }
+            Stage::Udp => Step::Finished,
         }
+    }
+
+    /// Whether the UDP phase of this check is on (a `udp_offer` is welcome).
+    pub fn in_udp_phase(&self, check: Uuid) -> bool {
+        check == self.id && self.phase == Stage::Udp
+    }
+
+    /// Whether this check ran its UDP phase (its figures are to be collected).
+    pub fn ran_udp(&self) -> bool {
+        self.phase == Stage::Udp
     }
 
     /// The connection dropped: stop sending, keep what was measured.
@@ -248,6 +274,11 @@ impl RehearsalRun {
                 self.phase = Stage::AwaitReport;
                 self.upload_windows.clear();
                 self.upload_started = None;
+                self.advance_now(config, out, presenting)
+            }
+            // The channel went with the connection: the UDP test again, from its start.
+            Stage::Udp => {
+                self.phase = Stage::Upload;
                 self.advance_now(config, out, presenting)
             }
         }
@@ -301,6 +332,7 @@ impl RehearsalRun {
             back_within_10s: self.reconnects == 1 && !disconnected,
             offset_uncertainty_ms: self.offset_uncertainty_ms,
             devices: self.devices.take(),
+            udp: self.udp.take(),
         };
         let (verdict, rows) = judge(&figures, &config.rubric);
         let result = RehearsalResult {

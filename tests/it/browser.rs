@@ -2253,3 +2253,37 @@ async fn a_commune_measures_its_camera_micro_and_speakers_and_a_camera_held_else
     );
     page.close().await;
 }
+
+#[tokio::test]
+async fn the_bridge_pages_check_measures_the_udp_path_over_a_webrtc_data_channel() {
+    let _turn = EXCLUSIVE.lock().await;
+    let app = spawn_app(udp_check).await;
+    let page = Browser::start().await;
+    page.open_as(&app, "/bridge", SITE).await;
+    page.text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    page.script(
+        "document.querySelector('#technician').value = 'Trần Thị Bình'; return null;",
+        "",
+    )
+    .await;
+    page.click("#check-start").await;
+    page.text_until("#check-status", |t| t.starts_with("Đang đo đường UDP"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !page.text("#check-status").await.starts_with("Kết quả") {
+        assert!(Instant::now() < deadline, "no verdict");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = verdict_rows(&page).await;
+    assert_eq!(rows["Mất gói UDP"]["verdict"], "Đạt", "{rows:#}");
+    assert_eq!(rows["Độ trễ UDP (trung vị)"]["verdict"], "Đạt", "{rows:#}");
+    let (_, own) = app.get("/api/rehearsals", Some(app.key(SITE))).await;
+    let udp = &own["attempts"][0]["figures"]["udp"];
+    assert_eq!(udp["connected"], true, "{udp}");
+    // About 1.5 Mbps for 2 s in 1,100-byte packets: some 340 sent, nearly all back.
+    assert!(udp["sent"].as_u64().unwrap() > 200, "{udp}");
+    assert!(udp["loss_pct"].as_f64().unwrap() < 1.0, "{udp}");
+    page.screenshot("bridge-udp").await;
+    page.close().await;
+}

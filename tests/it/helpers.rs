@@ -126,6 +126,8 @@ pub fn report_row<'a>(report: &'a Value, site: &str) -> &'a Value {
 /// A rehearsal check of about three seconds instead of two minutes.
 pub fn short_check(config: &mut Config) {
     let r = &mut config.rehearsal;
+    // Clients that speak no WebRTC: no UDP phase (`udp_check` turns it on).
+    r.udp_seconds = 0;
     r.idle_seconds = 1;
     r.throughput_seconds = 1;
     r.probe_interval_ms = 100;
@@ -199,6 +201,13 @@ pub async fn spawn_app_with_files(
     app
 }
 
+/// A short check with a short UDP phase (2 s of stream, 3 s to connect).
+pub fn udp_check(config: &mut Config) {
+    short_check(config);
+    config.rehearsal.udp_seconds = 2;
+    config.rehearsal.udp_connect_seconds = 3;
+}
+
 /// A server on a clock the test drives (`SystemClock` over the test's own time source).
 pub async fn spawn_app_on_clock(
     clock: Arc<dyn diemcau::clock::Clock>,
@@ -228,6 +237,11 @@ async fn start_on(
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
+    }
+    // A random UDP port for the rehearsal's UDP test, as for HTTP.
+    let mut loaded = loaded;
+    if loaded.config.rehearsal.udp_port.is_none() {
+        loaded.config.rehearsal.udp_port = Some(0);
     }
     let app = App::build(loaded, data_dir.to_path_buf(), listen, clock)
         .await

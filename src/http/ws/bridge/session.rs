@@ -255,6 +255,10 @@ impl<'a> Session<'a> {
                 checklist,
                 devices,
             }) => self.on_check_request(&technician, checklist, devices)?,
+            Ok(ClientMsg::UdpOffer { check, sdp }) => {
+                self.heard();
+                self.on_udp_offer(check, sdp)?
+            }
             Ok(ClientMsg::CheckReport {
                 check,
                 phase,
@@ -343,6 +347,41 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// The bridge's WebRTC offer for the UDP phase: answered by the UDP path's peer (a
+    /// moment later, from its own task: the session goes on reading meanwhile).
+    fn on_udp_offer(&mut self, check: uuid::Uuid, sdp: String) -> Result<(), Ending> {
+        let app = self.app;
+        let (Some(udp), Some(run)) = (app.udp.clone(), self.check.as_ref()) else {
+            return self.send(&ServerMsg::error(
+                "udp_refused",
+                "no UDP test is running for this check",
+            ));
+        };
+        if !run.in_udp_phase(check) {
+            return self.send(&ServerMsg::error(
+                "udp_refused",
+                "this check is not in its UDP phase",
+            ));
+        }
+        let r = &app.config.rehearsal;
+        let stream = crate::services::udp_path::Stream {
+            seconds: r.udp_seconds,
+            mbps: r.udp_mbps,
+            packet_bytes: r.udp_packet_bytes,
+        };
+        // The stream ends a second before the phase, so the last echoes are counted.
+        let until = run.phase_ends - Duration::from_secs(1);
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let reply = match udp.open(check, sdp, stream, until).await {
+                Ok(answer) => ServerMsg::UdpAnswer { check, sdp: answer },
+                Err(e) => ServerMsg::error("udp_refused", e.to_string()),
+            };
+            let _ = out.try_send(Outbound::Text(Frame::from(&reply)));
+        });
+        Ok(())
+    }
+
     fn on_check_request(
         &mut self,
         technician: &str,
@@ -391,6 +430,7 @@ impl<'a> Session<'a> {
                     name,
                     checklist,
                     devices,
+                    app.udp.is_some(),
                     rehearsal,
                     app.clock.now_ms(),
                 );
@@ -457,7 +497,10 @@ impl<'a> Session<'a> {
             Step::Next(msg) => self.send(&msg),
             Step::Wait => Ok(()),
             Step::Finished => {
-                let run = self.check.take().expect("a check is running");
+                let mut run = self.check.take().expect("a check is running");
+                if run.ran_udp() {
+                    run.udp = Some(udp_figures(app, run.id).await);
+                }
                 let result = run.finish(rehearsal, &app.store, false, app.clock.now_ms());
                 // On disk before the site is told: a verdict it saw survives a kill -9.
                 if let Err(e) = app.store.flush().await {
@@ -587,6 +630,19 @@ fn kicked(code: u16) -> Ending {
 }
 
 /// Throughput tests never run while a presentation is under way.
+/// What the UDP phase measured; a bridge that never offered a channel is "not offered".
+async fn udp_figures(app: &AppState, check: uuid::Uuid) -> crate::core::udp_path::UdpFigures {
+    let Some(udp) = app.udp.as_ref() else {
+        return Default::default();
+    };
+    udp.take(check)
+        .await
+        .unwrap_or(crate::core::udp_path::UdpFigures {
+            port: udp.port,
+            ..Default::default()
+        })
+}
+
 fn presenting(app: &AppState) -> bool {
     matches!(
         app.timekeeper.snapshot().state,
