@@ -82,7 +82,7 @@ impl UdpPath {
             },
         );
         let (commands, queue) = mpsc::channel(64);
-        tokio::spawn(run(Arc::new(socket), local, advertise, queue));
+        tokio::spawn(run(Arc::new(socket), advertise, queue));
         Ok(UdpPath {
             commands,
             port: advertise.port(),
@@ -152,12 +152,7 @@ fn stamp(origin: Instant, at: Instant) -> f64 {
     at.duration_since(origin).as_secs_f64() * 1000.0
 }
 
-async fn run(
-    socket: Arc<UdpSocket>,
-    local: SocketAddr,
-    advertise: SocketAddr,
-    mut commands: mpsc::Receiver<Command>,
-) {
+async fn run(socket: Arc<UdpSocket>, advertise: SocketAddr, mut commands: mpsc::Receiver<Command>) {
     let origin = Instant::now();
     let crypto = Arc::new(str0m::crypto::from_feature_flags());
     let mut peers: HashMap<Uuid, Peer> = HashMap::new();
@@ -189,7 +184,9 @@ async fn run(
             received = socket.recv_from(&mut buf) => {
                 let Ok((n, source)) = received else { continue };
                 let Ok(contents) = buf[..n].try_into() else { continue };
-                let input = Input::Receive(Instant::now().into_std(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+                // Sent to the advertised address (behind a NAT or a relay, not ours): ICE
+                // matches the packet to the candidate the bridge was given.
+                let input = Input::Receive(Instant::now().into_std(), Receive { proto: Protocol::Udp, source, destination: advertise, contents });
                 if let Some(peer) = peers.values_mut().find(|p| p.rtc.accepts(&input)) {
                     let _ = peer.rtc.handle_input(input);
                 }

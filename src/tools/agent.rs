@@ -72,6 +72,23 @@ pub fn bridge_url(server: &str) -> Result<String, AgentError> {
     Ok(format!("{scheme}://{host}/ws/bridge"))
 }
 
+/// The service's IP address, from `--server` (the UDP test goes to the address the
+/// service answers with; this one finds the local address to send from).
+async fn server_ip(server: &str) -> Option<std::net::IpAddr> {
+    let url = url::Url::parse(&bridge_url(server).ok()?).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default()?;
+    tokio::net::lookup_host((host, port))
+        .await
+        .ok()?
+        .next()
+        .map(|a| a.ip())
+}
+
 /// Reconnect delay: 1 s doubling to 10 s, ±50 % so 92 agents do not return at once.
 pub fn backoff(attempt: u32, random_unit: f64) -> Duration {
     let base = (1000u64 << attempt.min(4)).min(10_000) as f64;
@@ -155,6 +172,8 @@ async fn session(
     send(json!({"type": "hello", "site": options.site, "key": options.key, "agent": "agent", "version": env!("CARGO_PKG_VERSION")})).await;
 
     let mut download: Option<Download> = None;
+    // The UDP phase's peer, waiting for the service's answer.
+    let mut udp_answer: Option<(Value, tokio::sync::oneshot::Sender<String>)> = None;
     let mut last_link_line: Option<Instant> = None;
     let mut last_timer_line = String::new();
     let end = loop {
@@ -262,7 +281,28 @@ async fn session(
                         let bytes = frame["frame_bytes"].as_u64().unwrap_or(65536) as usize;
                         tokio::spawn(upload(tx.clone(), bytes, Duration::from_secs(seconds)));
                     }
+                    "udp" => {
+                        println!("  đo đường UDP (hình và tiếng đi đường này) trong {seconds} s…");
+                        let lasts = Duration::from_secs(seconds + 20);
+                        match server_ip(&options.server).await {
+                            Some(ip) => match super::udp_echo::start(ip, lasts).await {
+                                Ok((offer, answer)) => {
+                                    send(json!({"type": "udp_offer", "check": frame["check"], "sdp": offer})).await;
+                                    udp_answer = Some((frame["check"].clone(), answer));
+                                }
+                                Err(e) => println!("! không mở được kênh UDP: {e}"),
+                            },
+                            None => println!("! không tìm được địa chỉ máy chủ cho kênh UDP"),
+                        }
+                    }
                     _ => {}
+                }
+            }
+            "udp_answer" => {
+                if let Some((check, answer)) = udp_answer.take() {
+                    if frame["check"] == check {
+                        let _ = answer.send(frame["sdp"].as_str().unwrap_or("").to_string());
+                    }
                 }
             }
             "check_result" => {

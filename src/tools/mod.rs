@@ -9,3 +9,4 @@ pub mod preflight;
 pub mod roster;
 pub mod simulate;
 pub mod tls;
+pub mod udp_echo;

@@ -22,3 +22,4 @@ mod restart;
 mod security;
 mod simulate;
 mod timer;
+mod udp;
