@@ -85,7 +85,7 @@ async function main() {
       el("td", {}, minutes(s.outage_total_ms)),
       el("td", {}, minutes(s.outage_longest_ms)),
       el("td", {}, s.rtt_ms == null ? "" : `${Math.round(s.rtt_ms)} ms`),
-      el("td", {}, VERDICTS[s.rehearsal]),
+      el("td", {}, VERDICTS[s.rehearsal], s.rehearsal_not_passed?.length ? el("span", { class: "muted" }, ` (${s.rehearsal_not_passed.join(", ")})`) : null),
       el("td", {}, s.roll_call_confirmed_ms ? time.format(new Date(s.roll_call_confirmed_ms)) : "—"),
       el("td", {}, s.excused ? `Vắng có lý do: ${s.excused.reason}` : ""))));
   // Each earlier attempt (reset) is a row of its own, before the slot's current run.

@@ -96,10 +96,15 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
             to,
             &dead,
         );
-        let verdict = rehearsals
-            .iter()
-            .find(|r| r.site == site.id)
-            .map_or("not_checked", |r| r.verdict.as_str());
+        let latest = rehearsals.iter().find(|r| r.site == site.id);
+        let verdict = latest.map_or("not_checked", |r| r.verdict.as_str());
+        // What the latest check did not pass (the devices, the UDP path, the line).
+        let not_passed: Vec<&str> = latest
+            .into_iter()
+            .flat_map(|r| &r.rows)
+            .filter(|row| row.verdict.is_some_and(|v| v != crate::core::rehearsal::Verdict::Pass))
+            .map(|row| row.label.as_str())
+            .collect();
         let roll_call = app.noticeboard.roll_call_confirmed(idx);
         let excusal = excused.get(&site.id);
         // An excused site is not taking part: left out of the uptime and outage totals.
@@ -119,7 +124,8 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
             "uptime": a.uptime, "up_ms": a.up_ms, "outages": a.outages,
             "outage_total_ms": a.outage_total_ms, "outage_longest_ms": a.outage_longest_ms,
             "rtt_ms": rtt_medians.get(site.id.as_str()),
-            "rehearsal": verdict, "roll_call_confirmed_ms": roll_call,
+            "rehearsal": verdict, "rehearsal_not_passed": not_passed,
+            "roll_call_confirmed_ms": roll_call,
             "excused": excusal,
         }));
     }

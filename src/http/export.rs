@@ -299,7 +299,13 @@ pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> V
                 .as_f64()
                 .map(|v| format!("{v:.0}"))
                 .unwrap_or_default(),
-            verdict.to_string(),
+            match site["rehearsal_not_passed"].as_array().filter(|rows| !rows.is_empty()) {
+                Some(rows) => format!(
+                    "{verdict}: {}",
+                    rows.iter().filter_map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                None => verdict.to_string(),
+            },
             site["roll_call_confirmed_ms"]
                 .as_i64()
                 .map(local_time)
