@@ -102,7 +102,10 @@ pub async fn build(app: &AppState, caller: Caller, query: &Window) -> Result<Val
         let not_passed: Vec<&str> = latest
             .into_iter()
             .flat_map(|r| &r.rows)
-            .filter(|row| row.verdict.is_some_and(|v| v != crate::core::rehearsal::Verdict::Pass))
+            .filter(|row| {
+                row.verdict
+                    .is_some_and(|v| v != crate::core::rehearsal::Verdict::Pass)
+            })
             .map(|row| row.label.as_str())
             .collect();
         let roll_call = app.noticeboard.roll_call_confirmed(idx);

@@ -299,10 +299,16 @@ pub fn report_csv(report: &serde_json::Value, presentations: &[SlotReport]) -> V
                 .as_f64()
                 .map(|v| format!("{v:.0}"))
                 .unwrap_or_default(),
-            match site["rehearsal_not_passed"].as_array().filter(|rows| !rows.is_empty()) {
+            match site["rehearsal_not_passed"]
+                .as_array()
+                .filter(|rows| !rows.is_empty())
+            {
                 Some(rows) => format!(
                     "{verdict}: {}",
-                    rows.iter().filter_map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                    rows.iter()
+                        .filter_map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 None => verdict.to_string(),
             },

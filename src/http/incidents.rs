@@ -57,13 +57,8 @@ async fn take(
     caller.require(WALL)?;
     let id = incident_id(&id)?;
     let body: TakeBody = body.json(r#"{"name": "Lan"}"#)?;
-    let event = app
-        .incidents
-        .taking(id, &body.name, &caller.label())
-        .map_err(|bad| desk_error(bad.into()))?;
-    spend(&app, caller)?;
-    let incident = app.incidents.record(event).await.map_err(desk_error)?;
-    Ok(Json(json!({ "incident": incident })))
+    let event = app.incidents.taking(id, &body.name, &caller.label());
+    record(&app, caller, event).await
 }
 
 async fn note(
@@ -78,9 +73,18 @@ async fn note(
         body.json(r#"{"name": "Lan", "text": "đã gọi anh Hùng: mất điện, 5 phút"}"#)?;
     let event = app
         .incidents
-        .noting(id, &body.name, &caller.label(), &body.text)
-        .map_err(|bad| desk_error(bad.into()))?;
-    spend(&app, caller)?;
+        .noting(id, &body.name, &caller.label(), &body.text);
+    record(&app, caller, event).await
+}
+
+/// A checked act, once the caller's budget allows it: stored, then on every wall.
+async fn record(
+    app: &AppState,
+    caller: Caller,
+    event: Result<crate::core::incidents::IncidentEvent, BadAct>,
+) -> Result<Json<Value>, ApiError> {
+    let event = event.map_err(|bad| desk_error(bad.into()))?;
+    spend(app, caller)?;
     let incident = app.incidents.record(event).await.map_err(desk_error)?;
     Ok(Json(json!({ "incident": incident })))
 }

@@ -2101,6 +2101,27 @@ async fn on_the_wall_staff_take_an_incident_note_it_and_see_one_nobody_took_and_
     wall.close().await;
 }
 
+/// The commune's page, connected, with the technician's name typed.
+async fn bridge_page_ready(page: &Browser, app: &TestApp) {
+    page.open_as(app, "/bridge", SITE).await;
+    page.text_until("#link-state", |t| t.contains("Đã kết nối"))
+        .await;
+    page.script(
+        "document.querySelector('#technician').value = 'Trần Thị Bình'; return null;",
+        "",
+    )
+    .await;
+}
+
+/// Runs the device check, the technician hearing the tone; returns what it says.
+async fn check_devices(page: &Browser) -> String {
+    page.click("#devices-start").await;
+    shown_within(page, "#speakers-ask", Duration::from_secs(20)).await;
+    page.click("#speakers-yes").await;
+    page.text_until("#devices-status", |t| t.contains("Loa:"))
+        .await
+}
+
 /// Waits up to `within` until `css` shows.
 async fn shown_within(browser: &Browser, css: &str, within: Duration) {
     let deadline = Instant::now() + within;
@@ -2137,24 +2158,11 @@ async fn a_commune_measures_its_camera_micro_and_speakers_and_a_camera_held_else
         "--autoplay-policy=no-user-gesture-required",
     ])
     .await;
-    page.open_as(&app, "/bridge", SITE).await;
-    page.text_until("#link-state", |t| t.contains("Đã kết nối"))
-        .await;
-    page.script(
-        "document.querySelector('#technician').value = 'Trần Thị Bình'; return null;",
-        "",
-    )
-    .await;
+    bridge_page_ready(&page, &app).await;
 
     // Chromium's fake camera (a moving picture) and microphone (a beep): both pass;
     // the technician hears the tone.
-    page.click("#devices-start").await;
-    shown_within(&page, "#speakers-ask", Duration::from_secs(20)).await;
-    page.screenshot("bridge-devices-speakers").await;
-    page.click("#speakers-yes").await;
-    let summary = page
-        .text_until("#devices-status", |t| t.contains("Loa:"))
-        .await;
+    let summary = check_devices(&page).await;
     assert!(
         summary.contains("khung/s")
             && summary.contains("dBFS")
@@ -2211,12 +2219,7 @@ async fn a_commune_measures_its_camera_micro_and_speakers_and_a_camera_held_else
         "",
     )
     .await;
-    page.click("#devices-start").await;
-    shown_within(&page, "#speakers-ask", Duration::from_secs(20)).await;
-    page.click("#speakers-yes").await;
-    let summary = page
-        .text_until("#devices-status", |t| t.contains("Loa:"))
-        .await;
+    let summary = check_devices(&page).await;
     assert!(
         summary.contains("Camera: đang bị chương trình khác dùng"),
         "{summary}"
@@ -2259,14 +2262,7 @@ async fn the_bridge_pages_check_measures_the_udp_path_over_a_webrtc_data_channel
     let _turn = EXCLUSIVE.lock().await;
     let app = spawn_app(udp_check).await;
     let page = Browser::start().await;
-    page.open_as(&app, "/bridge", SITE).await;
-    page.text_until("#link-state", |t| t.contains("Đã kết nối"))
-        .await;
-    page.script(
-        "document.querySelector('#technician').value = 'Trần Thị Bình'; return null;",
-        "",
-    )
-    .await;
+    bridge_page_ready(&page, &app).await;
     page.click("#check-start").await;
     page.text_until("#check-status", |t| t.starts_with("Đang đo đường UDP"))
         .await;

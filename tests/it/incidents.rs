@@ -31,6 +31,17 @@ async fn incident_until(feed: &mut Client, site: &str, done: impl Fn(&Value) -> 
         .unwrap_or_else(|_| panic!("no such incident frame for {site}"))
 }
 
+/// The operator's live feed past its snapshot, and two bridges online.
+async fn feed_and_two_sites(app: &TestApp) -> (Client, EchoingBridge, EchoingBridge) {
+    let mut feed = Client::connect(app, &format!("/ws/live?key={}", app.key("operator"))).await;
+    feed.recv_type("snapshot").await;
+    let a = EchoingBridge::join(app, SITE).await;
+    let b = EchoingBridge::join(app, OTHER_SITE).await;
+    app.wait_for_state(SITE, "online", WAIT).await;
+    app.wait_for_state(OTHER_SITE, "online", WAIT).await;
+    (feed, a, b)
+}
+
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
@@ -43,12 +54,7 @@ async fn a_drop_opens_one_incident_that_is_taken_noted_raised_again_and_closed_a
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_in(dir.path(), quick).await;
     let operator = Some(app.key("operator"));
-    let mut feed = Client::connect(&app, &format!("/ws/live?key={}", app.key("operator"))).await;
-    feed.recv_type("snapshot").await;
-    let a = EchoingBridge::join(&app, SITE).await;
-    let b = EchoingBridge::join(&app, OTHER_SITE).await;
-    app.wait_for_state(SITE, "online", WAIT).await;
-    app.wait_for_state(OTHER_SITE, "online", WAIT).await;
+    let (mut feed, a, b) = feed_and_two_sites(&app).await;
 
     a.close().await;
     b.close().await;

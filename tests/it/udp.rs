@@ -184,7 +184,13 @@ async fn with_the_udp_port_blocked_the_verdict_says_so_plainly() {
     assert!(stdout.contains("Mạng chặn UDP"), "{stdout}");
     // The organisers' report says what the latest check did not pass.
     let (_, report) = app.get("/api/report", Some(app.key("operator"))).await;
-    assert_eq!(report_row(&report, SITE)["rehearsal_not_passed"], serde_json::json!(["Đường UDP (hình và tiếng)"]));
+    assert_eq!(
+        report_row(&report, SITE)["rehearsal_not_passed"],
+        serde_json::json!(["Đường UDP (hình và tiếng)"])
+    );
     let csv = app.get_csv("/api/report.csv", app.key("operator")).await;
-    assert!(csv.contains("Không đạt: Đường UDP (hình và tiếng)"), "{csv}");
+    assert!(
+        csv.contains("Không đạt: Đường UDP (hình và tiếng)"),
+        "{csv}"
+    );
 }
