@@ -323,10 +323,20 @@ impl IncidentBook {
     /// Applies what the rules say at `now`, returning the new events (already applied:
     /// the shell stores and announces them).
     pub fn tick(&mut self, now: EpochMs) -> Vec<IncidentEvent> {
+        self.rounds(now, None)
+    }
+
+    /// The same rules for one site only (after its own change: a burst of thousands
+    /// of sites coming back costs one site's rules each, not every site's).
+    pub fn tick_site(&mut self, site: SiteId, now: EpochMs) -> Vec<IncidentEvent> {
+        self.rounds(now, Some(site))
+    }
+
+    fn rounds(&mut self, now: EpochMs, only: Option<SiteId>) -> Vec<IncidentEvent> {
         // A late tick catches up: back, then closed, in one call (a rule per round).
         let mut events = Vec::new();
         for _ in 0..3 {
-            let round = self.round(now);
+            let round = self.round(now, only);
             if round.is_empty() {
                 break;
             }
@@ -335,7 +345,7 @@ impl IncidentBook {
         events
     }
 
-    fn round(&mut self, now: EpochMs) -> Vec<IncidentEvent> {
+    fn round(&mut self, now: EpochMs, only: Option<SiteId>) -> Vec<IncidentEvent> {
         let mut events = Vec::new();
         if let Some(end) = self.policy.window_end_ms.filter(|end| now >= *end) {
             for &i in self.open.values() {
@@ -347,7 +357,11 @@ impl IncidentBook {
             }
         } else {
             let in_window = self.policy.window_start_ms.is_none_or(|start| now >= start);
-            for (&site, condition) in &self.conditions {
+            let sites = self
+                .conditions
+                .iter()
+                .filter(|(site, _)| only.is_none_or(|one| one == **site));
+            for (&site, condition) in sites {
                 let open = self.open.get(&site).map(|&i| &self.incidents[i]);
                 if let Some(event) = self.decide(site, condition, open, now, in_window) {
                     events.push(event);
@@ -718,6 +732,22 @@ mod tests {
         book.site_state(a, SiteState::Offline, 200 * S);
         assert_eq!(kinds(&book.tick(200 * S)), ["opened"]);
         assert_eq!(book.all().len(), 2);
+    }
+
+    #[test]
+    fn a_sites_own_change_runs_its_rules_alone() {
+        let mut book = IncidentBook::new(policy());
+        let (a, b) = (site("05443"), site("05710"));
+        book.site_state(a, SiteState::Offline, 0);
+        book.site_state(b, SiteState::Offline, 0);
+        let events = book.tick_site(a, 0);
+        assert_eq!(events.len(), 1);
+        assert_eq!(book.all()[0].site, a);
+        assert_eq!(
+            kinds(&book.tick(0)),
+            ["opened"],
+            "b waits for the next tick"
+        );
     }
 
     #[test]

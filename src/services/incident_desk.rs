@@ -85,25 +85,29 @@ impl IncidentDesk {
 
     /// A site's liveness changed (from the hub's transitions).
     pub fn site_changed(&self, site: SiteId, state: SiteState, at_ms: i64) {
-        self.observe(|book| book.site_state(site, state, at_ms));
+        self.observe(Some(site), |book| book.site_state(site, state, at_ms));
     }
 
     /// A site's equipment check changed.
     pub fn device_changed(&self, site: SiteId, down: bool, at_ms: i64) {
-        self.observe(|book| book.device_state(site, down, at_ms));
+        self.observe(Some(site), |book| book.device_state(site, down, at_ms));
     }
 
     /// The time-based rules (degraded too long, back long enough, nobody took it).
     pub fn tick(&self) {
-        self.observe(|_| {});
+        self.observe(None, |_| {});
     }
 
-    fn observe(&self, change: impl FnOnce(&mut IncidentBook)) {
+    /// Applies `change`, then the rules (for `site` alone when it is that site's change).
+    fn observe(&self, site: Option<SiteId>, change: impl FnOnce(&mut IncidentBook)) {
         let now = self.clock.now_ms();
         let changed = {
             let mut inner = self.lock();
             change(&mut inner.book);
-            let events = inner.book.tick(now);
+            let events = match site {
+                Some(site) => inner.book.tick_site(site, now),
+                None => inner.book.tick(now),
+            };
             for event in &events {
                 self.store.record_incident_event(event);
             }
