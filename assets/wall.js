@@ -371,8 +371,11 @@ function render() {
   const counts = { total: sites.size, online: 0, degraded: 0, offline: 0, never_seen: 0 };
   // An excused site is counted apart: not among the offline.
   for (const s of sites.values()) if (!excused.has(s.id)) counts[s.state] += 1;
-  const openCount = [...incidents.values()].filter((i) => i.resolved_ms == null && !excused.has(i.site)).length;
-  const untakenCount = [...incidents.values()].filter((i) => i.resolved_ms == null && !excused.has(i.site) && !takerOf(i)).length;
+  // Needing someone: open and not yet back. Yellow only for those raised again (nobody
+  // took them in time), not for one that opened a second ago.
+  const needing = [...incidents.values()].filter((i) => i.resolved_ms == null && i.back_ms == null && !excused.has(i.site));
+  const openCount = needing.length;
+  const untakenCount = needing.filter(untaken).length;
   // The header keeps one row at 1366 px: the excused ride on the total, the incidents on the strip.
   $("#counters").replaceChildren(
     el("span", { class: "counter", id: "count-total" }, "Tổng", el("b", {}, String(counts.total)),
